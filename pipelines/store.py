@@ -1,0 +1,318 @@
+"""Stage output directories: chained fingerprints, atomic writes, manifests, resumable Arrow shards.
+
+An output directory is a contract: it exists only once it is complete (it is built in a work directory beside
+the target and renamed into place, `manifest.json` written last), and its manifest's fingerprint says exactly
+which inputs and settings made it. A stage whose output already carries the fingerprint it would compute is
+skipped. Fingerprints hash declared data (canonical JSON of configs, file hashes), never live Python objects.
+
+The data is written in the layout `datasets.Dataset.save_to_disk` uses (Arrow IPC stream files plus
+`state.json` and `dataset_info.json`), so `datasets.load_from_disk(dir)` memory-maps it, and plain pyarrow reads
+it too; but the bytes are ours and deterministic: the same rows give the same files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import DistillError
+
+MANIFEST = "manifest.json"
+STATS = "stats.json"
+STATE = "state.json"
+INFO = "dataset_info.json"
+SCHEMA_METADATA_KEY = b"distill"  # our provenance inside every Arrow file, beside datasets' b"huggingface"
+
+# Packages whose versions change results; recorded in every manifest.
+_VERSIONED = ("distill-pipelines", "numpy", "pyarrow", "datasets", "spacy", "torch", "transformers", "tokenizers")
+
+
+# ----------------------------------------------------------------------------------------------- fingerprints
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the one byte form of a config that fingerprints hash."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"cannot fingerprint a {type(obj).__name__}: pass declared data (str, int, float, lists, dicts)")
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 over the canonical JSON of the parts; 64 hex characters."""
+    return hashlib.sha256(canonical_json(list(parts)).encode("utf-8")).hexdigest()
+
+
+def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_files(paths: list[str | Path], root: str | Path | None = None) -> str:
+    """One sha256 over several files: each file's relative name and content hash, in sorted name order."""
+    entries = []
+    for p in paths:
+        name = str(Path(p).relative_to(root)) if root is not None else Path(p).name
+        entries.append((name, hash_file(p)))
+    return fingerprint(sorted(entries))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return versions
+
+
+# ----------------------------------------------------------------------------------------------- manifests
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_complete(out_dir: str | Path, fp: str) -> bool:
+    """True when `out_dir` holds a finished stage output made with fingerprint `fp`."""
+    manifest = read_manifest(out_dir)
+    return manifest is not None and manifest.get("fingerprint") == fp
+
+
+def require_stage_output(in_dir: str | Path, stage: str | tuple[str, ...], what: str) -> dict[str, Any]:
+    """The manifest of a finished input directory of the given stage(s), or a clear error naming the fix."""
+    stages = (stage,) if isinstance(stage, str) else stage
+    manifest = read_manifest(in_dir)
+    if manifest is None:
+        raise DistillError(
+            f"{in_dir}: not a finished stage output (no {MANIFEST}); pass the directory written by "
+            f"`distill {stages[0]}` as {what}"
+        )
+    if manifest.get("stage") not in stages:
+        raise DistillError(
+            f"{in_dir}: is the output of stage '{manifest.get('stage')}', but {what} must come from "
+            + " or ".join(f"`distill {s}`" for s in stages)
+        )
+    return manifest
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write JSON atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False, default=_json_default)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------- stage outputs
+
+@dataclass
+class StageRun:
+    """A stage output under construction: write files into `work_dir`; `commit` renames it to `out_dir`."""
+
+    stage: str
+    out_dir: Path
+    fingerprint: str
+    config: dict[str, Any]
+    inputs: dict[str, str] = field(default_factory=dict)  # input name -> input fingerprint
+    seed: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the manifest (teacher name, label map…)
+    stats: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def work_dir(self) -> Path:
+        # Named after the fingerprint, so a resumable stage killed mid-way (even kill -9) finds its finished
+        # shards again, and a run with other settings never mixes with them.
+        return self.out_dir.parent / f".{self.out_dir.name}.partial-{self.fingerprint[:16]}"
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 4)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "fingerprint": self.fingerprint,
+            "config": self.config,
+            "seed": self.seed,
+            "inputs": self.inputs,
+            "versions": package_versions(),
+            "timings_s": self.timings,
+            "wall_s": round(time.time() - self.started, 3),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            **self.extra,
+        }
+
+    def commit(self) -> None:
+        """Write stats and manifest (last), then move the work directory into place atomically."""
+        self.stats.setdefault("wall_s", round(time.time() - self.started, 3))
+        write_json(self.work_dir / STATS, self.stats)
+        write_json(self.work_dir / MANIFEST, self.manifest())
+        _fsync_dir(self.work_dir)
+        if self.out_dir.exists():
+            _remove_previous_output(self.out_dir)
+        os.replace(self.work_dir, self.out_dir)
+        _fsync_dir(self.out_dir.parent)
+
+
+def _remove_previous_output(out_dir: Path) -> None:
+    """Delete an older output of a stage before replacing it; refuse to delete anything that is not one."""
+    if out_dir.is_dir() and (read_manifest(out_dir) is not None or not any(out_dir.iterdir())):
+        shutil.rmtree(out_dir)
+    else:
+        raise DistillError(
+            f"{out_dir}: exists and is not a distill stage output; choose another --out, or remove it yourself"
+        )
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, out_dir: str | Path, fp: str, config: dict[str, Any], *, resumable: bool = False,
+              **kwargs: Any) -> Iterator[StageRun]:
+    """Open a stage output. On error or interrupt the work directory is removed, unless the stage is resumable
+    (its finished shards are then kept for the next run). On success the caller must call `run.commit()`."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DistillError(f"{out_dir}: exists and is not a directory; choose another --out")
+    if out_dir.exists() and read_manifest(out_dir) is None and any(out_dir.iterdir()):
+        raise DistillError(
+            f"{out_dir}: exists and is not a distill stage output; choose another --out, or remove it yourself"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    run = StageRun(stage=stage, out_dir=out_dir, fingerprint=fp, config=config, **kwargs)
+    # Work directories of this output left by killed runs with other settings can never be resumed: drop them.
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        if stale != run.work_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+    if not resumable and run.work_dir.exists():
+        shutil.rmtree(run.work_dir)
+    run.work_dir.mkdir(exist_ok=True)
+    try:
+        yield run
+    except BaseException:
+        if not resumable:
+            shutil.rmtree(run.work_dir, ignore_errors=True)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------- Arrow data
+
+def _features_json(schema: pa.Schema) -> dict[str, Any]:
+    import datasets  # local: heavy import, only needed when writing
+
+    return datasets.Features.from_arrow_schema(schema).to_dict()
+
+
+def with_provenance(schema: pa.Schema, stage: str, fp: str) -> pa.Schema:
+    """The schema with datasets' feature metadata and our own provenance, so each file describes itself."""
+    hf = {"info": {"features": _features_json(schema)}}
+    meta = {b"huggingface": canonical_json(hf).encode(), SCHEMA_METADATA_KEY: canonical_json(
+        {"stage": stage, "fingerprint": fp}).encode()}
+    return schema.with_metadata(meta)
+
+
+def write_arrow_file(path: Path, table: pa.Table, schema: pa.Schema, max_chunk_rows: int = 10_000) -> None:
+    """Write one Arrow IPC stream file atomically (datasets' on-disk format), cast to the declared schema."""
+    table = table.cast(schema) if table.schema != schema else table
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for batch in table.to_batches(max_chunksize=max_chunk_rows):
+            writer.write_batch(batch)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_arrow_file(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
+def shard_name(i: int, n: int) -> str:
+    return f"data-{i:05d}-of-{n:05d}.arrow"
+
+
+def write_dataset_metadata(out: Path, schema: pa.Schema, files: list[str], fp: str) -> None:
+    """`state.json` and `dataset_info.json` as datasets writes them, so `load_from_disk` accepts the directory."""
+    state = {
+        "_data_files": [{"filename": f} for f in files],
+        "_fingerprint": fp[:16],
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    info = {"citation": "", "description": "", "features": _features_json(schema), "homepage": "", "license": ""}
+    write_json(out / STATE, state)
+    write_json(out / INFO, info)
+
+
+def write_dataset(out: Path, table: pa.Table, schema: pa.Schema, stage: str, fp: str,
+                  rows_per_shard: int = 500_000) -> list[str]:
+    """Write a whole table as a datasets directory (shards of at most `rows_per_shard` rows)."""
+    schema = with_provenance(schema, stage, fp)
+    n = max(1, -(-table.num_rows // rows_per_shard))
+    files = [shard_name(i, n) for i in range(n)]
+    for i, name in enumerate(files):
+        write_arrow_file(out / name, table.slice(i * rows_per_shard, rows_per_shard), schema)
+    write_dataset_metadata(out, schema, files, fp)
+    return files
+
+
+def dataset_files(in_dir: str | Path) -> list[Path]:
+    """The Arrow files of a stage output directory, in row order."""
+    state = json.loads((Path(in_dir) / STATE).read_text("utf-8"))
+    return [Path(in_dir) / f["filename"] for f in state["_data_files"]]
+
+
+def read_table(in_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """The whole table of a stage output (memory-mapped; only `columns` if given)."""
+    tables = [read_arrow_file(p) for p in dataset_files(in_dir)]
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return table.select(columns) if columns is not None else table
