@@ -1,2 +1,17 @@
 """One module per stage. Each exposes `add_parser(subparsers)` for the `distill` command and a `run(config)`
 function that writes one output directory and returns a `StageResult`."""
+
+from __future__ import annotations
+
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class StageResult:
+    """What a stage did: where its output is, whether it was a cache hit, and the one-line summary it prints."""
+
+    out_dir: Path
+    skipped: bool
+    summary: str
