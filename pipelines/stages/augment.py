@@ -1,0 +1,203 @@
+"""`distill augment`: a task's training split → the transfer set (originals + synthetic rows), as Arrow.
+
+Reads the split, tags it with spaCy (or NLTK), builds the POS table from the same split, draws n_iter perturbed
+copies of every example (augment.recipe), drops unchanged and duplicate rows, and writes one output directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from augment import MASK_SYMBOL
+from augment.pos_table import PosTable
+from augment.recipe import OP_MASK, OP_NAMES, OP_NGRAM, OP_POS, RecipeConfig, TransferRows, assemble, generate_all
+from augment.tagging import TaggerUnavailable, resolve_spacy_model, tag_texts
+
+from .. import store
+from ..errors import ConfigError, DataError, MissingResourceError
+from ..tasks import Split, TaskSpec, find_split_file, read_split
+from . import StageResult
+from .common import add_task_args, data_dir, peak_memory_mb, progress, task_from_args
+
+STAGE = "augment"
+STAGE_VERSION = 1  # bump whenever the bytes of the transfer set change for the same inputs
+
+
+@dataclass
+class AugmentConfig:
+    """Settings of the augment stage. `recipe` holds the paper's probabilities, draw count and seed."""
+
+    task: TaskSpec
+    out: Path
+    data: Path | None = None  # task data directory or file; the demo task has a default
+    split: str = "train"
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
+    limit: int | None = None  # only the first N examples
+    tagger: str = "spacy"  # spacy | nltk
+    spacy_model: str | None = None  # a spaCy package or directory; default: en_core_web_sm or its PyPI re-upload
+    workers: int = 0  # worker processes for tagging and generation; 0: one per CPU core (output is the same)
+
+    def problems(self) -> list[str]:
+        out = [f"recipe.{p}" for p in self.recipe.problems()]
+        if self.limit is not None and self.limit < 1:
+            out.append(f"limit must be >= 1, got {self.limit}")
+        if self.tagger not in ("spacy", "nltk"):
+            out.append(f"tagger must be 'spacy' or 'nltk', got '{self.tagger}'")
+        if self.workers < 0:
+            out.append(f"workers must be >= 0, got {self.workers}")
+        return out
+
+
+def transfer_schema(is_pair: bool) -> pa.Schema:
+    """The transfer-set contract (DESIGN.md §4)."""
+    fields = [pa.field("text", pa.string(), nullable=False)]
+    if is_pair:
+        fields.append(pa.field("text_pair", pa.string(), nullable=False))
+    fields += [
+        pa.field("label", pa.int64()),  # gold label id of originals; null for synthetic rows
+        pa.field("source_index", pa.int64(), nullable=False),  # row of the original in the split
+        pa.field("is_original", pa.bool_(), nullable=False),
+        pa.field("ops", pa.list_(pa.string()), nullable=False),  # rules that changed the row: mask, pos, ngram
+    ]
+    return pa.schema(fields)
+
+
+def ops_array(bits: np.ndarray) -> pa.ListArray:
+    """Rule bits → list<string> per row, built with offsets (no Python loop over rows)."""
+    flags = np.stack([(bits & b) > 0 for b in (OP_MASK, OP_POS, OP_NGRAM)], axis=1)  # [N, 3]
+    offsets = np.concatenate([[0], np.cumsum(flags.sum(1))]).astype(np.int32)
+    _, cols = np.nonzero(flags)  # row-major: each row's rules in OP_NAMES order
+    values = pa.array(np.asarray(OP_NAMES, dtype=object)[cols], type=pa.string())
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def to_table(rows: TransferRows, split: Split, is_pair: bool) -> pa.Table:
+    labels = np.full(len(rows.texts), -1, dtype=np.int64)
+    if split.labels is not None:
+        labels[rows.is_original] = split.labels[rows.source_index[rows.is_original]]
+    columns = {"text": pa.array(rows.texts, type=pa.string())}
+    if is_pair:
+        columns["text_pair"] = pa.array(rows.pairs, type=pa.string())
+    columns["label"] = pa.array(labels, mask=labels < 0)
+    columns["source_index"] = pa.array(rows.source_index)
+    columns["is_original"] = pa.array(rows.is_original)
+    columns["ops"] = ops_array(rows.ops)
+    return pa.table(columns, schema=transfer_schema(is_pair))
+
+
+def _input_fingerprint(path: Path) -> str:
+    if path.is_dir():
+        return store.hash_files(sorted(p for p in path.rglob("*") if p.is_file()), root=path)
+    return store.hash_file(path)
+
+
+def _tagger_identity(cfg: AugmentConfig) -> dict:
+    """What decides the tags (and so the output): the tagger and the exact model version."""
+    if cfg.tagger == "nltk":
+        import nltk
+
+        return {"tagger": "nltk", "nltk": nltk.__version__}
+    try:
+        name = resolve_spacy_model(cfg.spacy_model)
+    except TaggerUnavailable as e:
+        raise MissingResourceError(str(e)) from None
+    import spacy
+
+    meta = spacy.info(name) if not os.path.isdir(name) else {}
+    return {"tagger": "spacy", "model": meta.get("name", name), "model_version": meta.get("version"),
+            "spacy": spacy.__version__}
+
+
+def run(cfg: AugmentConfig) -> StageResult:
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError(problems)
+    data = data_dir(cfg.task, cfg.data)
+    source = find_split_file(data, cfg.split)
+    split, task = read_split(cfg.task, data, cfg.split, labelled=True, limit=cfg.limit)
+    is_pair = task.is_pair
+    tagger_id = _tagger_identity(cfg)
+    config = {"task": task.to_dict(), "split": cfg.split, "recipe": cfg.recipe.to_dict(), "limit": cfg.limit,
+              "tagger": tagger_id, "mask_symbol": MASK_SYMBOL}
+    input_fp = _input_fingerprint(source)
+    fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", input_fp, config)
+    if store.is_complete(cfg.out, fp):
+        return StageResult(Path(cfg.out), True, f"augment: up to date, {cfg.out} (fingerprint {fp[:12]})")
+
+    workers = cfg.workers or os.cpu_count() or 1
+    with store.stage_run(STAGE, cfg.out, fp, {**config, "workers": workers}, inputs={"data": input_fp},
+                         seed=cfg.recipe.seed, extra={"task": task.to_dict(), "num_labels": task.num_labels,
+                                                      "source": str(source), "is_pair": is_pair}) as run_:
+        texts = split.texts + (split.text_pairs or [])
+        t0 = time.perf_counter()
+        with run_.timed("tag"), progress(len(texts), "tagging", "sent") as bar:
+            try:
+                corpus = tag_texts(texts, tagger=cfg.tagger, model=cfg.spacy_model, workers=workers,
+                                   progress=bar.update)
+            except TaggerUnavailable as e:
+                raise MissingResourceError(str(e)) from None
+        tag_s = time.perf_counter() - t0
+        if corpus.num_tokens == 0:
+            raise DataError("no tokens found in any example", str(source))
+        table = PosTable.from_corpus(corpus)
+        t1 = time.perf_counter()
+        with run_.timed("generate"), progress(len(split), "augmenting") as bar:
+            generated = generate_all(corpus, table, cfg.recipe, num_examples=len(split), is_pair=is_pair,
+                                     workers=workers, progress=bar.update)
+            rows = assemble(split.texts, split.text_pairs, generated)
+        gen_s = time.perf_counter() - t1
+        with run_.timed("write"):
+            store.write_dataset(run_.work_dir, to_table(rows, split, is_pair), transfer_schema(is_pair), STAGE, fp)
+        run_.stats.update(rows.stats)
+        run_.stats.update({
+            "rows_in": len(split),
+            "rows_out": rows.stats["rows"],
+            "draws_per_example": cfg.recipe.draws(is_pair),
+            "tokens_tagged": corpus.num_tokens,
+            "tagging_sentences_per_s": round(len(texts) / max(tag_s, 1e-9), 1),
+            "synthetic_rows_per_s": round(rows.stats["synthetic"] / max(gen_s, 1e-9), 1),
+            "pos_tags": len(corpus.tags),
+            "vocabulary": len(corpus.words),
+            "workers": workers,
+            "peak_memory_mb": peak_memory_mb(),
+        })
+        run_.commit()
+    s = run_.stats
+    return StageResult(Path(cfg.out), False,
+                       f"augment: {s['originals']:,} originals + {s['synthetic']:,} synthetic = {s['rows']:,} rows "
+                       f"({s['dropped_unchanged']:,} unchanged, {s['dropped_duplicates']:,} duplicates dropped) "
+                       f"in {s['wall_s']:.1f}s -> {cfg.out}")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("augment", help="build the transfer set (originals + synthetic rows) from a task's split",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_task_args(p)
+    p.add_argument("--out", type=Path, required=True, help="output directory (created atomically)")
+    p.add_argument("--split", default="train", help="split to augment (default: train)")
+    d = RecipeConfig()
+    p.add_argument("--n-iter", type=int, default=None, help="draws per example (default: 20 single, 10 pairs)")
+    p.add_argument("--p-mask", type=float, default=d.p_mask, help=f"masking probability (default {d.p_mask})")
+    p.add_argument("--p-pos", type=float, default=d.p_pos, help=f"POS replacement probability (default {d.p_pos})")
+    p.add_argument("--p-ng", type=float, default=d.p_ng, help=f"n-gram sampling probability (default {d.p_ng})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--limit", type=int, default=None, help="only the first N examples (quick runs)")
+    p.add_argument("--tagger", choices=("spacy", "nltk"), default="spacy")
+    p.add_argument("--spacy-model", default=None, help="spaCy package or directory (default: en_core_web_sm)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
+    p.set_defaults(func=_from_args)
+
+
+def _from_args(args: argparse.Namespace) -> StageResult:
+    recipe = RecipeConfig(p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng, n_iter=args.n_iter, seed=args.seed)
+    return run(AugmentConfig(task=task_from_args(args), out=args.out, data=args.data, split=args.split,
+                             recipe=recipe, limit=args.limit, tagger=args.tagger, spacy_model=args.spacy_model,
+                             workers=args.workers))
+
