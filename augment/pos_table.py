@@ -15,12 +15,17 @@ from .tagging import TaggedCorpus
 
 @dataclass
 class PosTable:
-    """Per tag id t: `word_ids[t]` (sorted word ids seen with tag t), `counts[t]` (how often each was seen),
-    and `cdf[t]`, the normalised cumulative counts that sampling searches."""
+    """Per tag id t: `word_ids[t]` (word ids seen with tag t), `counts[t]` (how often each was seen).
+
+    For sampling, all tags' cumulative distributions are laid end to end in `cdf`, tag t's shifted by +t
+    (so its values lie in (t, t + 1]): one `searchsorted` then serves a batch of tokens with mixed tags."""
 
     word_ids: list[np.ndarray]
     counts: list[np.ndarray]
-    cdf: list[np.ndarray]
+    flat_words: np.ndarray  # int32: every tag's words, tag by tag
+    cdf: np.ndarray  # float64: tag t's normalised cumulative counts + t
+    seg_start: np.ndarray  # int64 [tags]: where tag t's entries begin in flat_words / cdf
+    seg_end: np.ndarray  # int64 [tags]
 
     @classmethod
     def from_corpus(cls, corpus: TaggedCorpus) -> PosTable:
@@ -28,30 +33,23 @@ class PosTable:
         # Count (tag, word) pairs in one pass: encode each pair as one integer key.
         n_words = max(len(corpus.words), 1)
         keys = corpus.tag_ids.astype(np.int64) * n_words + corpus.word_ids
-        uniq, counts = np.unique(keys, return_counts=True)
+        uniq, counts = np.unique(keys, return_counts=True)  # sorted by tag, then word
         tag_of, word_of = np.divmod(uniq, n_words)
         bounds = np.searchsorted(tag_of, np.arange(n_tags + 1))
-        word_ids, tag_counts, cdf = [], [], []
-        for t in range(n_tags):
-            w = word_of[bounds[t]:bounds[t + 1]].astype(np.int32)
-            c = counts[bounds[t]:bounds[t + 1]].astype(np.int64)
-            word_ids.append(w)
-            tag_counts.append(c)
-            cdf.append(np.cumsum(c) / c.sum() if len(c) else np.zeros(0))
-        return cls(word_ids, tag_counts, cdf)
+        word_ids = [word_of[bounds[t]:bounds[t + 1]].astype(np.int32) for t in range(n_tags)]
+        tag_counts = [counts[bounds[t]:bounds[t + 1]].astype(np.int64) for t in range(n_tags)]
+        cdf = np.concatenate([np.cumsum(c) / c.sum() + t for t, c in enumerate(tag_counts)] or [np.zeros(0)])
+        return cls(word_ids, tag_counts, word_of.astype(np.int32), cdf, bounds[:-1].astype(np.int64),
+                   bounds[1:].astype(np.int64))
 
-    def sample(self, tag_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One word id per entry of `tag_ids`, each drawn from its tag's unigram distribution.
-
-        One uniform draw per entry, consumed in entry order, so the result depends only on the generator."""
-        tag_ids = np.asarray(tag_ids)
-        u = rng.random(tag_ids.shape)
-        out = np.empty(tag_ids.shape, dtype=np.int32)
-        for t in np.unique(tag_ids):
-            sel = tag_ids == t
-            idx = np.searchsorted(self.cdf[t], u[sel], side="right")
-            out[sel] = self.word_ids[t][np.minimum(idx, len(self.word_ids[t]) - 1)]
-        return out
+    def sample(self, tag_ids: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """One word id per entry of `tag_ids`, drawn from its tag's unigram distribution with the uniform `u`
+        of the same entry (inverse-CDF sampling)."""
+        tag_ids = np.asarray(tag_ids, dtype=np.int64)
+        idx = np.searchsorted(self.cdf, tag_ids + np.asarray(u), side="right")
+        # u + t may round up to exactly t + 1: clamp into the tag's own segment.
+        idx = np.clip(idx, self.seg_start[tag_ids], self.seg_end[tag_ids] - 1)
+        return self.flat_words[idx]
 
     def distribution(self, tag_id: int) -> dict[int, float]:
         """word id -> probability under tag `tag_id` (for tests and inspection)."""

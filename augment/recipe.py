@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from . import MASK_SYMBOL
 from .pos_table import PosTable
-from .rules import MASK, POS, apply_mask, apply_pos_replace, ngram_windows, token_ops
+from .rules import MASK, NGRAM_UNIFORMS, POS, apply_mask, apply_pos_replace, ngram_windows, token_ops
 from .tagging import TaggedCorpus
 
 # Bits of a row's `ops`: which rules changed it (in what the row kept, after the n-gram cut).
@@ -59,119 +59,158 @@ class RecipeConfig:
 
 @dataclass
 class Generated:
-    """Synthetic rows of a range of examples, in (example, draw) order, already rendered to text."""
+    """Synthetic rows of a range of examples, in (example, draw) order, rendered to text. Draws equal to their
+    own original are already dropped (and counted); dedupe across rows happens in `assemble`."""
 
-    source_index: list[int] = field(default_factory=list)
-    draw: list[int] = field(default_factory=list)
-    ops: list[int] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    pairs: list[str] | None = None
-    masked: list[int] = field(default_factory=list)  # tokens masked in each row
-    replaced: list[int] = field(default_factory=list)  # tokens replaced by another word in each row
-    unchanged: int = 0  # draws equal to their own original (dropped)
+    source_index: np.ndarray  # int64
+    draw: np.ndarray  # int32
+    ops: np.ndarray  # uint8 bits
+    masked: np.ndarray  # int32: tokens masked in each row
+    replaced: np.ndarray  # int32: tokens replaced by another word in each row
+    texts: list[str]
+    pairs: list[str] | None
+    unchanged: int  # draws equal to their own original (dropped)
+
+
+_SEP = "\x00"  # joins rendered rows into one string that is split again; never inside a token (checked)
 
 
 class _Renderer:
-    """Turns word-id rows back into text; each token keeps the whitespace that followed it in the original."""
+    """Turns word-id rows back into text; each token keeps the whitespace that followed it in the original.
+
+    Rendering is one `str.join` over all tokens of all rows of a chunk, rows separated by _SEP: tens of times
+    faster than a join per row."""
 
     def __init__(self, words: list[str]):
-        n = len(words)
-        # Index w (no space after) or w + n (a space after): one list lookup per token.
-        self.pieces = words + [w + " " for w in words]
-        self.n = n
+        self.n = len(words)
+        # Index w: the word with no space after it; w + n: the word followed by a space.
+        self.pieces = np.array(words + [w + " " for w in words] + [_SEP], dtype=object)
+        self.sep_key = 2 * self.n
+        self.safe = not any(_SEP in w for w in words)
 
-    def __call__(self, ids: np.ndarray, space: np.ndarray, start: int, end: int) -> str:
-        keys = (ids[start:end] + self.n * space[start:end]).tolist()
-        pieces = self.pieces
-        return "".join([pieces[k] for k in keys])
+    def __call__(self, word_ids: np.ndarray, space: np.ndarray, row_lengths: np.ndarray) -> list[str]:
+        keys = word_ids.astype(np.int64) + self.n * space
+        ends = np.cumsum(row_lengths)
+        if not self.safe:
+            starts = ends - row_lengths
+            return ["".join(self.pieces[keys[a:b]].tolist()) for a, b in zip(starts, ends)]
+        keys = np.insert(keys, ends, self.sep_key)
+        return "".join(self.pieces[keys].tolist()).split(_SEP)[:-1]
 
 
 @dataclass
-class _Example:
-    """One sentence's token arrays, sliced from the corpus."""
+class _SideDraws:
+    """All draws of one side (sentence A or B) of a chunk of examples, rows in (example, draw) order."""
 
-    word_ids: np.ndarray
-    tag_ids: np.ndarray
-    space: np.ndarray
+    texts: list[str]
+    originals: list[str]  # per example
+    bits: np.ndarray  # uint8 [rows]
+    masked: np.ndarray  # int32 [rows]
+    replaced: np.ndarray  # int32 [rows]
 
 
-def perturb(ex: _Example, draws: int, cfg: RecipeConfig, table: PosTable, mask_id: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """`draws` perturbed copies of one sentence: word ids [draws, L], window starts and ends, ops bits, and the
-    number of tokens masked and replaced inside each window.
+def _token_index(first: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For rows of tokens (row r is corpus tokens first[r] .. first[r] + lengths[r]), per token: its corpus
+    index, its row, and its position in the row."""
+    row_of_tok = np.repeat(np.arange(len(lengths)), lengths)
+    row_start = np.cumsum(lengths) - lengths
+    k = np.arange(len(row_of_tok)) - row_start[row_of_tok]
+    return first[row_of_tok] + k, row_of_tok, k
 
-    Random numbers are consumed in a fixed order (token rules, replacements, n-gram windows), so the same
-    generator state always gives the same draws."""
-    length = len(ex.word_ids)
-    shape = (draws, length)
-    ops = token_ops(shape, cfg.p_mask, cfg.p_pos, rng)
-    base = np.broadcast_to(ex.word_ids, shape)
-    ids = apply_pos_replace(apply_mask(base, ops, mask_id), ex.tag_ids, ops, table, rng)
-    win = ngram_windows(draws, length, cfg.p_ng, rng)
-    inside = (np.arange(length) >= win.start[:, None]) & (np.arange(length) < win.end[:, None])
-    masked = (ops == MASK) & inside
-    replaced = (ops == POS) & (ids != base) & inside
-    bits = (OP_MASK * masked.any(1) + OP_POS * replaced.any(1)
-            + OP_NGRAM * ((win.end - win.start) < length)).astype(np.uint8)
-    return ids, win.start, win.end, bits, masked.sum(1), replaced.sum(1)
+
+def _perturb_side(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, render: _Renderer, mask_id: int,
+                  text_ids: np.ndarray, draws: int, tok_u: np.ndarray, rep_u: np.ndarray,
+                  ng_u: np.ndarray) -> _SideDraws:
+    """Apply the rules to `draws` copies of each text in `text_ids`, vectorised over the whole chunk.
+
+    `tok_u` and `rep_u` hold one uniform per token of every row (rule choice, replacement word), `ng_u` three
+    per row (the n-gram window)."""
+    first = corpus.offsets[text_ids]
+    lengths = corpus.offsets[text_ids + 1] - first  # [E]
+    row_len = np.repeat(lengths, draws)  # [R], R = E * draws
+    src, row_of_tok, k = _token_index(np.repeat(first, draws), row_len)  # [T] each
+    base, tags, space = corpus.word_ids[src], corpus.tag_ids[src], corpus.space[src]
+
+    ops = token_ops(tok_u, cfg.p_mask, cfg.p_pos)
+    ids = apply_pos_replace(apply_mask(base, ops, mask_id), tags, ops, table, rep_u)
+    win = ngram_windows(ng_u, row_len, cfg.p_ng)
+    inside = (k >= win.start[row_of_tok]) & (k < win.end[row_of_tok])
+    rows = len(row_len)
+    masked = np.bincount(row_of_tok, weights=(ops == MASK) & inside, minlength=rows).astype(np.int32)
+    replaced = np.bincount(row_of_tok, weights=(ops == POS) & (ids != base) & inside,
+                           minlength=rows).astype(np.int32)
+    bits = (OP_MASK * (masked > 0) + OP_POS * (replaced > 0)
+            + OP_NGRAM * ((win.end - win.start) < row_len)).astype(np.uint8)
+    texts = render(ids[inside], space[inside], win.end - win.start)
+    whole, _, _ = _token_index(first, lengths)
+    originals = render(corpus.word_ids[whole], corpus.space[whole], lengths)
+    return _SideDraws(texts, originals, bits, masked, replaced)
 
 
 def generate(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, indices: range, *,
              num_examples: int, is_pair: bool) -> Generated:
     """Synthetic rows of examples `indices`. Single: example i is corpus text i. Pairs: example i is corpus
-    texts i (A) and num_examples + i (B)."""
+    texts i (A) and num_examples + i (B).
+
+    Example i's randomness is one matrix of uniforms from a generator seeded with (seed, i), laid out per
+    draw as [A: rule per token, replacement per token, 3 n-gram] (+ the same for B, then 1 for the side)."""
     draws = cfg.draws(is_pair)
-    words = [*corpus.words, MASK_SYMBOL]
-    mask_id = len(words) - 1
-    render = _Renderer(words)
-    out = Generated(pairs=[] if is_pair else None)
-
-    def example(k: int) -> _Example:
-        s, e = corpus.offsets[k], corpus.offsets[k + 1]
-        return _Example(corpus.word_ids[s:e], corpus.tag_ids[s:e], corpus.space[s:e])
-
-    for i in indices:
-        if draws == 0:
-            break
-        rng = np.random.default_rng([cfg.seed, i])
-        a = example(i)
-        ids_a, s_a, e_a, bits_a, m_a, r_a = perturb(a, draws, cfg, table, mask_id, rng)
-        original_a = render(a.word_ids, a.space, 0, len(a.word_ids))
+    idx = np.arange(indices.start, indices.stop, dtype=np.int64)
+    sides = [idx] + ([idx + num_examples] if is_pair else [])
+    lengths = [corpus.offsets[s + 1] - corpus.offsets[s] for s in sides]
+    tok_u: list[list[np.ndarray]] = [[] for _ in sides]
+    rep_u: list[list[np.ndarray]] = [[] for _ in sides]
+    ng_u: list[list[np.ndarray]] = [[] for _ in sides]
+    side_u: list[np.ndarray] = []
+    for e, i in enumerate(idx.tolist()):
+        widths = [2 * int(L[e]) + NGRAM_UNIFORMS for L in lengths]
+        u = np.random.default_rng([cfg.seed, i]).random((draws, sum(widths) + is_pair))
+        col = 0
+        for s, width in enumerate(widths):
+            n = (width - NGRAM_UNIFORMS) // 2
+            tok_u[s].append(u[:, col:col + n].ravel())
+            rep_u[s].append(u[:, col + n:col + 2 * n].ravel())
+            ng_u[s].append(u[:, col + 2 * n:col + width])
+            col += width
         if is_pair:
-            b = example(num_examples + i)
-            ids_b, s_b, e_b, bits_b, m_b, r_b = perturb(b, draws, cfg, table, mask_id, rng)
-            side = rng.integers(0, 3, draws)  # 0: A only, 1: B only, 2: both
-            original_b = render(b.word_ids, b.space, 0, len(b.word_ids))
-        seen: set = set()
-        for d in range(draws):
-            use_a = not is_pair or side[d] != 1
-            text = render(ids_a[d], a.space, s_a[d], e_a[d]) if use_a else original_a
-            bits, masked, replaced = (int(bits_a[d]), int(m_a[d]), int(r_a[d])) if use_a else (0, 0, 0)
-            if is_pair:
-                use_b = side[d] != 0
-                pair = render(ids_b[d], b.space, s_b[d], e_b[d]) if use_b else original_b
-                if use_b:
-                    bits, masked, replaced = bits | int(bits_b[d]), masked + int(m_b[d]), replaced + int(r_b[d])
-                key = (text, pair)
-                unchanged = text == original_a and pair == original_b
-            else:
-                key = text
-                unchanged = text == original_a
-            if unchanged:
-                out.unchanged += 1
-                continue
-            if key in seen:  # a repeat within this example: the dataset-wide pass would drop it anyway
-                continue
-            seen.add(key)
-            out.source_index.append(i)
-            out.draw.append(d)
-            out.ops.append(bits)
-            out.texts.append(text)
-            if is_pair:
-                out.pairs.append(pair)
-            out.masked.append(masked)
-            out.replaced.append(replaced)
-    return out
+            side_u.append(u[:, col])
+
+    words = [*corpus.words, MASK_SYMBOL]
+    render = _Renderer(words)
+    empty = np.zeros(0)
+    out = [
+        _perturb_side(corpus, table, cfg, render, len(words) - 1, s, draws,
+                      np.concatenate(tok_u[k]) if tok_u[k] else empty,
+                      np.concatenate(rep_u[k]) if rep_u[k] else empty,
+                      np.concatenate(ng_u[k]) if ng_u[k] else np.zeros((0, NGRAM_UNIFORMS)))
+        for k, s in enumerate(sides)
+    ]
+    source = np.repeat(idx, draws)
+    draw = np.tile(np.arange(draws, dtype=np.int32), len(idx))
+    a = out[0]
+    orig_a = [t for t in a.originals for _ in range(draws)]
+    if is_pair:
+        b = out[1]
+        side = np.floor(np.concatenate(side_u) * 3).astype(np.int64) if side_u else np.zeros(0, np.int64)
+        use_a, use_b = side != 1, side != 0  # 0: A only, 1: B only, 2: both
+        orig_b = [t for t in b.originals for _ in range(draws)]
+        texts = [t if u else o for t, o, u in zip(a.texts, orig_a, use_a.tolist())]
+        pairs = [t if u else o for t, o, u in zip(b.texts, orig_b, use_b.tolist())]
+        changed = np.array([x != ox or y != oy for x, ox, y, oy in zip(texts, orig_a, pairs, orig_b)], dtype=bool)
+        bits = (a.bits * use_a) | (b.bits * use_b)
+        masked = a.masked * use_a + b.masked * use_b
+        replaced = a.replaced * use_a + b.replaced * use_b
+    else:
+        texts, pairs = a.texts, None
+        changed = np.array([x != o for x, o in zip(texts, orig_a)], dtype=bool)
+        bits, masked, replaced = a.bits, a.masked, a.replaced
+    keep = np.flatnonzero(changed)
+    return Generated(
+        source_index=source[keep], draw=draw[keep], ops=np.asarray(bits, dtype=np.uint8)[keep],
+        masked=np.asarray(masked, dtype=np.int32)[keep], replaced=np.asarray(replaced, dtype=np.int32)[keep],
+        texts=[texts[r] for r in keep.tolist()], pairs=[pairs[r] for r in keep.tolist()] if is_pair else None,
+        unchanged=int(len(changed) - len(keep)),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- workers
@@ -248,7 +287,8 @@ def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generate
 
     for g in generated:
         unchanged += g.unchanged
-        for k, i in enumerate(g.source_index):
+        g_ops, g_masked, g_replaced = g.ops.tolist(), g.masked.tolist(), g.replaced.tolist()
+        for k, i in enumerate(g.source_index.tolist()):
             while next_original <= i:
                 add_original(next_original)
                 next_original += 1
@@ -262,11 +302,11 @@ def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generate
                 out_pairs.append(g.pairs[k])
             src.append(i)
             orig.append(False)
-            ops.append(g.ops[k])
-            masked += g.masked[k]
-            replaced += g.replaced[k]
+            ops.append(g_ops[k])
+            masked += g_masked[k]
+            replaced += g_replaced[k]
             for bit, name in zip((OP_MASK, OP_POS, OP_NGRAM), OP_NAMES):
-                per_rule[name] += bool(g.ops[k] & bit)
+                per_rule[name] += bool(g_ops[k] & bit)
     while next_original < len(texts):
         add_original(next_original)
         next_original += 1

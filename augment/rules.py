@@ -1,9 +1,10 @@
-"""The three rules of Tang et al. (2019) as pure functions over token-id arrays and a numpy Generator.
+"""The three rules of Tang et al. (2019) as pure functions of token arrays and uniform random numbers.
 
-Arrays are [draws, tokens]: one example's n_iter draws are made in one vectorised call. Per token, one uniform
-u decides the (mutually exclusive) rule: u < p_mask masks, p_mask <= u < p_mask + p_pos replaces the word by one
-with the same POS tag. After that pass, with probability p_ng a draw keeps only a random n-gram (n uniform in
-1..5, capped at the length) and drops the rest.
+The recipe draws the uniforms (from a numpy Generator per example) and hands them in, so every rule is a plain
+array function that is easy to test and runs vectorised over many draws of many examples at once. Per token, one
+uniform u decides the (mutually exclusive) rule: u < p_mask masks, p_mask <= u < p_mask + p_pos replaces the word
+by one with the same POS tag. After that pass, with probability p_ng a draw keeps only a random n-gram (n uniform
+in 1..5, capped at the length) and drops the rest.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from .pos_table import PosTable
 
 KEEP, MASK, POS = 0, 1, 2
 MAX_NGRAM = 5
+NGRAM_UNIFORMS = 3  # uniforms per draw that `ngram_windows` consumes: take?, n, start
 
 
-def token_ops(shape: tuple[int, int], p_mask: float, p_pos: float, rng: np.random.Generator) -> np.ndarray:
-    """Which rule each token gets: KEEP, MASK or POS (uint8 [draws, tokens]), from one uniform draw per token."""
-    u = rng.random(shape)
-    ops = np.zeros(shape, dtype=np.uint8)
+def token_ops(u: np.ndarray, p_mask: float, p_pos: float) -> np.ndarray:
+    """Which rule each token gets (KEEP, MASK or POS, uint8, shaped like `u`), from one uniform per token."""
+    ops = np.zeros(u.shape, dtype=np.uint8)
     ops[u < p_mask + p_pos] = POS
     ops[u < p_mask] = MASK
     return ops
@@ -33,13 +34,13 @@ def apply_mask(word_ids: np.ndarray, ops: np.ndarray, mask_id: int) -> np.ndarra
 
 
 def apply_pos_replace(word_ids: np.ndarray, tag_ids: np.ndarray, ops: np.ndarray, table: PosTable,
-                      rng: np.random.Generator) -> np.ndarray:
-    """Replace the tokens marked POS by a word with the same tag, sampled from the tag's unigram distribution.
-    `tag_ids` has the tokens' shape (or broadcasts to it)."""
-    out = word_ids.copy()
+                      u: np.ndarray) -> np.ndarray:
+    """Replace the tokens marked POS by a word with the same tag, drawn from the tag's unigram distribution
+    with the uniform `u` of that token. `tag_ids` and `u` have the tokens' shape (or broadcast to it)."""
+    out = np.array(word_ids, copy=True)
     sel = ops == POS
     if sel.any():
-        out[sel] = table.sample(np.broadcast_to(tag_ids, ops.shape)[sel], rng)
+        out[sel] = table.sample(np.broadcast_to(tag_ids, ops.shape)[sel], np.broadcast_to(u, ops.shape)[sel])
     return out
 
 
@@ -51,12 +52,11 @@ class Windows:
     end: np.ndarray  # int64 [draws]
 
 
-def ngram_windows(draws: int, length: int, p_ng: float, rng: np.random.Generator) -> Windows:
-    """With probability p_ng per draw, a window of n ~ U{1..5} tokens (capped at `length`) at a uniform start;
-    otherwise the whole sequence. Three draws per row are always consumed, so later draws do not shift."""
-    take = rng.random(draws) < p_ng
-    n = np.minimum(rng.integers(1, MAX_NGRAM + 1, draws), length)
-    start = np.floor(rng.random(draws) * (length - n + 1)).astype(np.int64)
-    start = np.where(take, start, 0)
-    end = np.where(take, start + n, length)
-    return Windows(start, end)
+def ngram_windows(u: np.ndarray, length: np.ndarray | int, p_ng: float) -> Windows:
+    """From three uniforms per draw (`u` [draws, 3]): with probability p_ng a window of n ~ U{1..5} tokens
+    (capped at the draw's `length`) at a uniform start; otherwise the whole sequence."""
+    length = np.broadcast_to(np.asarray(length, dtype=np.int64), u.shape[:1])
+    take = u[:, 0] < p_ng
+    n = np.minimum(1 + np.floor(u[:, 1] * MAX_NGRAM).astype(np.int64), length)
+    start = np.floor(u[:, 2] * (length - n + 1)).astype(np.int64)
+    return Windows(np.where(take, start, 0), np.where(take, start + n, length))

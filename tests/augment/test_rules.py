@@ -26,7 +26,7 @@ def corpus() -> TaggedCorpus:
 @pytest.mark.parametrize("p_mask,p_pos", [(0.1, 0.1), (0.3, 0.0), (0.0, 0.5), (0.25, 0.6)])
 def test_token_ops_rates_match_probabilities(p_mask, p_pos):
     rng = np.random.default_rng(0)
-    ops = token_ops((2000, 100), p_mask, p_pos, rng)
+    ops = token_ops(rng.random((2000, 100)), p_mask, p_pos)
     n = ops.size
     for code, p in ((MASK, p_mask), (POS, p_pos), (KEEP, 1 - p_mask - p_pos)):
         rate = np.mean(ops == code)
@@ -35,7 +35,7 @@ def test_token_ops_rates_match_probabilities(p_mask, p_pos):
 
 def test_token_ops_are_exclusive_per_token():
     # One uniform per token decides: with p_mask + p_pos = 1 every token gets exactly one of the two rules.
-    ops = token_ops((500, 40), 0.4, 0.6, np.random.default_rng(1))
+    ops = token_ops(np.random.default_rng(1).random((500, 40)), 0.4, 0.6)
     assert set(np.unique(ops)) <= {MASK, POS}
     assert np.isclose(np.mean(ops == MASK), 0.4, atol=0.02)
 
@@ -59,7 +59,8 @@ def test_pos_replacements_keep_the_tag_and_follow_training_counts(corpus):
     words, tags = corpus.word_ids[s:e], corpus.tag_ids[s:e]
     draws = 20000
     ops = np.full((draws, len(words)), POS, dtype=np.uint8)
-    out = apply_pos_replace(np.broadcast_to(words, ops.shape), tags, ops, table, np.random.default_rng(2))
+    out = apply_pos_replace(np.broadcast_to(words, ops.shape), tags, ops, table,
+                            np.random.default_rng(2).random(ops.shape))
     train_pairs = {(w, t) for w, t in zip(corpus.word_ids, corpus.tag_ids)}
     for pos in range(len(words)):
         col = out[:, pos]
@@ -70,18 +71,26 @@ def test_pos_replacements_keep_the_tag_and_follow_training_counts(corpus):
             assert abs(freq - p) < 5 * np.sqrt(p * (1 - p) / draws) + 1e-9, (corpus.words[w], freq, p)
 
 
+def test_sampling_stays_inside_the_tag_even_at_u_near_one(corpus):
+    table = PosTable.from_corpus(corpus)
+    tags = np.arange(len(corpus.tags))
+    for u in (0.0, 0.5, np.nextafter(1.0, 0.0)):
+        words = table.sample(tags, np.full(len(tags), u))
+        assert all(int(w) in table.distribution(int(t)) for w, t in zip(words, tags))
+
+
 def test_pos_replace_leaves_other_tokens(corpus):
     table = PosTable.from_corpus(corpus)
     words = corpus.word_ids[:4]
     ops = np.array([[KEEP, POS, KEEP, KEEP]], dtype=np.uint8)
-    out = apply_pos_replace(words[None, :], corpus.tag_ids[:4], ops, table, np.random.default_rng(3))
+    out = apply_pos_replace(words[None, :], corpus.tag_ids[:4], ops, table, np.random.default_rng(3).random(ops.shape))
     assert out[0, [0, 2, 3]].tolist() == words[[0, 2, 3]].tolist()
 
 
 @pytest.mark.parametrize("length", [1, 3, 5, 12])
 def test_ngram_windows_are_contiguous_1_to_5_tokens(length):
     rng = np.random.default_rng(4)
-    win = ngram_windows(20000, length, 0.25, rng)
+    win = ngram_windows(rng.random((20000, 3)), length, 0.25)
     n = win.end - win.start
     cut = n < length
     assert np.all((win.start >= 0) & (win.end <= length) & (n >= 1))

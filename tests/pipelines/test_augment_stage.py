@@ -1,0 +1,122 @@
+"""`distill augment` through the real command line, on the demo task and real GLUE slices."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import datasets
+import pytest
+
+from augment import MASK_SYMBOL
+from pipelines import store
+from pipelines.cli import main
+
+
+def augment(*args: str) -> int:
+    return main(["augment", *args])
+
+
+def arrow_bytes(out) -> list[bytes]:
+    return [p.read_bytes() for p in store.dataset_files(out)]
+
+
+def test_demo_task_end_to_end(tmp_path, capsys):
+    out = tmp_path / "transfer"
+    assert augment("--task", "demo", "--out", str(out), "--n-iter", "5") == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("augment: 320 originals + ") and str(out) in summary
+    ds = datasets.load_from_disk(str(out))
+    assert ds.column_names == ["text", "label", "source_index", "is_original", "ops"]
+    originals = ds.filter(lambda r: r["is_original"])
+    assert len(originals) == 320 and set(originals["label"]) == {0, 1}
+    synthetic = ds.filter(lambda r: not r["is_original"])
+    assert all(label is None for label in synthetic["label"])
+    assert all(ops and set(ops) <= {"mask", "pos", "ngram"} for ops in synthetic["ops"])
+    assert any(MASK_SYMBOL in t for t in synthetic["text"])
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "augment" and manifest["seed"] == 0 and manifest["num_labels"] == 2
+    assert manifest["config"]["recipe"]["n_iter"] == 5 and manifest["inputs"]["data"]
+    assert {"spacy", "numpy", "pyarrow"} <= set(manifest["versions"])
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows_in"] == 320 and stats["rows_out"] == len(ds)
+    assert stats["synthetic"] + stats["dropped_unchanged"] + stats["dropped_duplicates"] <= 320 * 5
+    assert stats["tagging_sentences_per_s"] > 0 and stats["synthetic_rows_per_s"] > 0
+    assert sum(stats["rows_per_rule"].values()) >= stats["synthetic"]
+
+
+def test_second_run_is_a_no_op_and_a_changed_setting_reruns(tmp_path, capsys):
+    out = tmp_path / "t"
+    assert augment("--task", "demo", "--out", str(out), "--n-iter", "3") == 0
+    before = (out / "manifest.json").stat().st_mtime_ns
+    assert augment("--task", "demo", "--out", str(out), "--n-iter", "3") == 0
+    assert "up to date" in capsys.readouterr().out
+    assert (out / "manifest.json").stat().st_mtime_ns == before
+    assert augment("--task", "demo", "--out", str(out), "--n-iter", "3", "--p-mask", "0.3") == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["recipe"]["p_mask"] == 0.3
+
+
+def test_same_seed_same_bytes_with_one_and_two_workers(tmp_path):
+    outs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        assert augment("--task", "demo", "--out", str(out), "--workers", str(workers), "--seed", "3") == 0
+        outs.append(out)
+    assert arrow_bytes(outs[0]) == arrow_bytes(outs[1])
+
+
+def test_real_sst2_slice(tmp_path, sst2_dir):
+    out = tmp_path / "sst2"
+    assert augment("--task", "sst2", "--data", str(sst2_dir), "--out", str(out), "--limit", "300") == 0
+    ds = datasets.load_from_disk(str(out))
+    assert sum(ds["is_original"]) == 300
+    assert len(ds) > 300 * 8  # about 12 kept draws per original at the paper's settings
+    assert ds[0]["text"] == "hide new secretions from the parental units "
+
+
+def test_real_mrpc_slice_pairs(tmp_path, mrpc_dir):
+    out = tmp_path / "mrpc"
+    assert augment("--task", "mrpc", "--data", str(mrpc_dir), "--out", str(out), "--limit", "20") == 0
+    ds = datasets.load_from_disk(str(out))
+    assert "text_pair" in ds.column_names and sum(ds["is_original"]) == 20
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["recipe"]["n_iter"] is None and manifest["is_pair"]
+    per_source = {}
+    for s in ds["source_index"]:
+        per_source[s] = per_source.get(s, 0) + 1
+    assert max(per_source.values()) <= 1 + 10  # the original + at most 10 draws
+
+
+@pytest.mark.parametrize("body,message", [
+    ("sentence\tlabel\ngood\t1\nbad\t0\textra\n", "train.tsv:3: expected 2 tab-separated fields, found 3"),
+    ("sentence\tlabel\ngood\t1\nbad\tmaybe\n", "train.tsv:3 (column label): unknown label 'maybe'"),
+    (b"sentence\tlabel\ngood\t1\n\xc3\x28 bad\t0\n", "train.tsv:3: invalid UTF-8"),
+    ("", "train.tsv: the file is empty"),
+])
+def test_bad_input_exits_2_with_location_and_leaves_nothing(tmp_path, body, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    path = data / "train.tsv"
+    (path.write_bytes if isinstance(body, bytes) else path.write_text)(body)
+    out = tmp_path / "runs" / "t"
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "augment", "--task", "sst2", "--data", str(data),
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and proc.stderr.startswith("distill augment: error: ")
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not any((tmp_path / "runs").glob(".*"))
+
+
+def test_invalid_recipe_is_a_config_error(tmp_path, capsys):
+    assert augment("--task", "demo", "--out", str(tmp_path / "x"), "--p-mask", "0.7", "--p-pos", "0.7") == 2
+    assert "p_mask + p_pos must be at most 1" in capsys.readouterr().err
+
+
+def test_refuses_to_write_over_a_foreign_directory(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep")
+    assert augment("--task", "demo", "--out", str(out), "--n-iter", "1") == 2
+    assert "is not a distill stage output" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep"
