@@ -1,0 +1,269 @@
+"""The run report: what distillation bought, as the paper's tables show it.
+
+Teacher vs distilled student vs the same student trained without distillation: the task metric on each dev
+split, parameters with and without the embedding table, CPU inference sentences/s measured here on the same
+dev sentences, and size on disk. Then the transfer set's statistics, the teacher's agreement with the gold
+labels, the settings, and PNG plots (learning curves, teacher confidence, metric against size).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import store
+from .tasks import Split, TaskSpec
+
+
+@dataclass
+class ModelRow:
+    """One line of the report's main table."""
+
+    name: str
+    dev: dict[str, dict[str, float]]  # split -> metric -> value
+    params: int
+    params_without_embedding: int
+    sentences_per_s: float
+    size_mb: float
+    path: str
+    history: list[dict] = field(default_factory=list)  # students: per-epoch train loss and dev metrics
+
+
+def _timed_rate(fn, n: int, repeats: int = 2) -> float:
+    """Sentences/s of `fn()` over n sentences: the best of a few runs after a warm-up."""
+    fn()
+    best = min(_seconds(fn) for _ in range(repeats))
+    return round(n / best, 1)
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_rows: int) -> ModelRow:
+    """Dev metrics, size and CPU speed of the teacher (float32, length-sorted token-budget batches)."""
+    from . import metrics
+    from . import teacher as T
+
+    scorer = T.TeacherScorer(teacher, device="cpu", dtype="float32")
+    scores = {}
+    for name, split in dev.items():
+        logits = scorer.predict(split.texts, split.text_pairs)
+        scores[name] = metrics.compute(task.metrics, logits.argmax(1), split.labels)
+    first = next(iter(dev.values()))
+    texts = first.texts[:speed_rows]
+    pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
+    rate = _timed_rate(lambda: scorer.predict(texts, pairs), len(texts))
+    model = scorer.model
+    total = sum(p.numel() for p in model.parameters())
+    emb = sum(p.numel() for p in model.base_model.embeddings.parameters())
+    size = sum(p.stat().st_size for p in T.weight_files(scorer.files.path))
+    return ModelRow(f"Teacher ({scorer.files.name})", scores, total, total - emb, rate, round(size / 2**20, 2),
+                    str(scorer.files.path))
+
+
+def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:
+    """Dev metrics (from the student's metrics.json), parameters, size and CPU speed of a trained student."""
+    from . import student as S
+
+    loaded = S.load_student(student_dir)
+    doc = json.loads((student_dir / S.METRICS).read_text("utf-8"))
+    first = next(iter(dev.values()))
+    texts = first.texts[:speed_rows]
+    pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
+    max_len = loaded.cfg.max_len if hasattr(loaded.cfg, "max_len") else 128
+
+    def predict():
+        a = S.encode_texts(texts, loaded.tokenizer, loaded.vocab)
+        b = S.encode_texts(pairs, loaded.tokenizer, loaded.vocab) if pairs is not None else None
+        return S.predict_logits(loaded.model, a, b, max_len)
+
+    rate = _timed_rate(predict, len(texts))
+    params = S.count_parameters(loaded.model)
+    size = (student_dir / S.WEIGHTS).stat().st_size
+    return ModelRow(name, doc["dev"], params["total"], params["without_embedding"], rate, round(size / 2**20, 2),
+                    str(student_dir), doc.get("history", []))
+
+
+def teacher_agreement(scored_dir: Path) -> dict[str, Any]:
+    """How often the teacher's argmax equals the gold label on the original rows, and its confidence
+    (max softmax probability) on original and synthetic rows."""
+    table = store.read_table(scored_dir, ["label", "is_original", "teacher_logits"])
+    num_labels = table.schema.field("teacher_logits").type.list_size
+    logits = table["teacher_logits"].combine_chunks().values.to_numpy(zero_copy_only=False)
+    logits = logits.reshape(-1, num_labels).astype(np.float64)
+    prob = np.exp(logits - logits.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    conf = prob.max(1)
+    original = table["is_original"].to_numpy(zero_copy_only=False)
+    labels = table["label"].to_numpy(zero_copy_only=False)
+    has_gold = original & ~np.isnan(labels.astype(float))
+    agree = float(np.mean(logits[has_gold].argmax(1) == labels[has_gold].astype(np.int64))) if has_gold.any() else None
+    return {
+        "gold_agreement_on_originals": round(agree, 4) if agree is not None else None,
+        "originals": int(original.sum()), "synthetic": int((~original).sum()),
+        "mean_confidence_original": round(float(conf[original].mean()), 4) if original.any() else None,
+        "mean_confidence_synthetic": round(float(conf[~original].mean()), 4) if (~original).any() else None,
+        "_confidence": conf, "_original": original,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- plots
+
+def write_plots(out: Path, rows: list[ModelRow], agreement: dict[str, Any], metric: str,
+                first_split: str) -> dict[str, str]:
+    """PNG plots; returns name -> file name. Without matplotlib the report simply has no plots."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {}
+    files = {}
+    students = [r for r in rows if r.history]
+    if students:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        for r in students:
+            epochs = [h["epoch"] for h in r.history]
+            ax1.plot(epochs, [h["train_loss"] for h in r.history], marker="o", label=r.name)
+            ax2.plot(epochs, [h["dev"][first_split][metric] for h in r.history], marker="o", label=r.name)
+        ax1.set(xlabel="epoch", ylabel="train loss (own loss)", title="Training loss")
+        ax2.set(xlabel="epoch", ylabel=f"dev {metric}", title=f"Dev {metric} ({first_split})")
+        ax1.legend(fontsize=8)
+        ax2.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "learning_curves.png", dpi=110)
+        plt.close(fig)
+        files["learning_curves"] = "learning_curves.png"
+    conf, original = agreement.get("_confidence"), agreement.get("_original")
+    if conf is not None and len(conf):
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        bins = np.linspace(conf.min(), 1.0, 31)
+        ax.hist(conf[original], bins=bins, alpha=0.6, density=True, label=f"original ({original.sum():,})")
+        if (~original).any():
+            ax.hist(conf[~original], bins=bins, alpha=0.6, density=True, label=f"synthetic ({(~original).sum():,})")
+        ax.set(xlabel="teacher confidence (max softmax probability)", ylabel="density",
+               title="Teacher confidence on the transfer set")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "teacher_confidence.png", dpi=110)
+        plt.close(fig)
+        files["teacher_confidence"] = "teacher_confidence.png"
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for r in rows:
+        ax.scatter(r.params, r.dev[first_split][metric], s=60)
+        ax.annotate(r.name, (r.params, r.dev[first_split][metric]), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters (log scale)", ylabel=f"dev {metric}", title=f"Dev {metric} against model size")
+    fig.tight_layout()
+    fig.savefig(out / "metric_vs_size.png", dpi=110)
+    plt.close(fig)
+    files["metric_vs_size"] = "metric_vs_size.png"
+    return files
+
+
+# ----------------------------------------------------------------------------------------------- the report
+
+def _fmt_metric(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    rows = [ModelRow(**r) for r in doc["models"]]
+    splits = list(rows[0].dev) if rows else []
+    metrics = doc["task"]["metrics"]
+    head = ["Model"] + [f"{s} {m}" for s in splits for m in metrics] + [
+        "Params", "Params w/o embeddings", "CPU sentences/s", "Size on disk (MB)"]
+    lines = [f"# distill report: {doc['run']}", "",
+             f"Task **{doc['task']['name']}**; teacher `{doc['teacher']}`. Produced by `{doc['command']}` on "
+             f"{doc['created']}.", "",
+             "## Teacher vs students", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r.name] + [_fmt_metric(r.dev.get(s, {}).get(m)) for s in splits for m in metrics] + [
+            f"{r.params:,}", f"{r.params_without_embedding:,}", f"{r.sentences_per_s:,.0f}", f"{r.size_mb:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    cmp = doc.get("comparison", {})
+    if cmp:
+        lines += ["", f"Distilled student: {cmp['student_vs_teacher']:+.1f} points against the teacher, "
+                      f"{cmp['distilled_vs_baseline']:+.1f} against the same student trained without distillation; "
+                      f"{cmp['speedup_vs_teacher']:,.0f}× the teacher's CPU speed with "
+                      f"{cmp['params_fraction_of_teacher']:.2%} of its parameters "
+                      f"({cmp['params_wo_emb_fraction_of_bert_base']:.3%} of BERT-base's outside the embeddings)."]
+    lines += ["", f"Speed: {doc['speed_rows']} dev sentences, batch inference on this machine's CPU "
+                  f"({doc['machine']}), best of 2 runs after a warm-up.", ""]
+    t = doc["transfer"]
+    lines += ["## Transfer set", "",
+              f"{t.get('originals', 0):,} originals + {t.get('synthetic', 0):,} synthetic rows "
+              f"= {t.get('rows', 0):,} ({t.get('draws_per_example')} draws per example; "
+              f"{t.get('dropped_unchanged', 0):,} unchanged and {t.get('dropped_duplicates', 0):,} duplicate draws "
+              "dropped).", "",
+              "| Rule | Synthetic rows it changed |", "|---|---|"]
+    for rule, n in t.get("rows_per_rule", {}).items():
+        lines.append(f"| {rule} | {n:,} |")
+    a = doc["teacher_agreement"]
+    lines += ["", f"Teacher agreement with the gold labels on the originals: "
+                  f"**{_fmt_metric(a.get('gold_agreement_on_originals'))}%**. Mean teacher confidence: "
+                  f"{a.get('mean_confidence_original')} on originals, {a.get('mean_confidence_synthetic')} on "
+                  "synthetic rows.", ""]
+    if doc.get("plots"):
+        lines += ["## Plots", ""]
+        titles = {"learning_curves": "Student learning curves", "teacher_confidence": "Teacher confidence",
+                  "metric_vs_size": "Metric against model size"}
+        for key, file in doc["plots"].items():
+            lines += [f"![{titles.get(key, key)}]({file})", ""]
+    lines += ["## Stages", "", "| Stage | Output | Status | Seconds |", "|---|---|---|---|"]
+    for s in doc.get("stages", []):
+        lines.append(f"| {s['stage']} | `{s['out']}` | {s['status']} | {s.get('seconds', 0):.1f} |")
+    lines += ["", "## Settings", "", "```json", json.dumps(doc["settings"], indent=1, default=str), "```", ""]
+    return "\n".join(lines)
+
+
+BERT_BASE_PARAMS_WITHOUT_EMBEDDINGS = 85_054_464  # 12 layers × 7,087,872 (BERT-base encoder + pooler-free)
+
+
+def comparison(rows: list[ModelRow], metric: str, split: str) -> dict[str, float]:
+    teacher, distilled = rows[0], rows[1]
+    out = {
+        "student_vs_teacher": 100 * (distilled.dev[split][metric] - teacher.dev[split][metric]),
+        "speedup_vs_teacher": distilled.sentences_per_s / max(teacher.sentences_per_s, 1e-9),
+        "params_fraction_of_teacher": distilled.params / teacher.params,
+        "params_wo_emb_fraction_of_bert_base": distilled.params_without_embedding
+        / BERT_BASE_PARAMS_WITHOUT_EMBEDDINGS,
+        "distilled_vs_baseline": 0.0,
+    }
+    if len(rows) > 2:
+        out["distilled_vs_baseline"] = 100 * (distilled.dev[split][metric] - rows[2].dev[split][metric])
+    return {k: round(v, 6) for k, v in out.items()}
+
+
+def write_report(out: Path, *, run_name: str, task: TaskSpec, teacher: str, rows: list[ModelRow],
+                 transfer_stats: dict, agreement: dict, stages: list[dict], settings: dict, speed_rows: int,
+                 command: str, machine: str) -> Path:
+    """report.json, report.md and the plots, in `out`."""
+    import datetime as dt
+
+    first_split = next(iter(rows[0].dev))
+    metric = task.metrics[0]
+    plots = write_plots(out, rows, agreement, metric, first_split)
+    doc = {
+        "run": run_name, "task": task.to_dict(), "teacher": teacher, "models": [asdict(r) for r in rows],
+        "comparison": comparison(rows, metric, first_split) if len(rows) > 1 else {},
+        "transfer": transfer_stats,
+        "teacher_agreement": {k: v for k, v in agreement.items() if not k.startswith("_")},
+        "stages": stages, "settings": settings, "plots": plots, "speed_rows": speed_rows,
+        "command": command, "machine": machine,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    store.write_json(out / "report.json", doc)
+    (out / "report.md").write_text(render_markdown(doc), encoding="utf-8")
+    return out / "report.md"
