@@ -33,8 +33,8 @@ TOP_LEVEL: dict[str, tuple[Any, Any, str]] = {
     "baseline": (bool, True, "also train the student without distillation, for the report"),
 }
 # Fields of the stage configs that the runner wires itself (inputs and outputs), not settable in a section.
-WIRED = {"task", "out", "data", "transfer", "scored", "input", "teacher", "seed", "text_col", "text_pair_col",
-         "label_col", "labels", "baseline"}
+WIRED = {"task", "out", "data", "transfer", "scored", "input", "teacher", "model", "seed", "text_col",
+         "text_pair_col", "label_col", "labels", "baseline"}
 
 
 def _sections() -> dict[str, tuple[type, ...]]:
@@ -45,9 +45,10 @@ def _sections() -> dict[str, tuple[type, ...]]:
     from .stages.finetune import FinetuneConfig
     from .stages.score import ScoreConfig
     from .stages.train import TrainConfig
+    from .teacher import TrainSettings
 
-    return {"augment": (AugmentConfig, RecipeConfig), "finetune": (FinetuneConfig,), "score": (ScoreConfig,),
-            "student": (TrainConfig,)}
+    return {"augment": (AugmentConfig, RecipeConfig), "finetune": (FinetuneConfig, TrainSettings),
+            "score": (ScoreConfig,), "student": (TrainConfig,)}
 
 
 # The teacher section: a fine-tuned model to use as is, or a backbone to fine-tune first.

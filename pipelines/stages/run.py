@@ -74,6 +74,7 @@ def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
     from .score import run as score
     from .train import TrainConfig
     from .train import run as train
+    from ..teacher import TrainSettings
 
     top = cfg.top
     out = Path(out or top["out"] or Path("runs") / cfg.name)
@@ -94,8 +95,9 @@ def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
 
     teacher = cfg.teacher["model"]
     if cfg.teacher["finetune"]:
-        ft = FinetuneConfig(task=task, out=out / TEACHER, data=data, seed=seed, **cfg.sections["finetune"],
-                            **({"model": teacher} if teacher else {}))
+        settings, rest = _split_fields(cfg.sections["finetune"], TrainSettings)
+        ft = FinetuneConfig(task=task, out=out / TEACHER, data=data, train=TrainSettings(**settings, seed=seed),
+                            **rest, **({"model": teacher} if teacher else {}))
         teacher = str(progress.step("finetune-teacher", lambda: finetune(ft)).out_dir)
 
     progress.step("score", lambda: score(ScoreConfig(teacher=str(teacher), out=out / SCORED,

@@ -1,0 +1,98 @@
+"""`distill run` end to end on the demo task: real spaCy, real MiniLM fine-tuned briefly, real students.
+
+One small run is shared by the tests (module-scoped): the demo config with fewer draws and epochs, so the
+whole file takes a minute or two on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+import pytest
+
+from pipelines.cli import main
+
+QUICK = ["--set", "augment.n_iter=4", "--set", "finetune.epochs=1", "--set", "student.epochs=2",
+         "--set", "student.patience=2"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "demo"
+    assert main(["run", "demo", "--out", str(out), *QUICK]) == 0
+    return out
+
+
+def stages(out) -> dict[str, dict]:
+    return {s["stage"]: s for s in json.loads((out / "run.json").read_text())["stages"]}
+
+
+@pytest.mark.slow
+def test_demo_config_runs_every_stage_and_writes_the_report(demo_run):
+    st = stages(demo_run)
+    assert list(st) == ["augment", "finetune-teacher", "score", "train", "train-baseline", "report"]
+    assert all(s["status"] == "done" for s in st.values())
+    report = json.loads((demo_run / "report.json").read_text())
+    names = [m["name"] for m in report["models"]]
+    assert names[0].startswith("Teacher") and "distilled" in names[1] and "no distillation" in names[2]
+    for m in report["models"]:
+        assert 0.0 <= m["dev"]["dev"]["accuracy"] <= 1.0 and m["params"] > 0 and m["sentences_per_s"] > 0
+    teacher, student = report["models"][0], report["models"][1]
+    assert student["params_without_embedding"] < 0.01 * 85_054_464
+    assert student["sentences_per_s"] > teacher["sentences_per_s"]
+    assert report["transfer"]["originals"] == 320 and report["transfer"]["synthetic"] > 0
+    assert 0.5 <= report["teacher_agreement"]["gold_agreement_on_originals"] <= 1.0
+    md = (demo_run / "report.md").read_text()
+    assert "| Model |" in md and "Transfer set" in md and "Teacher agreement" in md
+    for png in report["plots"].values():
+        assert (demo_run / png).stat().st_size > 1000 and f"]({png})" in md
+    scored = datasets.load_from_disk(str(demo_run / "scored"))
+    assert len(scored) == report["transfer"]["rows"] and len(scored[0]["teacher_logits"]) == 2
+
+
+@pytest.mark.slow
+def test_changed_student_setting_reruns_only_training(demo_run, capsys):
+    assert main(["run", "demo", "--out", str(demo_run), *QUICK, "--set", "student.lr=0.002"]) == 0
+    st = stages(demo_run)
+    assert [st[s]["status"] for s in ("augment", "finetune-teacher", "score")] == ["cached"] * 3
+    assert st["train"]["status"] == "done" and st["train-baseline"]["status"] == "done"
+    manifest = json.loads((demo_run / "student" / "manifest.json").read_text())
+    assert manifest["config"]["lr"] == 0.002
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes(tmp_path):
+    out = tmp_path / "demo"
+    argv = [sys.executable, "-m", "pipelines.cli", "run", "demo", "--out", str(out), *QUICK]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill -9 once the teacher is being fine-tuned
+        if (out / "run.json").exists() and "finetune-teacher" in stages(out):
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert stages(out)["finetune-teacher"]["status"] == "running"  # killed mid-stage: no chance to record it
+    assert not (out / "teacher").exists()
+    assert main(["run", "demo", "--out", str(out), *QUICK]) == 0
+    st = stages(out)
+    assert st["augment"]["status"] == "cached" and st["finetune-teacher"]["status"] == "done"
+    assert (out / "report.md").exists()
+
+
+def test_config_errors_exit_2_with_paths(tmp_path, capsys):
+    assert main(["run", "demo", "--out", str(tmp_path / "x"), "--set", "student.epochz=1"]) == 2
+    err = capsys.readouterr().err
+    assert "[student.epochz] unknown key" in err and not (tmp_path / "x").exists()
+
+
+def test_missing_teacher_is_explained(tmp_path, capsys, sst2_dir):
+    assert main(["run", "sst2", "--out", str(tmp_path / "x"), "--set", f"data={sst2_dir}"]) == 2
+    assert "[teacher.model] is required" in capsys.readouterr().err
