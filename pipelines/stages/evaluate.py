@@ -1,0 +1,101 @@
+"""`distill eval`: score a trained student on a task's labelled split(s) with the task's metrics.
+
+Loads the student directory (safetensors weights, vocab.json, config.json), tokenises the split with the
+student's own tokeniser, predicts, and reports every metric of the task. Writes nothing; the summary line (or,
+with --json, one JSON object) is what the command prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import metrics as task_metrics
+from ..errors import DataError
+from ..student import encode_texts, load_student, predict_logits, torch_threads
+from ..tasks import TaskSpec, read_split
+from . import StageResult
+from .common import add_task_args, data_dir, task_from_args
+
+
+@dataclass
+class EvalConfig:
+    student: Path  # a `distill train` output directory
+    task: TaskSpec
+    data: Path | None = None  # the task's files; the demo task has a default
+    split: str | None = None  # None: every dev split of the task (MNLI: dev_matched and dev_mismatched)
+    json: bool = False  # summary as one JSON object
+    batch_size: int = 256
+    threads: int | None = None
+
+
+def evaluate_student(cfg: EvalConfig) -> dict:
+    """{"task", "student", "splits": {split: {metric: value, "rows": n}}, "rows_per_s"}."""
+    with torch_threads(cfg.threads):
+        return _evaluate(cfg)
+
+
+def _evaluate(cfg: EvalConfig) -> dict:
+    student = load_student(cfg.student)
+    task = cfg.task
+    recorded = student.config.get("task") or {}
+    if not task.label_values and recorded.get("label_values"):  # a generic task: the labels it was trained with
+        task = replace(task, label_names=tuple(recorded["label_names"]),
+                       label_values=tuple(recorded["label_values"]), metrics=tuple(recorded["metrics"]))
+    labels = student.config.get("label_names") or []
+    if labels and task.label_names and list(labels) != list(task.label_names):
+        raise DataError(f"{cfg.student}: the student predicts {labels} but task '{task.name}' has "
+                        f"{list(task.label_names)}")
+    is_pair = student.cfg.arch == "siamese_bilstm"
+    if is_pair != task.is_pair:
+        raise DataError(f"{cfg.student}: a {'pair' if is_pair else 'single-sentence'} student cannot evaluate "
+                        f"task '{task.name}' ({'pairs' if task.is_pair else 'single sentences'})")
+    splits = [cfg.split] if cfg.split else list(task.dev_splits)
+    out: dict = {"task": task.name, "student": str(cfg.student), "splits": {}}
+    rows, seconds = 0, 0.0
+    for split in splits:
+        s, task = read_split(task, data_dir(task, cfg.data), split)
+        t0 = time.perf_counter()
+        a = encode_texts(s.texts, student.tokenizer, student.vocab)
+        b = encode_texts(s.text_pairs, student.tokenizer, student.vocab) if is_pair else None
+        pred = predict_logits(student.model, a, b, student.cfg.max_len, cfg.batch_size).argmax(1)
+        seconds += time.perf_counter() - t0
+        rows += len(s)
+        out["splits"][split] = {**task_metrics.compute(task.metrics, pred, s.labels), "rows": len(s),
+                                "predicted_distribution": np.bincount(pred, minlength=task.num_labels).tolist()}
+    out["rows_per_s"] = round(rows / max(seconds, 1e-9), 1)
+    return out
+
+
+def run(cfg: EvalConfig) -> StageResult:
+    result = evaluate_student(cfg)
+    if cfg.json:
+        return StageResult(Path(cfg.student), False, json.dumps(result, sort_keys=True))
+    parts = []
+    for split, vals in result["splits"].items():
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in vals.items() if k not in ("rows", "predicted_distribution"))
+        parts.append(f"{split} {metrics} ({vals['rows']} rows)")
+    return StageResult(Path(cfg.student), False, f"eval {result['task']}: " + "; ".join(parts)
+                       + f" -> {cfg.student}")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained student on a task's dev split(s)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--student", type=Path, required=True, help="the student directory (`distill train --out`)")
+    add_task_args(p)
+    p.add_argument("--split", default=None, help="split to evaluate (default: the task's dev split(s))")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_from_args)
+
+
+def _from_args(args: argparse.Namespace) -> StageResult:
+    return run(EvalConfig(student=args.student, task=task_from_args(args), data=args.data, split=args.split,
+                          json=args.json, batch_size=args.batch_size, threads=args.threads))

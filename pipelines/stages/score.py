@@ -1,0 +1,260 @@
+"""`distill score`: label every row of a transfer set (or of plain text) with a teacher's logits.
+
+The output is the input's rows, in the same order, plus `teacher_logits` (fixed-size list<float32>, one
+pre-softmax value per class). The input is cut into fixed contiguous shards; each is scored and written
+atomically as its final data file, so a run that is killed (even with kill -9) resumes at the first missing shard
+and finishes with the same bytes as a run that never stopped. One thread tokenises the next shard and writes the
+previous one while the current one is scored.
+
+Fingerprint: the input's fingerprint, the teacher's weights, config and tokenizer hashes, max_length, dtype and
+shard_rows. Device and batch_tokens are left out on purpose: they only reorder float operations (float32 logits
+agree to about 1e-6), so scoring again on a GPU or with another batch budget reuses the existing output instead
+of recomputing it. Both are recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from augment import MASK_SYMBOL
+
+from .. import store
+from .. import teacher as T
+from ..errors import ConfigError, DataError
+from ..tasks import generic_task, read_split
+from . import StageResult
+from .augment import _input_fingerprint, transfer_schema
+from .common import peak_memory_mb, progress
+
+STAGE = "score"
+STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
+TRANSFER_COLUMNS = ("text", "label", "source_index", "is_original", "ops")
+
+
+@dataclass
+class ScoreConfig:
+    """Settings of the score stage. Exactly one of `transfer` and `input` is given."""
+
+    teacher: str  # a model directory (save_pretrained) or hub id of a sequence classifier
+    out: Path  # output directory (created atomically)
+    transfer: Path | None = None  # a `distill augment` output
+    input: Path | None = None  # or unlabelled rows: .txt (one a line), CSV/TSV/JSONL/Parquet, datasets dir
+    text_col: str = "text"  # --input: column holding the text
+    text_pair_col: str | None = None  # --input: column holding the second text of a pair
+    batch_tokens: int | None = None  # padded tokens per forward batch (speed and memory only); None: per device
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "float32"  # float32 | bf16 | fp16 (autocast; logits are float32 either way)
+    max_length: int = 128  # tokens per row, longer rows are truncated
+    shard_rows: int = 16_384  # rows per output file, the unit of resuming
+    trust_remote_code: bool = False  # let the teacher's directory run its own Python code
+
+    def problems(self) -> list[str]:
+        out = []
+        if (self.transfer is None) == (self.input is None):
+            out.append("pass exactly one of transfer (a `distill augment` output) and input (a text file)")
+        for name in ("batch_tokens", "max_length", "shard_rows"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                out.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.device not in T.DEVICES:
+            out.append(f"device must be one of {', '.join(T.DEVICES)}, got '{self.device}'")
+        if self.dtype not in T.DTYPES:
+            out.append(f"dtype must be one of {', '.join(T.DTYPES)}, got '{self.dtype}'")
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+@dataclass
+class Source:
+    """The rows to score, as transfer-set columns in row order, and what identifies them."""
+
+    table: pa.Table
+    fingerprint: str
+    task: dict | None  # the transfer set's TaskSpec.to_dict(); None for plain text
+    path: Path
+
+    @property
+    def is_pair(self) -> bool:
+        return "text_pair" in self.table.column_names
+
+    def has_mask(self) -> bool:
+        cols = ["text", "text_pair"] if self.is_pair else ["text"]
+        return any(pc.any(pc.match_substring(self.table[c], MASK_SYMBOL)).as_py() for c in cols)
+
+
+def open_transfer(path: Path) -> Source:
+    """A transfer set (or an earlier scored set, whose old logits are dropped)."""
+    manifest = store.require_stage_output(path, ("augment", STAGE), "--transfer")
+    table = store.read_table(path)
+    if "teacher_logits" in table.column_names:
+        table = table.drop_columns(["teacher_logits"])
+    missing = [c for c in TRANSFER_COLUMNS if c not in table.column_names]
+    if missing:
+        raise DataError(f"not a transfer set: no column(s) {', '.join(missing)}; rebuild it with `distill augment`",
+                        str(path))
+    return Source(table.replace_schema_metadata(None), manifest["fingerprint"], manifest.get("task"), path)
+
+
+def open_plain(path: Path, text_col: str, pair_col: str | None) -> Source:
+    """Unlabelled rows from a text file, table file or datasets directory, shaped like a transfer set."""
+    task = generic_task(text_col, pair_col, label_col=None)
+    if path.is_dir() and (path / store.STATE).is_file():
+        split, _ = read_split(task, path.parent, path.name, labelled=False)  # a datasets directory itself
+    else:
+        split, _ = read_split(task, path, "train", labelled=False)
+    n = len(split)
+    columns = {"text": pa.array(split.texts, pa.string())}
+    if split.text_pairs is not None:
+        columns["text_pair"] = pa.array(split.text_pairs, pa.string())
+    columns.update(label=pa.nulls(n, pa.int64()), source_index=pa.array(np.arange(n, dtype=np.int64)),
+                   is_original=pa.array(np.ones(n, dtype=bool)),
+                   ops=pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())))
+    table = pa.table(columns, schema=transfer_schema(split.text_pairs is not None))
+    fp = store.fingerprint("plain-input", _input_fingerprint(Path(split.path)), text_col, pair_col)
+    return Source(table, fp, None, path)
+
+
+def scored_schema(source: pa.Schema, num_labels: int) -> pa.Schema:
+    """The scored-set contract (DESIGN.md §4): the input's columns, then one float32 logit per class."""
+    return source.append(pa.field("teacher_logits", pa.list_(pa.float32(), num_labels), nullable=False))
+
+
+def logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), logits.shape[1])
+
+
+# ----------------------------------------------------------------------------------------------- the stage
+
+def run(cfg: ScoreConfig) -> StageResult:
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError(problems)
+    source = open_transfer(Path(cfg.transfer)) if cfg.transfer is not None else \
+        open_plain(Path(cfg.input), cfg.text_col, cfg.text_pair_col)
+    files = T.locate_model(cfg.teacher)
+    model_config = T.load_config(files.path, cfg.trust_remote_code)
+    if source.task is not None:
+        T.check_label_map(model_config, source.task["label_names"], cfg.teacher, source.task["name"])
+    if source.has_mask():
+        T.check_mask_token(T.load_tokenizer(files.path, cfg.trust_remote_code), cfg.teacher)
+    label_names = T.label_names_of(model_config)
+    task = source.task or generic_task(cfg.text_col, cfg.text_pair_col, None, label_names).to_dict()
+
+    settings = {"max_length": cfg.max_length, "dtype": cfg.dtype, "shard_rows": cfg.shard_rows,
+                "mask_symbol": MASK_SYMBOL}
+    fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
+    if store.is_complete(cfg.out, fp):
+        return StageResult(Path(cfg.out), True, f"score: up to date, {cfg.out} (fingerprint {fp[:12]})")
+
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    with store.stage_run(STAGE, cfg.out, fp, config, resumable=True,
+                         inputs={"transfer" if cfg.transfer is not None else "input": source.fingerprint},
+                         extra={"task": task, "num_labels": len(label_names), "is_pair": source.is_pair}) as run_:
+        with run_.timed("load_teacher"):
+            scorer = T.TeacherScorer(files, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
+                                     batch_tokens=cfg.batch_tokens, trust_remote_code=cfg.trust_remote_code)
+        run_.extra["teacher"] = teacher_record(scorer, cfg)
+        schema = store.with_provenance(scored_schema(source.table.schema, scorer.num_labels), STAGE, fp)
+        with run_.timed("score"):
+            counts = score_shards(scorer, source.table, schema, run_.work_dir, cfg.shard_rows)
+        shard_files = [store.shard_name(i, counts["shards"]) for i in range(counts["shards"])]
+        store.write_dataset_metadata(run_.work_dir, schema, shard_files, fp)
+        seconds = max(run_.timings["score"], 1e-9)
+        run_.stats.update(counts, rows=source.table.num_rows, device=str(scorer.device), dtype=cfg.dtype,
+                          threads=scorer.threads, batch_tokens=scorer.batch_tokens,
+                          rows_per_s=round(counts["rows_scored"] / seconds, 1),
+                          tokens_per_s=round(counts["tokens"] / seconds, 1), peak_memory_mb=peak_memory_mb())
+        run_.commit()
+    s = run_.stats
+    resumed = f", {s['shards_resumed']} resumed" if s["shards_resumed"] else ""
+    return StageResult(Path(cfg.out), False,
+                       f"score: {s['rows']:,} rows × {len(label_names)} logits from {cfg.teacher} "
+                       f"({s['shards']} shards{resumed}) at {s['rows_per_s']:,.0f} rows/s on {s['device']} "
+                       f"{cfg.dtype} -> {cfg.out}")
+
+
+def teacher_record(scorer: T.TeacherScorer, cfg: ScoreConfig) -> dict:
+    """What the manifest says about the teacher: enough to find it again and to know it was the same one."""
+    tok = scorer.tokenizer
+    return {"name": cfg.teacher, "path": str(scorer.files.path), **scorer.files.identity(),
+            "tokenizer": f"{type(tok).__name__}({tok.name_or_path})", "mask_token": tok.mask_token,
+            "id2label": dict(enumerate(scorer.label_names)), "max_length": cfg.max_length, "dtype": cfg.dtype,
+            "device": str(scorer.device)}
+
+
+def score_shards(scorer: T.TeacherScorer, table: pa.Table, schema: pa.Schema, work_dir: Path,
+                 shard_rows: int) -> dict[str, int]:
+    """Score every shard whose file is not in `work_dir` yet. One helper thread tokenises the next shard and
+    writes the previous one, so the device is never idle waiting for either."""
+    n = max(1, -(-table.num_rows // shard_rows))
+    for stale in work_dir.glob(".*.tmp-*"):  # a half-written file of a killed run
+        stale.unlink()
+    todo = [i for i in range(n) if not (work_dir / store.shard_name(i, n)).is_file()]
+    counts = {"shards": n, "shards_resumed": n - len(todo), "rows_scored": 0, "tokens": 0}
+
+    def prepare(i: int) -> tuple[pa.Table, T.Encoded]:
+        rows = table.slice(i * shard_rows, shard_rows)
+        pairs = rows["text_pair"].to_pylist() if "text_pair" in rows.column_names else None
+        return rows, scorer.encode(rows["text"].to_pylist(), pairs)
+
+    def write(i: int, rows: pa.Table, logits: np.ndarray) -> None:
+        out = rows.append_column("teacher_logits", logits_array(logits))
+        store.write_arrow_file(work_dir / store.shard_name(i, n), out, schema)
+
+    total_rows = sum(min(shard_rows, table.num_rows - i * shard_rows) for i in todo)
+    with ThreadPoolExecutor(max_workers=1) as pool, progress(total_rows, "scoring") as bar:
+        ahead: Future | None = pool.submit(prepare, todo[0]) if todo else None
+        writing: Future | None = None
+        for k, i in enumerate(todo):
+            rows, enc = ahead.result()
+            if writing is not None:
+                writing.result()  # at most one shard waits in memory for its write
+            ahead = pool.submit(prepare, todo[k + 1]) if k + 1 < len(todo) else None
+            logits = scorer.score(enc, progress=bar.update)
+            writing = pool.submit(write, i, rows, logits)
+            counts["rows_scored"] += len(enc)
+            counts["tokens"] += int(enc.lengths.sum())
+        if writing is not None:
+            writing.result()
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="add a teacher's logits to every row of a transfer set",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--transfer", type=Path, help="transfer set written by `distill augment`")
+    src.add_argument("--input", "--text-file", dest="input", type=Path,
+                     help="or plain unlabelled rows: .txt (one a line), CSV/TSV/JSONL/Parquet, datasets directory")
+    p.add_argument("--teacher", required=True, help="model directory or hub id of a sequence classifier")
+    p.add_argument("--out", type=Path, required=True, help="output directory (created atomically)")
+    d = ScoreConfig(teacher="", out=Path())
+    p.add_argument("--text-col", default=d.text_col, help="--input: text column (default: text)")
+    p.add_argument("--text-pair-col", default=None, help="--input: second text column of pairs")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help=f"padded tokens per batch (default {T.DEFAULT_BATCH_TOKENS['cpu']:,} on CPU, "
+                        f"{T.DEFAULT_BATCH_TOKENS['cuda']:,} on CUDA)")
+    p.add_argument("--device", choices=T.DEVICES, default=d.device)
+    p.add_argument("--dtype", choices=tuple(T.DTYPES), default=d.dtype,
+                   help="compute precision (autocast); logits are float32 either way")
+    p.add_argument("--max-length", type=int, default=d.max_length, help=f"tokens per row (default {d.max_length})")
+    p.add_argument("--shard-rows", type=int, default=d.shard_rows,
+                   help=f"rows per output file, the unit of resuming (default {d.shard_rows})")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the teacher directory's own code")
+    p.set_defaults(func=_from_args)
+
+
+def _from_args(args: argparse.Namespace) -> StageResult:
+    return run(ScoreConfig(teacher=args.teacher, out=args.out, transfer=args.transfer, input=args.input,
+                           text_col=args.text_col, text_pair_col=args.text_pair_col, batch_tokens=args.batch_tokens,
+                           device=args.device, dtype=args.dtype, max_length=args.max_length,
+                           shard_rows=args.shard_rows, trust_remote_code=args.trust_remote_code))

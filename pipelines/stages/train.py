@@ -1,0 +1,525 @@
+"""`distill train`: fit a BiLSTM student to the teacher's logits on the scored set (or, with --baseline, to the
+gold labels of the original rows only: the paper's "BiLSTM without distillation").
+
+Reads top to bottom: load the scored set -> tokenise once -> vocabulary and embeddings -> model -> optimiser ->
+resume -> loop (batch, forward, loss, backward, clip, step; per epoch: dev evaluation, early stopping,
+checkpoint) -> best weights -> student directory (weights, vocab, config, metrics, TorchScript, ONNX, predict.py).
+
+A killed run resumes from its last epoch checkpoint (in the stage's work directory, named by fingerprint) and
+ends with exactly the weights an uninterrupted run would have: the checkpoint holds the model, optimiser,
+scheduler, every RNG state and the loop counters, and batches are drawn from a numpy Generator it restores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from tqdm.auto import tqdm
+
+from .. import metrics as task_metrics
+from .. import store
+from ..errors import ConfigError, DataError, TeacherMismatchError
+from ..export import export_student, parse_formats
+from ..losses import LOSSES, DistillLoss, check_loss
+from ..student import (METRICS, BiLSTMClassifier, Corpus, StudentConfig, Tokenizer, Vocab, build_model,
+                       count_parameters, encode_texts, init_embedding, load_vectors, pad_batch, predict_logits,
+                       resolve_vectors, save_student, tokenize_corpus, torch_threads, vectors_identity)
+from ..tasks import TaskSpec, find_split_file, read_split
+from . import StageResult
+from .common import add_task_args, data_dir, task_from_args
+
+STAGE = "train"
+STAGE_VERSION = 1  # bump when the bytes a config produces change
+CHECKPOINT = "checkpoint.pt"
+OPTIMIZERS = ("adam", "adadelta")
+SCHEDULES = ("constant", "linear")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the student. Defaults were chosen on SST-2 (see README "Student")."""
+
+    scored: Path  # the output of `distill score`
+    task: TaskSpec  # a built-in task (tasks.get_task) or a generic one (tasks.generic_task)
+    out: Path  # the student directory to write
+    data: Path | None = None  # the task's files (dev splits are evaluated from here); the demo task has a default
+    loss: str = "mse"  # mse (on logits, the paper) | kl (soft targets, T^2-scaled) | ce (gold labels only)
+    alpha: float = 0.0  # weight of gold-label cross-entropy; 1 - alpha goes to the distillation loss
+    temperature: float = 1.0  # softmax temperature of the kl loss
+    epochs: int = 4  # passes over the scored set (early stopping may end sooner)
+    patience: int = 2  # stop after this many epochs without a better dev score
+    baseline: bool = False  # train on original gold-labelled rows only, with cross-entropy (no distillation)
+    vectors: str = "auto"  # auto (glove-50d when installed, else none) | glove-50d | spacy[:MODEL] | none | PATH
+    optimizer: str = "adam"  # adam | adadelta (the paper's)
+    lr: float = 1e-3  # peak learning rate (AdaDelta: 1.0)
+    schedule: str = "linear"  # constant | linear (decay to 0 over all steps)
+    batch_size: int = 128  # rows per step; batches hold rows of similar length
+    clip: float = 5.0  # gradient norm clip (0: off)
+    hidden: int = 150  # LSTM units per direction
+    fc: int = 200  # ReLU layer width
+    dropout: float = 0.1  # on sentence features and the ReLU layer
+    embed_dropout: float = 0.1  # on word embeddings
+    embed_dim: int = 300  # only without pretrained vectors (they set the width)
+    max_len: int = 128  # tokens kept per text
+    max_vocab: int | None = 100_000  # vocabulary rows at most (specials included)
+    min_count: int = 1  # drop tokens seen fewer times from the vocabulary
+    lowercase: bool = True  # lower-case text before tokenising (GloVe-6B is uncased)
+    seed: int = 0
+    limit: int | None = None  # use only the first N rows of the scored set
+    export: str = "auto"  # torchscript,onnx | auto (both; onnx skipped if not installed) | none
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+    def problems(self) -> list[str]:
+        out = check_loss(self.loss, self.alpha, self.temperature)
+        for name in ("epochs", "batch_size", "hidden", "fc", "embed_dim", "max_len", "min_count"):
+            if getattr(self, name) < 1:
+                out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
+        if self.patience < 1:
+            out.append(f"[patience] must be >= 1, got {self.patience}")
+        if self.optimizer not in OPTIMIZERS:
+            out.append(f"[optimizer] unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            out.append(f"[schedule] unknown schedule '{self.schedule}'; choose one of {', '.join(SCHEDULES)}")
+        if not self.lr > 0:
+            out.append(f"[lr] must be > 0, got {self.lr}")
+        for name in ("dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                out.append(f"[{name}] must be in [0, 1), got {getattr(self, name)}")
+        if self.max_vocab is not None and self.max_vocab < 4:
+            out.append(f"[max_vocab] must be >= 4 (3 special rows + 1), got {self.max_vocab}")
+        if self.limit is not None and self.limit < 1:
+            out.append(f"[limit] must be >= 1, got {self.limit}")
+        try:
+            parse_formats(self.export)
+        except ConfigError as e:
+            out.extend(e.problems)
+        return out
+
+    def fingerprint_dict(self) -> dict:
+        """The settings that change the result (paths and thread counts do not)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("scored", "out", "data", "threads"):
+            d.pop(k)
+        d["task"] = self.task.to_dict()
+        d["vectors"] = resolve_vectors(self.vectors)
+        return d
+
+
+@dataclass
+class TrainState:
+    """The loop's counters, saved in every checkpoint."""
+
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimiser steps taken
+    best_score: float = float("-inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best
+    stopped: bool = False  # early stopping fired
+    history: list[dict] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+@dataclass
+class TrainData:
+    """The training rows, tokenised once: ids per row (and per pair side), teacher logits, gold labels."""
+
+    a: Corpus
+    b: Corpus | None
+    teacher: np.ndarray  # float32 [N, C]
+    labels: np.ndarray  # int64 [N], -1 where a row has no gold label
+    vocab: Vocab
+    counts: dict
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def lengths(self) -> np.ndarray:
+        return self.a.lengths + (self.b.lengths if self.b is not None else 0)
+
+
+def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
+    """Read the scored set (memory-mapped), pick the rows, tokenise the distinct texts, build the vocabulary."""
+    cols = ["text", "teacher_logits"] + (["text_pair"] if task.is_pair else [])
+    table = store.read_table(cfg.scored)
+    missing = [c for c in cols if c not in table.column_names]
+    if missing:
+        raise DataError(f"{cfg.scored}: the scored set has no column(s) {missing}; its columns are "
+                        f"{table.column_names}" + (" (a pair task needs text_pair)" if "text_pair" in missing else ""))
+    # Sets scored from plain text (`distill score --input`) have no gold labels and no originals.
+    if "label" not in table.column_names:
+        table = table.append_column("label", pa.nulls(table.num_rows, pa.int64()))
+    if "is_original" not in table.column_names:
+        table = table.append_column("is_original", pa.array(np.zeros(table.num_rows, dtype=bool)))
+    table = table.select([*cols, "label", "is_original"])
+    if cfg.limit is not None:
+        table = table.slice(0, cfg.limit)
+    logits_type = table.schema.field("teacher_logits").type
+    num_labels = logits_type.list_size if pa.types.is_fixed_size_list(logits_type) else None
+    if num_labels != task.num_labels:
+        raise TeacherMismatchError(
+            f"{cfg.scored}: teacher_logits has {num_labels} classes but task '{task.name}' has {task.num_labels} "
+            f"({', '.join(task.label_names)}); score with a teacher fine-tuned on this task")
+    labels = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
+    if cfg.baseline:  # the paper's "BiLSTM without distillation": original rows, gold labels, nothing else
+        keep = pc.and_(table.column("is_original"), pc.is_valid(table.column("label")))
+        table = table.filter(keep)
+        labels = labels[keep.to_numpy(zero_copy_only=False)]
+        if table.num_rows == 0:
+            raise DataError(f"{cfg.scored}: --baseline needs original rows with gold labels, found none")
+    if table.num_rows == 0:
+        raise DataError(f"{cfg.scored}: the scored set has no rows")
+    if labels.max() >= task.num_labels:
+        raise DataError(f"{cfg.scored}: label {labels.max()} is out of range for task '{task.name}'")
+    teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)  # a writable copy
+    teacher = teacher.reshape(-1, task.num_labels)  # [N, C]
+    if not np.isfinite(teacher).all():
+        raise DataError(f"{cfg.scored}: teacher_logits holds NaN or infinite values; score the set again")
+
+    # Tokenise both sides of a pair together so they share one vocabulary, then split them apart again.
+    n = table.num_rows
+    text = table.column("text")
+    both = pa.chunked_array(text.chunks + table.column("text_pair").chunks) if task.is_pair else text
+    corpus, token_table, token_counts = tokenize_corpus(both, tokenizer)
+    vocab = Vocab.build(token_table, token_counts, cfg.min_count, cfg.max_vocab)
+    lut = vocab.lookup_table(token_table)
+    corpus = Corpus(lut[corpus.ids], corpus.offsets)
+    a = corpus.take(np.arange(n)) if task.is_pair else corpus
+    b = corpus.take(np.arange(n, 2 * n)) if task.is_pair else None
+    counts = {"rows": n, "original_rows": int(pc.sum(table.column("is_original").cast(pa.int64())).as_py() or 0),
+              "gold_rows": int((labels >= 0).sum()), "tokens": int(len(corpus.ids)),
+              "distinct_tokens": len(token_table), "vocab_size": len(vocab),
+              "unk_rate": round(float((corpus.ids == 1).mean()) if len(corpus.ids) else 0.0, 6)}
+    return TrainData(a, b, teacher, labels, vocab, counts)
+
+
+@dataclass
+class DevSplit:
+    name: str
+    a: Corpus
+    b: Corpus | None
+    labels: np.ndarray
+
+
+def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer, vocab: Vocab) -> list[DevSplit]:
+    out = []
+    for split in task.dev_splits:
+        s, _ = read_split(task, data_dir(task, cfg.data), split)
+        a = encode_texts(s.texts, tokenizer, vocab)
+        b = encode_texts(s.text_pairs, tokenizer, vocab) if task.is_pair else None
+        out.append(DevSplit(split, a, b, s.labels))
+    return out
+
+
+def hash_split_files(data: Path, splits: tuple[str, ...]) -> dict[str, str]:
+    """sha256 of each split's file (or of a datasets directory's files): the dev data is part of the result."""
+    out = {}
+    for split in splits:
+        path = find_split_file(data, split)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        out[split] = store.hash_files(files, root=path if path.is_dir() else None)
+    return out
+
+
+def resolve_labels(task: TaskSpec, data: Path | None, scored_manifest: dict) -> TaskSpec:
+    """A generic task without a label list takes the one its transfer set was made with (recorded in the
+    manifest), or else reads it from the train split, as the augment stage did."""
+    if task.label_values:
+        return task
+    recorded = (scored_manifest.get("task") or {}).get("label_values")
+    if recorded:
+        return replace(task, label_names=tuple(recorded), label_values=tuple(recorded),
+                       metrics=tuple((scored_manifest.get("task") or {}).get("metrics") or task.metrics))
+    _, task = read_split(task, data_dir(task, data), "train")
+    return task
+
+
+def evaluate(model: BiLSTMClassifier, dev: list[DevSplit], task: TaskSpec, max_len: int) -> dict[str, dict]:
+    """The task's metrics on every dev split."""
+    out = {}
+    for d in dev:
+        pred = predict_logits(model, d.a, d.b, max_len).argmax(1)
+        out[d.name] = task_metrics.compute(task.metrics, pred, d.labels)
+    return out
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Row indices per batch: rows sorted by length (random order within a length), cut into batches, and the
+    batches shuffled. Padding is near zero, so an epoch costs about what its real tokens cost."""
+    perm = rng.permutation(len(lengths))
+    order = perm[np.argsort(lengths[perm], kind="stable")]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, fp: str, model, optimizer, scheduler, state: TrainState,
+                    best_model: dict | None, rng: np.random.Generator) -> None:
+    """Everything the loop needs to continue exactly; written to a temp file and renamed (never half-written)."""
+    ckpt = {
+        "fingerprint": fp,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "best_model": best_model,
+        "state": asdict(state),
+        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()},
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(ckpt, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, fp: str, model, optimizer, scheduler, rng: np.random.Generator
+                    ) -> tuple[TrainState, dict | None]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, and how to start over
+        raise DataError(f"cannot read the checkpoint ({e}); delete it to train from scratch", str(path)) from e
+    if ckpt.get("fingerprint") != fp:
+        raise DataError("the checkpoint belongs to another configuration; delete it to train from scratch",
+                        str(path))
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    rng.bit_generator.state = ckpt["rng"]["numpy"]
+    py = ckpt["rng"]["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    return TrainState(**ckpt["state"]), ckpt["best_model"]
+
+
+# ----------------------------------------------------------------------------------------------- the stage
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, total_steps: int):
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    else:  # AdaDelta, as Tang et al.; its lr multiplies its own adaptive step (1.0 is the usual value)
+        opt = torch.optim.Adadelta(model.parameters(), lr=cfg.lr, rho=0.95, eps=1e-6)
+    if cfg.schedule == "linear":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(1, total_steps)))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return opt, sched
+
+
+def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict) -> str:
+    dev_files = hash_split_files(data_dir(task, cfg.data), task.dev_splits)
+    return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", scored_manifest["fingerprint"], cfg.fingerprint_dict(),
+                             task.to_dict(), dev_files, vectors_identity(resolve_vectors(cfg.vectors)))
+
+
+def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
+    """Train (or resume, or skip when the output is already complete). `on_epoch_end` is called after each
+    epoch's checkpoint is written (tests use it to interrupt a run)."""
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError(problems)
+    scored_manifest = store.require_stage_output(cfg.scored, "score", "--scored")
+    task = resolve_labels(cfg.task, cfg.data, scored_manifest)
+    scored_labels = (scored_manifest.get("task") or {}).get("label_names")
+    if scored_labels and list(scored_labels) != list(task.label_names):
+        raise TeacherMismatchError(
+            f"{cfg.scored}: the scored set's labels are {list(scored_labels)} but task '{task.name}' has "
+            f"{list(task.label_names)}; train with the task the set was made for")
+    fp = stage_fingerprint(cfg, task, scored_manifest)
+    out = Path(cfg.out)
+    if store.is_complete(out, fp):
+        return StageResult(out, True, _summary(json.loads((out / METRICS).read_text("utf-8")), out, cached=True))
+    with torch_threads(cfg.threads):
+        metrics_doc = _train(cfg, task, fp, scored_manifest, on_epoch_end)
+    return StageResult(out, False, _summary(metrics_doc, out))
+
+
+def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
+           on_epoch_end: Callable[[TrainState], None] | None) -> dict:
+    out = Path(cfg.out)
+    extra = {"task": task.name, "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline}
+    with store.stage_run(STAGE, out, fp, _jsonable(cfg.fingerprint_dict()), resumable=True, seed=cfg.seed,
+                         inputs={"scored": scored_manifest["fingerprint"]}, extra=extra) as stage:
+        t_start = time.perf_counter()
+        # ---- data: tokenise once, vocabulary, dev splits
+        tokenizer = Tokenizer(lowercase=cfg.lowercase)
+        with stage.timed("tokenize"):
+            data = load_train_data(cfg, task, tokenizer)
+            dev = load_dev(cfg, task, tokenizer, data.vocab)
+
+        # ---- model: embeddings from pretrained vectors where the vocabulary has them
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        random.seed(cfg.seed)
+        with stage.timed("vectors"):
+            pretrained, found = load_vectors(cfg.vectors, data.vocab)
+        embed_dim = pretrained.shape[1] if pretrained is not None else cfg.embed_dim
+        mcfg = StudentConfig(
+            arch="siamese_bilstm" if task.is_pair else "bilstm", vocab_size=len(data.vocab),
+            num_labels=task.num_labels, embed_dim=embed_dim, hidden=cfg.hidden, fc=cfg.fc, dropout=cfg.dropout,
+            embed_dropout=cfg.embed_dropout, max_len=cfg.max_len)
+        model = build_model(mcfg, init_embedding(pretrained, len(data.vocab), embed_dim, cfg.seed))
+        loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
+        steps_per_epoch = -(-len(data) // cfg.batch_size)
+        optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch * cfg.epochs)
+
+        # ---- resume from the last finished epoch, if a killed run left one
+        ckpt_path = stage.work_dir / CHECKPOINT
+        state, best_model = TrainState(), None
+        if ckpt_path.is_file():
+            state, best_model = load_checkpoint(ckpt_path, fp, model, optimizer, scheduler, rng)
+
+        # ---- the loop
+        teacher = torch.from_numpy(data.teacher)  # [N, C]
+        labels = torch.from_numpy(data.labels)  # [N]
+        lengths = data.lengths()
+        metric = task.metrics[0]
+        first_split = task.dev_splits[0]
+        while state.epoch < cfg.epochs and not state.stopped:
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum, seen = 0.0, 0
+            bar = tqdm(epoch_batches(lengths, cfg.batch_size, rng), desc=f"train epoch {state.epoch + 1}",
+                       unit="batch", leave=False, disable=None)
+            for rows in bar:
+                inputs = [*pad_batch(data.a, rows, cfg.max_len)]  # ids [B, T], lengths [B]
+                if data.b is not None:
+                    inputs += [*pad_batch(data.b, rows, cfg.max_len)]
+                idx = torch.from_numpy(rows)
+                logits = model(*inputs)  # [B, C]
+                loss = loss_fn(logits, teacher[idx], labels[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                optimizer.step()
+                scheduler.step()
+                state.step += 1
+                loss_sum += loss.item() * len(rows)
+                seen += len(rows)
+            train_s = time.perf_counter() - t0
+            scores = evaluate(model, dev, task, cfg.max_len)
+            score = scores[first_split][metric]
+            state.epoch += 1
+            state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": round(loss_sum / seen, 6),
+                                  "dev": scores, "lr": scheduler.get_last_lr()[0], "train_s": round(train_s, 2),
+                                  "rows_per_s": round(seen / train_s, 1)})
+            if score > state.best_score:
+                state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+                best_model = copy.deepcopy(model.state_dict())
+            else:
+                state.bad_epochs += 1
+                state.stopped = state.bad_epochs >= cfg.patience
+            save_checkpoint(ckpt_path, fp, model, optimizer, scheduler, state, best_model, rng)
+            if on_epoch_end is not None:
+                on_epoch_end(state)
+        stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
+
+        # ---- the best epoch's weights -> student directory
+        model.load_state_dict(best_model)
+        model.eval()
+        final = evaluate(model, dev, task, cfg.max_len)
+        work = stage.work_dir
+        tcfg = {**task.to_dict(), "label_names": list(task.label_names)}
+        save_student(work, model, mcfg, data.vocab, tokenizer, tcfg,
+                     extra={"train": _jsonable(cfg.fingerprint_dict()), "stage_fingerprint": fp})
+        metrics_doc = {"task": task.name, "metric": metric, "baseline": cfg.baseline, "loss": loss_fn.name,
+                       "best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped,
+                       "dev": final, "history": state.history}
+        store.write_json(work / METRICS, metrics_doc)
+        with stage.timed("export"):
+            check = _check_batch(dev, mcfg)
+            exported = export_student(model, mcfg, work, parse_formats(cfg.export), check)
+        ckpt_path.unlink(missing_ok=True)
+
+        params = count_parameters(model)
+        stage.stats.update({
+            **data.counts, "vectors": resolve_vectors(cfg.vectors), "vectors_found": found,
+            "vectors_coverage": round(found / max(1, len(data.vocab) - 3), 4),
+            "params": params["total"], "params_embedding": params["embedding"],
+            "params_without_embedding": params["without_embedding"],
+            "epochs_run": state.epoch, "best_epoch": state.best_epoch, "steps": state.step,
+            "train_s": stage.timings["train"],
+            "train_rows_per_s": round(len(data) * state.epoch / max(1e-9, stage.timings["train"]), 1),
+            "total_s": round(time.perf_counter() - t_start, 2), "export": exported, "dev": final,
+            "threads": torch.get_num_threads(),
+        })
+        stage.commit()
+    return metrics_doc
+
+
+def _check_batch(dev: list[DevSplit], mcfg: StudentConfig) -> tuple[torch.Tensor, ...]:
+    """Up to 16 dev rows of mixed lengths: what the exported files are checked against."""
+    d = dev[0]
+    rows = np.arange(min(16, len(d.a)))
+    inputs = [*pad_batch(d.a, rows, mcfg.max_len)]
+    if d.b is not None:
+        inputs += [*pad_batch(d.b, rows, mcfg.max_len)]
+    return tuple(inputs)
+
+
+def _summary(m: dict, out: Path, cached: bool = False) -> str:
+    dev = "; ".join(f"{split} " + " ".join(f"{k}={v:.4f}" for k, v in vals.items()) for split, vals in m["dev"].items())
+    kind = "baseline (gold labels, ce)" if m.get("baseline") else f"distilled ({m.get('loss')})"
+    return (f"train {m['task']}: {kind} student, {dev} (best epoch {m['best_epoch']} of {m['epochs_run']})"
+            f" -> {out}" + (" [cached]" if cached else ""))
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    d = TrainConfig(scored=Path(), task=None, out=Path())  # type: ignore[arg-type]
+    p = subparsers.add_parser("train", help="train a BiLSTM student on a scored set",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_task_args(p)
+    p.add_argument("--scored", type=Path, required=True, help="the scored set (output of `distill score`)")
+    p.add_argument("--out", type=Path, required=True, help="the student directory to write")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"distillation loss (default {d.loss})")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="weight of gold-label cross-entropy (default 0)")
+    p.add_argument("--temperature", type=float, default=d.temperature, help="softmax temperature for --loss kl")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help=f"epochs without a better dev score before stopping (default {d.patience})")
+    p.add_argument("--baseline", action="store_true", help="no distillation: original rows, gold labels, ce")
+    p.add_argument("--vectors", default=d.vectors,
+                   help="auto (glove-50d if installed) | glove-50d | spacy[:MODEL] | none | PATH (GloVe/word2vec text)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr}")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--hidden", type=int, default=d.hidden, help="LSTM units per direction")
+    p.add_argument("--fc", type=int, default=d.fc, help="ReLU layer width")
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--embed-dropout", type=float, default=d.embed_dropout)
+    p.add_argument("--embed-dim", type=int, default=d.embed_dim, help="embedding width without pretrained vectors")
+    p.add_argument("--max-vocab", type=int, default=d.max_vocab)
+    p.add_argument("--min-count", type=int, default=d.min_count)
+    p.add_argument("--max-len", type=int, default=d.max_len, help="tokens kept per text")
+    p.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep the text's case")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N rows of the scored set")
+    p.add_argument("--export", default=d.export, help="torchscript,onnx | auto (default) | none")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.set_defaults(func=_from_args)
+
+
+def _from_args(args: argparse.Namespace) -> StageResult:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    values["task"] = task_from_args(args)
+    return run(TrainConfig(**values))

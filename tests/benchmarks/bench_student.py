@@ -1,0 +1,216 @@
+"""Student benchmarks: parameter counts, CPU inference speed against the teacher, and SST-2 quality.
+
+- `bench_student_params`: the default student (SST-2 vocabulary, GloVe-50d width) with and without its embedding
+  table, against the reference teacher and BERT-base. Target: under 1% of BERT-base outside the embeddings.
+- `bench_student_speed`: sentences/s on the 872 SST-2 dev sentences, end to end (tokenise + forward) and
+  forward only, for the student (torch and onnxruntime) and the teacher (transformers, float32), in this one
+  process, same batches (length-sorted) and thread count; plus a BERT-base-sized model (random weights, the
+  same speed as a trained one) forward only. Target: the student at least 100x the teacher.
+- `bench_sst2_quality`: given a full scored set in DISTILL_BENCH_SCORED (e.g. the output of `distill score` on
+  the SST-2 x20 transfer set), train the distilled and the baseline student with the defaults and report SST-2 dev
+  accuracy next to the teacher's. Skipped when the variable is unset (scoring the set takes ~25 min on CPU).
+
+Results are merged into .bench/student.json, one section per benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from .conftest import BENCH_DIR, save, shared_path
+
+BATCH = int(os.environ.get("DISTILL_BENCH_BATCH", "64"))
+THREADS = int(os.environ.get("DISTILL_BENCH_THREADS", "0")) or torch.get_num_threads()
+BERT_BASE = {"total": 109_482_240, "embedding": 23_837_184}  # bert-base-uncased: word+position+type embeddings, LN
+
+
+def _record(section: str, results: dict) -> None:
+    path = BENCH_DIR / "student.json"
+    merged = json.loads(path.read_text()) if path.is_file() else {}
+    merged.pop("machine", None)
+    merged[section] = results
+    save("student", merged)
+
+
+def _sst2_vocab():
+    """The vocabulary a student trained on SST-2 train has (tokens of the originals; the transfer set adds none
+    but the mask symbol)."""
+    from pipelines.student import Tokenizer, Vocab, tokenize_corpus
+    from pipelines.tasks import get_task, read_split
+
+    split, _ = read_split(get_task("sst2"), shared_path("data", "glue", "SST-2"), "train")
+    _, table, counts = tokenize_corpus(split.texts, Tokenizer())
+    return Vocab.build(table, counts)
+
+
+def _default_student(vocab):
+    from pipelines.stages.train import TrainConfig
+    from pipelines.student import StudentConfig, build_model
+
+    d = TrainConfig(scored=Path(), task=None, out=Path())  # type: ignore[arg-type]
+    cfg = StudentConfig("bilstm", len(vocab), 2, embed_dim=50, hidden=d.hidden, fc=d.fc, dropout=d.dropout,
+                        embed_dropout=d.embed_dropout, max_len=d.max_len)
+    torch.manual_seed(0)
+    return build_model(cfg).eval(), cfg
+
+
+def _teacher():
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = shared_path("teachers", "minilm-sst2")
+    return AutoModelForSequenceClassification.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def bench_student_params():
+    from pipelines.student import count_parameters
+
+    vocab = _sst2_vocab()
+    student, _ = _default_student(vocab)
+    s = count_parameters(student)
+    teacher, _ = _teacher()
+    t_total = sum(p.numel() for p in teacher.parameters())
+    t_emb = sum(p.numel() for n, p in teacher.named_parameters() if ".embeddings." in n)
+    bert_no_emb = BERT_BASE["total"] - BERT_BASE["embedding"]
+    results = {
+        "student": {**s, "vocab_size": len(vocab), "embed_dim": 50},
+        "teacher": {"total": t_total, "embedding": t_emb, "without_embedding": t_total - t_emb},
+        "bert_base": {**BERT_BASE, "without_embedding": bert_no_emb},
+        "student_vs_bert_base_without_embedding_pct": round(100 * s["without_embedding"] / bert_no_emb, 3),
+        "student_vs_bert_base_total_pct": round(100 * s["total"] / BERT_BASE["total"], 3),
+        "student_vs_teacher_total_pct": round(100 * s["total"] / t_total, 3),
+        "student_vs_teacher_without_embedding_pct": round(100 * s["without_embedding"] / (t_total - t_emb), 3),
+    }
+    _record("params", results)
+    assert results["student_vs_bert_base_without_embedding_pct"] < 1.0
+
+
+def _rate(fn, n_rows: int, repeats: int = 3) -> float:
+    """Best-of-`repeats` rows/s of `fn()` (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n_rows / best
+
+
+def bench_student_speed():
+    from pipelines.export import export_onnx, onnx_available
+    from pipelines.student import Tokenizer, encode_texts, pad_batch
+    from pipelines.tasks import get_task, read_split
+
+    torch.set_num_threads(THREADS)
+    dev, _ = read_split(get_task("sst2"), shared_path("data", "glue", "SST-2"), "dev")
+    texts = dev.texts
+    vocab = _sst2_vocab()
+    student, cfg = _default_student(vocab)
+    teacher, tok = _teacher()
+    tokenizer = Tokenizer()
+    # The same batches for both models: sentences sorted by word count (what either would do in serving), so
+    # neither pays for padding the other avoids.
+    order = np.argsort([len(t.split()) for t in texts], kind="stable")
+    texts = [texts[i] for i in order]
+    batches = [np.arange(i, min(i + BATCH, len(texts))) for i in range(0, len(texts), BATCH)]
+
+    @torch.inference_mode()
+    def student_e2e():
+        corpus = encode_texts(texts, tokenizer, vocab)
+        for rows in batches:
+            student(*pad_batch(corpus, rows, cfg.max_len))
+
+    corpus = encode_texts(texts, tokenizer, vocab)
+    padded = [pad_batch(corpus, rows, cfg.max_len) for rows in batches]
+
+    @torch.inference_mode()
+    def student_forward():
+        for ids, lengths in padded:
+            student(ids, lengths)
+
+    t_enc = [tok(texts[r[0]:r[-1] + 1], padding=True, truncation=True, max_length=128, return_tensors="pt")
+             for r in batches]
+
+    @torch.inference_mode()
+    def teacher_e2e():
+        for r in batches:
+            teacher(**tok(texts[r[0]:r[-1] + 1], padding=True, truncation=True, max_length=128, return_tensors="pt"))
+
+    @torch.inference_mode()
+    def teacher_forward():
+        for enc in t_enc:
+            teacher(**enc)
+
+    n = len(texts)
+    results = {"sentences": n, "batch_size": BATCH, "threads": THREADS, "dtype": "float32",
+               "student_e2e_per_s": round(_rate(student_e2e, n), 1),
+               "student_forward_per_s": round(_rate(student_forward, n), 1),
+               "teacher_e2e_per_s": round(_rate(teacher_e2e, n, repeats=2), 1),
+               "teacher_forward_per_s": round(_rate(teacher_forward, n, repeats=2), 1)}
+    if onnx_available() is None:
+        import onnxruntime as ort
+
+        with tempfile.TemporaryDirectory() as d:
+            export_onnx(student, cfg, Path(d) / "model.onnx")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = THREADS
+            sess = ort.InferenceSession(str(Path(d) / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        feeds = [{"ids": ids.numpy(), "lengths": lengths.numpy()} for ids, lengths in padded]
+        results["student_onnx_forward_per_s"] = round(_rate(lambda: [sess.run(None, f) for f in feeds], n), 1)
+    # A BERT-base-sized teacher (random weights: same speed), the paper's comparison and DESIGN's yardstick.
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    base = BertForSequenceClassification(BertConfig(num_labels=2)).eval()  # same 30522-piece vocabulary
+
+    @torch.inference_mode()
+    def bert_base_forward():
+        for enc in t_enc:
+            base(**enc)
+
+    results["bert_base_forward_per_s"] = round(_rate(bert_base_forward, n, repeats=1), 1)
+    results["speedup_vs_bert_base_forward"] = round(
+        results["student_forward_per_s"] / results["bert_base_forward_per_s"], 1)
+    results["speedup_e2e"] = round(results["student_e2e_per_s"] / results["teacher_e2e_per_s"], 1)
+    results["speedup_forward"] = round(results["student_forward_per_s"] / results["teacher_forward_per_s"], 1)
+    if "student_onnx_forward_per_s" in results:
+        results["speedup_onnx_forward"] = round(
+            results["student_onnx_forward_per_s"] / results["teacher_forward_per_s"], 1)
+    _record("speed", results)
+
+
+def bench_sst2_quality():
+    scored = os.environ.get("DISTILL_BENCH_SCORED")
+    if not scored:
+        pytest.skip("set DISTILL_BENCH_SCORED to a scored SST-2 transfer set (output of `distill score`)")
+    from pipelines.stages.train import TrainConfig, run
+    from pipelines.tasks import get_task
+
+    data = shared_path("data", "glue", "SST-2")
+    teacher_metrics = json.loads(shared_path("teachers", "minilm-sst2", "metrics.json").read_text())
+    out_root = BENCH_DIR / "students"
+    results: dict = {"scored": scored, "teacher_dev_accuracy": teacher_metrics["dev_accuracy"]}
+    for name, baseline in (("distilled", False), ("baseline", True)):
+        out = out_root / name
+        t0 = time.perf_counter()
+        r = run(TrainConfig(scored=Path(scored), task=get_task("sst2"), data=data, out=out, baseline=baseline,
+                            threads=THREADS))
+        m = json.loads((out / "metrics.json").read_text())
+        st = json.loads((out / "stats.json").read_text())
+        results[name] = {"dev_accuracy": m["dev"]["dev"]["accuracy"], "best_epoch": m["best_epoch"],
+                         "epochs_run": m["epochs_run"], "rows": st["rows"], "train_s": st["train_s"],
+                         "train_rows_per_s": st["train_rows_per_s"], "cached": r.skipped,
+                         "wall_s": round(time.perf_counter() - t0, 1),
+                         "curve": [[h["epoch"], h["train_loss"], h["dev"]["dev"]["accuracy"]] for h in m["history"]]}
+    results["distilled_minus_baseline_points"] = round(
+        100 * (results["distilled"]["dev_accuracy"] - results["baseline"]["dev_accuracy"]), 2)
+    results["teacher_minus_distilled_points"] = round(
+        100 * (results["teacher_dev_accuracy"] - results["distilled"]["dev_accuracy"]), 2)
+    _record("sst2_quality", results)

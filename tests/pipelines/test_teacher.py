@@ -1,0 +1,269 @@
+"""pipelines/teacher.py: batching, the scoring core against a plain forward pass, checks, OOM halving, fine-tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from augment import MASK_SYMBOL
+from pipelines import teacher as T
+from pipelines.errors import ConfigError, DistillError, MissingResourceError, TeacherMismatchError
+
+from .conftest import make_teacher, random_sentences
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def reference_logits(model_dir, texts, pairs=None) -> np.ndarray:
+    """The plainest possible scorer: one row at a time, in input order, no padding, no sorting, eager model."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager").eval()
+    out = []
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            text = text.replace(MASK_SYMBOL, tok.mask_token)
+            pair = pairs[i].replace(MASK_SYMBOL, tok.mask_token) if pairs is not None else None
+            enc = tok(text, pair, truncation=True, max_length=128, return_tensors="pt")
+            out.append(model(**enc).logits[0].numpy())
+    return np.stack(out)
+
+
+@pytest.fixture
+def scorer(tiny_teacher, one_torch_thread):
+    return T.TeacherScorer(tiny_teacher, device="cpu")
+
+
+# ----------------------------------------------------------------------------------------------- scoring core
+
+@pytest.mark.parametrize("batch_tokens", [1, 64, 100_000])
+def test_teacher_logits_equal_one_row_forward(scorer, tiny_teacher, batch_tokens):
+    texts = random_sentences(60, seed=1)
+    scorer.batch_tokens = batch_tokens
+    got = scorer.predict(texts)
+    assert got.dtype == np.float32 and got.shape == (60, 2)
+    np.testing.assert_allclose(got, reference_logits(tiny_teacher, texts), atol=1e-5, rtol=1e-5)
+    assert np.ptp(got[:, 0]) > 0.1  # rows really differ, so a row mix-up would show
+
+
+def test_teacher_pair_logits_equal_one_row_forward(scorer, tiny_teacher):
+    texts, pairs = random_sentences(30, seed=2), random_sentences(30, seed=3)
+    scorer.batch_tokens = 256
+    got = scorer.predict(texts, pairs)
+    np.testing.assert_allclose(got, reference_logits(tiny_teacher, texts, pairs), atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_truncates_at_max_length(tiny_teacher):
+    scorer = T.TeacherScorer(tiny_teacher, device="cpu", max_length=8)
+    enc = scorer.encode(["the movie was very very very good and fun and sad and boring"])
+    assert enc.lengths.tolist() == [8]
+
+
+def test_teacher_refuses_max_length_beyond_positions(tiny_teacher):
+    with pytest.raises(ConfigError, match=r"max_length 129 exceeds .* \(128 tokens\)"):
+        T.TeacherScorer(tiny_teacher, device="cpu", max_length=129)
+
+
+def test_teacher_renders_mask_symbol_to_mask_token(scorer):
+    enc = scorer.encode([f"the {MASK_SYMBOL} movie", "no mask here"])
+    mask_id = scorer.tokenizer.mask_token_id
+    assert enc.input_ids[0].count(mask_id) == 1 and mask_id not in enc.input_ids[1]
+    assert T.render_masks([f"a {MASK_SYMBOL}{MASK_SYMBOL}"], "[MASK]") == ["a [MASK][MASK]"]
+
+
+def test_teacher_scorer_call_is_a_batch_function(scorer):
+    batch = {"text": np.array(["good movie", "bad film"], dtype=object), "label": np.array([1, 0])}
+    out = scorer(batch)
+    assert set(out) == {"text", "label", "teacher_logits"} and out["teacher_logits"].shape == (2, 2)
+
+
+def test_teacher_empty_input(scorer):
+    assert scorer.predict([]).shape == (0, 2)
+
+
+# ----------------------------------------------------------------------------------------------- batching
+
+@pytest.mark.parametrize("batch_tokens", [1, 7, 50, 10_000])
+def test_teacher_plan_batches_cover_rows_once_within_budget(batch_tokens):
+    lengths = np.random.default_rng(0).integers(1, 40, size=500)
+    batches = T.plan_batches(lengths, batch_tokens)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500))
+    for b in batches:
+        assert len(b) == 1 or len(b) * lengths[b].max() <= batch_tokens
+    firsts = [lengths[b[0]] for b in batches]
+    assert firsts == sorted(firsts, reverse=True)  # longest first
+
+
+def test_teacher_plan_train_batches_shuffled_and_reproducible():
+    lengths = np.random.default_rng(0).integers(1, 40, size=5000)
+    a = T.plan_train_batches(lengths, 512, np.random.default_rng(1), group_rows=1000)
+    b = T.plan_train_batches(lengths, 512, np.random.default_rng(1), group_rows=1000)
+    c = T.plan_train_batches(lengths, 512, np.random.default_rng(2), group_rows=1000)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c, strict=False))
+    assert sorted(np.concatenate(a).tolist()) == list(range(5000))
+    padded = sum(len(x) * lengths[x].max() for x in a)
+    assert padded < 1.1 * lengths.sum()  # grouped by length: little padding
+
+
+def test_teacher_collate_pads_and_masks():
+    enc = T.Encoded([[1, 2, 3], [4], [5, 6]], None, np.array([3, 1, 2]))
+    batch = T.collate(enc, np.array([0, 1]), pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert "attention_mask" not in T.collate(enc, np.array([0]), pad_id=0)  # nothing padded: no mask
+
+
+# ----------------------------------------------------------------------------------------------- OOM halving
+
+def test_teacher_oom_halving_keeps_every_row_once():
+    calls = []
+
+    def forward(rows):  # a fake forward that "runs out of memory" above 3 rows
+        calls.append(len(rows))
+        if len(rows) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.as_tensor(rows, dtype=torch.float32)[:, None]
+
+    rows = np.arange(13)
+    pieces = T.run_with_halving(forward, rows)
+    assert np.concatenate([r for r, _ in pieces]).tolist() == rows.tolist()
+    assert torch.cat([t for _, t in pieces])[:, 0].tolist() == rows.tolist()
+    assert calls[0] == 13 and max(len(r) for r, _ in pieces) <= 3
+
+
+def test_teacher_oom_on_one_row_is_a_clear_error():
+    def forward(rows):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(DistillError, match="single row"):
+        T.run_with_halving(forward, np.arange(4))
+
+
+def test_teacher_predict_logits_with_oom_equals_without(scorer, monkeypatch):
+    texts = random_sentences(80, seed=4)
+    scorer.batch_tokens = 4096
+    expected = scorer.predict(texts)
+    real_forward = scorer.model.forward
+
+    def forward_with_small_memory(*args, **kwargs):
+        if kwargs["input_ids"].shape[0] > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(scorer.model, "forward", forward_with_small_memory)
+    np.testing.assert_allclose(scorer.predict(texts), expected, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+def test_teacher_validate_logits_rejects_bad_batches():
+    good = np.zeros((3, 2), dtype=np.float32)
+    assert T.validate_logits(good, 3, 2, "t") is good
+    with pytest.raises(DistillError, match=r"shape \(3, 3\)"):
+        T.validate_logits(np.zeros((3, 3), np.float32), 3, 2, "t")
+    with pytest.raises(DistillError, match="float64"):
+        T.validate_logits(np.zeros((3, 2)), 3, 2, "t")
+    bad = good.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(DistillError, match="row 1"):
+        T.validate_logits(bad, 3, 2, "t")
+
+
+def test_teacher_label_map_checks(tmp_path):
+    sst2 = ("negative", "positive")
+    three = T.load_config(make_teacher(tmp_path / "three", ("a", "b", "c")))
+    with pytest.raises(TeacherMismatchError, match=r"3 labels .* has 2"):
+        T.check_label_map(three, sst2, "three", "sst2")
+    swapped = T.load_config(make_teacher(tmp_path / "swapped", ("positive", "negative")))
+    with pytest.raises(TeacherMismatchError, match="positive, negative"):
+        T.check_label_map(swapped, sst2, "swapped", "sst2")
+    T.check_label_map(T.load_config(make_teacher(tmp_path / "generic", None)), sst2, "generic", "sst2")
+    T.check_label_map(T.load_config(make_teacher(tmp_path / "case", ("Negative", "POSITIVE"))), sst2, "case", "sst2")
+
+
+def test_teacher_mask_token_checks(tmp_path, scorer):
+    assert T.mask_token_problem(scorer.tokenizer) is None
+    split = T.load_tokenizer(make_teacher(tmp_path / "split", split_special_tokens=True))
+    assert "splits its mask token '[MASK]' into 3 pieces" in T.mask_token_problem(split)
+    none = T.load_tokenizer(make_teacher(tmp_path / "none", mask_token=None))
+    assert T.mask_token_problem(none) == "has no mask token"
+    with pytest.raises(TeacherMismatchError, match="--p-mask 0"):
+        T.check_mask_token(split, "split")
+
+
+def test_teacher_scorer_refuses_masked_text_it_cannot_render(tmp_path):
+    scorer = T.TeacherScorer(make_teacher(tmp_path / "split", split_special_tokens=True), device="cpu")
+    assert scorer.predict(["fine without masks"]).shape == (1, 2)
+    with pytest.raises(TeacherMismatchError, match="splits its mask token"):
+        scorer.predict([f"the {MASK_SYMBOL} movie"])
+
+
+def test_teacher_locate_model_errors_and_hashes(tmp_path, tiny_teacher):
+    files = T.locate_model(tiny_teacher)
+    assert files.path == tiny_teacher.resolve() and len(files.weights_sha256) == 64
+    assert T.locate_model(str(tiny_teacher)).identity() == files.identity()
+    with pytest.raises(MissingResourceError, match="no such model directory"):
+        T.locate_model(tmp_path / "nowhere")
+    with pytest.raises(MissingResourceError, match="could not be fetched"):
+        T.locate_model("someone/not-cached-model")  # HF_HUB_OFFLINE=1 in tests
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingResourceError, match=r"no config\.json"):
+        T.locate_model(tmp_path / "empty")
+
+
+def test_teacher_device_and_dtype_choices():
+    assert T.resolve_device("cpu").type == "cpu"
+    assert T.autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    with pytest.raises(DistillError, match="fp16 needs a CUDA device"):
+        T.autocast_dtype("fp16", torch.device("cpu"))
+    with pytest.raises(DistillError, match="device must be one of"):
+        T.resolve_device("tpu")
+
+
+# ----------------------------------------------------------------------------------------------- fine-tuning
+
+def test_teacher_warmup_linear_schedule():
+    assert [T.warmup_linear(s, 2, 10) for s in (0, 1, 2, 6, 10)] == [0.0, 0.5, 1.0, 0.5, 0.0]
+    assert T.warmup_linear(0, 0, 4) == 1.0
+
+
+def _toy_rows(tokenizer, n: int, seed: int) -> T.LabelledRows:
+    """A task the tiny model can learn in seconds: does the sentence contain 'good'?"""
+    rng = np.random.default_rng(seed)
+    filler = ["the", "movie", "was", "a", "film", "story", "very"]
+    texts, labels = [], []
+    for i in range(n):
+        words = rng.choice(filler, size=int(rng.integers(2, 8))).tolist()
+        words.insert(int(rng.integers(0, len(words))), "good" if i % 2 else "bad")
+        texts.append(" ".join(words))
+        labels.append(i % 2)
+    return T.LabelledRows(T.encode(tokenizer, texts, None, 32), np.array(labels, dtype=np.int64))
+
+
+def _finetuned(teacher_dir, settings):
+    torch.manual_seed(settings.seed)
+    tok = T.load_tokenizer(teacher_dir)
+    model = T.load_classifier(teacher_dir, torch.device("cpu"), label_names=("negative", "positive"))
+    result = T.finetune(model, _toy_rows(tok, 128, 0), {"dev": _toy_rows(tok, 64, 1)}, ("accuracy",), settings,
+                        device=torch.device("cpu"), amp_dtype=None, pad_id=0)
+    return model, result
+
+
+@pytest.fixture(scope="module")
+def trainable_teacher(tmp_path_factory):
+    return make_teacher(tmp_path_factory.mktemp("trainable"), init_std=None)
+
+
+def test_teacher_finetune_learns_and_is_reproducible(trainable_teacher):
+    tiny_teacher = trainable_teacher
+    settings = T.TrainSettings(epochs=4, lr=5e-3, batch_tokens=128, eval_steps=5, warmup_ratio=0.1, seed=3)
+    model, result = _finetuned(tiny_teacher, settings)
+    assert result.best["dev"]["dev"]["accuracy"] >= 0.9
+    assert len(result.history) > settings.epochs  # per-epoch and every-5-steps evaluations
+    assert result.best["dev"]["dev"]["accuracy"] == max(h["dev"]["dev"]["accuracy"] for h in result.history)
+    again, _ = _finetuned(tiny_teacher, settings)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name

@@ -1,0 +1,238 @@
+"""pipelines/stages/train.py and stages/evaluate.py: the student directory, caching, resume, baseline, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pipelines import cli, store
+from pipelines.errors import ConfigError, DistillError, TeacherMismatchError
+from pipelines.stages import evaluate as eval_stage
+from pipelines.stages import train as train_stage
+from pipelines.student import torch_threads
+from pipelines.tasks import get_task
+
+from .student_fixtures import SST2, TEACHER, demo_scored_set, tiny_train_config, write_scored_set
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and OpenMP spinning on a busy 2-core machine costs seconds."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def demo_scored(tmp_path_factory):
+    return demo_scored_set(tmp_path_factory.mktemp("scored") / "scored")
+
+
+def _weights(d):
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_train_stage_writes_student_dir(demo_scored, tmp_path):
+    out = tmp_path / "student"
+    result = train_stage.run(tiny_train_config(demo_scored, out, export="torchscript"))
+    assert not result.skipped and "demo" in result.summary and "accuracy=" in result.summary
+    for name in ("model.safetensors", "vocab.json", "config.json", "metrics.json", "model.pt", "predict.py",
+                 "manifest.json", "stats.json"):
+        assert (out / name).is_file(), name
+    assert not (out / train_stage.CHECKPOINT).exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "train" and manifest["inputs"]["scored"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert all("train_loss" in h and "accuracy" in h["dev"]["dev"] for h in metrics["history"])
+    assert metrics["dev"]["dev"]["accuracy"] == max(h["dev"]["dev"]["accuracy"] for h in metrics["history"])
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == 640 and stats["original_rows"] == 320 and stats["gold_rows"] == 320
+    assert stats["params"] == stats["params_embedding"] + stats["params_without_embedding"]
+    assert stats["export"]["max_abs_diff"]["torchscript"] < 1e-5
+    config = json.loads((out / "config.json").read_text())
+    assert config["label_names"] == ["negative", "positive"] and config["model"]["arch"] == "bilstm"
+    vocab = json.loads((out / "vocab.json").read_text())["tokens"]
+    assert vocab[:3] == ["<pad>", "<unk>", "⟨mask⟩"]
+
+
+def test_train_stage_is_cached_and_fingerprint_follows_config(demo_scored, tmp_path):
+    out = tmp_path / "student"
+    cfg = tiny_train_config(demo_scored, out, epochs=1)
+    train_stage.run(cfg)
+    again = train_stage.run(cfg)
+    assert again.skipped and "[cached]" in again.summary
+    changed = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, lr=1e-3))
+    assert not changed.skipped
+
+
+def test_train_stage_learns_the_demo_task(demo_scored, tmp_path):
+    cfg = tiny_train_config(demo_scored, tmp_path / "s", epochs=8, hidden=16, fc=16)
+    train_stage.run(cfg)
+    acc = json.loads((tmp_path / "s" / "metrics.json").read_text())["dev"]["dev"]["accuracy"]
+    assert acc >= 0.7  # the demo's dev set is easy; chance is 0.5
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_train_stage_resume_gives_identical_weights(demo_scored, tmp_path):
+    straight = tmp_path / "straight"
+    train_stage.run(tiny_train_config(demo_scored, straight, epochs=3, dropout=0.2, embed_dropout=0.2))
+
+    resumed = tmp_path / "resumed"
+    cfg = tiny_train_config(demo_scored, resumed, epochs=3, dropout=0.2, embed_dropout=0.2)
+
+    def kill_after_first_epoch(state):
+        if state.epoch == 1:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        train_stage.run(cfg, on_epoch_end=kill_after_first_epoch)
+    assert not resumed.exists()
+    partial = list(tmp_path.glob(".resumed.partial-*"))
+    assert len(partial) == 1 and (partial[0] / train_stage.CHECKPOINT).is_file()
+
+    epochs_seen = []
+    train_stage.run(cfg, on_epoch_end=lambda s: epochs_seen.append(s.epoch))
+    assert epochs_seen == [2, 3]  # resumed after epoch 1
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ha = json.loads((straight / "metrics.json").read_text())["history"]
+    hb = json.loads((resumed / "metrics.json").read_text())["history"]
+    assert [(h["train_loss"], h["dev"]) for h in ha] == [(h["train_loss"], h["dev"]) for h in hb]
+
+
+def test_train_stage_early_stopping_keeps_best(demo_scored, tmp_path):
+    # lr 0 never improves after epoch 1, so patience 1 stops after epoch 2 with epoch 1's weights.
+    out = tmp_path / "s"
+    train_stage.run(tiny_train_config(demo_scored, out, epochs=5, patience=1, lr=1e-12, schedule="constant"))
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["epochs_run"] == 2 and m["best_epoch"] == 1 and m["stopped_early"]
+
+
+def test_train_stage_baseline_uses_gold_originals_only(demo_scored, tmp_path):
+    out = tmp_path / "base"
+    result = train_stage.run(tiny_train_config(demo_scored, out, baseline=True, epochs=1))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == 320 and stats["gold_rows"] == 320
+    assert "baseline" in result.summary
+    assert json.loads((out / "manifest.json").read_text())["baseline"] is True
+
+
+def test_train_stage_limit(demo_scored, tmp_path):
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", limit=100, epochs=1))
+    assert json.loads((tmp_path / "s" / "stats.json").read_text())["rows"] == 100
+
+
+@pytest.mark.parametrize("loss", ["kl", "ce"])
+def test_train_stage_other_losses(demo_scored, tmp_path, loss):
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", loss=loss, alpha=0.5, temperature=2.0, epochs=1))
+    assert json.loads((tmp_path / "s" / "metrics.json").read_text())["loss"] == loss
+
+
+def test_train_stage_refuses_teacher_with_wrong_label_count(tmp_path):
+    scored = write_scored_set(tmp_path / "scored3", ["a b", "c d"], np.zeros((2, 3)), labels=[0, 1])
+    with pytest.raises(TeacherMismatchError, match="3 classes"):
+        train_stage.run(tiny_train_config(scored, tmp_path / "s"))
+
+
+def test_train_stage_config_errors_are_listed_together(demo_scored, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", loss="nope", epochs=0, optimizer="sgd"))
+    msg = str(e.value)
+    assert "mse, kl, ce" in msg and "[epochs]" in msg and "adam, adadelta" in msg
+
+
+def test_train_stage_requires_a_scored_set(tmp_path):
+    (tmp_path / "x").mkdir()
+    with pytest.raises(DistillError, match="distill score"):
+        train_stage.run(tiny_train_config(tmp_path / "x", tmp_path / "s"))
+
+
+def test_train_stage_pair_task(tmp_path):
+    """A siamese student on a tiny pair task (MRPC-shaped generic data)."""
+    from pipelines.tasks import generic_task
+
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "dog", "sat", "ran", "on", "mat", "park"]
+    a = [" ".join(rng.choice(words, 5)) for _ in range(60)]
+    b = [s if i % 2 else " ".join(rng.choice(words, 4)) for i, s in enumerate(a)]
+    y = [i % 2 for i in range(60)]
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "dev"):
+        rows = ["s1\ts2\tlabel"] + [f"{p}\t{q}\t{lab}" for p, q, lab in zip(a, b, y)]
+        (data / f"{split}.tsv").write_text("\n".join(rows) + "\n", "utf-8")
+    logits = np.array([[-1.0, 1.0] if v else [1.0, -1.0] for v in y])
+    scored = write_scored_set(tmp_path / "scored", a, logits, labels=y, pairs=b)
+    task = generic_task("s1", "s2", "label", ["0", "1"], name="pairs")
+    out = tmp_path / "s"
+    train_stage.run(tiny_train_config(scored, out, task=task, data=data, epochs=2, export="torchscript"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["arch"] == "siamese_bilstm" and config["inputs"][2:] == ["ids_b", "lengths_b"]
+    r = eval_stage.evaluate_student(eval_stage.EvalConfig(student=out, task=task, data=data))
+    assert set(r["splits"]["dev"]) >= {"accuracy", "f1", "rows"}
+
+
+def test_eval_stage_matches_training_metrics(demo_scored, tmp_path):
+    out = tmp_path / "s"
+    train_stage.run(tiny_train_config(demo_scored, out, epochs=1))
+    want = json.loads((out / "metrics.json").read_text())["dev"]["dev"]["accuracy"]
+    r = eval_stage.run(eval_stage.EvalConfig(student=out, task=get_task("demo")))
+    assert f"accuracy={want:.4f}" in r.summary
+    r = eval_stage.run(eval_stage.EvalConfig(student=out, task=get_task("demo"), json=True))
+    assert json.loads(r.summary)["splits"]["dev"]["accuracy"] == want
+
+
+def test_train_and_eval_through_the_cli(demo_scored, tmp_path, capsys):
+    out = tmp_path / "s"
+    rc = cli.main(["train", "--scored", str(demo_scored), "--task", "demo", "--out", str(out), "--epochs", "1",
+                   "--vectors", "none", "--hidden", "8", "--fc", "8", "--embed-dim", "8", "--export", "none",
+                   "--threads", "1"])
+    assert rc == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("train demo: distilled (mse) student") and "\n" not in line
+    assert cli.main(["eval", "--student", str(out), "--task", "demo", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["task"] == "demo" and 0.0 <= doc["splits"]["dev"]["accuracy"] <= 1.0
+    assert cli.main(["train", "--scored", str(tmp_path), "--task", "demo", "--out", str(out)]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_stage_manifest_is_a_finished_output(demo_scored, tmp_path):
+    out = tmp_path / "s"
+    cfg = tiny_train_config(demo_scored, out, epochs=1)
+    train_stage.run(cfg)
+    fp = json.loads((out / "manifest.json").read_text())["fingerprint"]
+    assert store.is_complete(out, fp)
+
+
+@pytest.mark.slow
+def test_train_stage_real_pipeline_beats_majority_on_sst2(tmp_path):
+    """augment -> score (the reference MiniLM teacher) -> train on a slice of SST-2; the student must beat the
+    majority class on the full SST-2 dev set."""
+    if not (SST2.is_dir() and TEACHER.is_dir()):
+        pytest.skip(f"{SST2} or {TEACHER} is not present")
+    from augment.recipe import RecipeConfig
+    from pipelines.stages import augment as augment_stage
+    from pipelines.stages import score as score_stage
+    from pipelines.tasks import read_split
+
+    task = get_task("sst2")
+    transfer, scored, out = tmp_path / "transfer", tmp_path / "scored", tmp_path / "student"
+    augment_stage.run(augment_stage.AugmentConfig(task=task, out=transfer, data=SST2, limit=1500,
+                                                  recipe=RecipeConfig(n_iter=3), workers=1))
+    score_stage.run(score_stage.ScoreConfig(teacher=str(TEACHER), out=scored, transfer=transfer, device="cpu"))
+    train_stage.run(train_stage.TrainConfig(scored=scored, task=task, data=SST2, out=out, epochs=6, patience=6,
+                                            export="none", threads=1))
+    acc = json.loads((out / "metrics.json").read_text())["dev"]["dev"]["accuracy"]
+    dev, _ = read_split(task, SST2, "dev")
+    majority = max(np.mean(dev.labels == 0), np.mean(dev.labels == 1))
+    assert acc > majority + 0.05, (acc, majority)
