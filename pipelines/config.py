@@ -97,6 +97,11 @@ def _check(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
             problems.append(f"[{path}] expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 3e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"[{path}] expected a number, got {value!r}")
             return value

