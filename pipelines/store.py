@@ -79,6 +79,14 @@ def hash_files(paths: list[str | Path], root: str | Path | None = None) -> str:
     return fingerprint(sorted(entries))
 
 
+def hash_path(path: str | Path) -> str:
+    """sha256 of a file, or of every file under a directory (names and contents)."""
+    path = Path(path)
+    if path.is_dir():
+        return hash_files(sorted(p for p in path.rglob("*") if p.is_file()), root=path)
+    return hash_file(path)
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSIONED:

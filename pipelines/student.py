@@ -6,7 +6,9 @@
 - `tokenize_corpus`: the same tokeniser over a whole Arrow column, vectorised: texts are split on whitespace in
   Arrow, only the distinct whitespace chunks go through the regex, and the rows are assembled with numpy.
 - `Vocab`: rows PAD=0, UNK=1, MASK=2, then the corpus tokens by count.
-- `load_vectors`: pretrained rows from the kumo GloVe package, a GloVe/word2vec text file, or a spaCy model.
+- `load_vectors`: pretrained rows from the kumo GloVe package, a GloVe/word2vec text file, or a spaCy model;
+  `pretrained_words` lists a source's most frequent words for vocabulary expansion (frozen rows of
+  `StudentEmbedding` for words the training set never shows).
 - `BiLSTMClassifier` (single sentences) and `SiameseBiLSTMClassifier` (pairs), registered in `STUDENTS`.
 
 Why the BiLSTM is two unidirectional LSTMs over padded input instead of `nn.LSTM(bidirectional=True)` over a

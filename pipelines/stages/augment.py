@@ -92,12 +92,6 @@ def to_table(rows: TransferRows, split: Split, is_pair: bool) -> pa.Table:
     return pa.table(columns, schema=transfer_schema(is_pair))
 
 
-def _input_fingerprint(path: Path) -> str:
-    if path.is_dir():
-        return store.hash_files(sorted(p for p in path.rglob("*") if p.is_file()), root=path)
-    return store.hash_file(path)
-
-
 def _tagger_identity(cfg: AugmentConfig) -> dict:
     """What decides the tags (and so the output): the tagger and the exact model version."""
     if cfg.tagger == "nltk":
@@ -126,7 +120,7 @@ def run(cfg: AugmentConfig) -> StageResult:
     tagger_id = _tagger_identity(cfg)
     config = {"task": task.to_dict(), "split": cfg.split, "recipe": cfg.recipe.to_dict(), "limit": cfg.limit,
               "tagger": tagger_id, "mask_symbol": MASK_SYMBOL}
-    input_fp = _input_fingerprint(source)
+    input_fp = store.hash_path(source)
     fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", input_fp, config)
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"augment: up to date, {cfg.out} (fingerprint {fp[:12]})")

@@ -24,7 +24,6 @@ from .. import teacher as T
 from ..errors import ConfigError
 from ..tasks import TaskSpec, find_split_file, read_split
 from . import StageResult
-from .augment import _input_fingerprint
 from .common import add_task_args, data_dir, peak_memory_mb, progress, task_from_args
 
 STAGE = "finetune-teacher"
@@ -88,7 +87,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
     device = T.resolve_device(cfg.device)
     precision, amp_dtype = _precision(device)
 
-    inputs = {name: _input_fingerprint(find_split_file(data, name)) for name in ("train", *task.dev_splits)}
+    inputs = {name: store.hash_path(find_split_file(data, name)) for name in ("train", *task.dev_splits)}
     config = {"task": task.to_dict(), "model": files.name, "train": asdict(cfg.train), "limit": cfg.limit,
               "max_length": cfg.max_length, "device": cfg.device, "trust_remote_code": cfg.trust_remote_code}
     results_config = {k: v for k, v in config.items() if k not in ("model", "device")}

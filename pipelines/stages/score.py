@@ -30,7 +30,7 @@ from .. import teacher as T
 from ..errors import ConfigError, DataError
 from ..tasks import generic_task, read_split
 from . import StageResult
-from .augment import _input_fingerprint, transfer_schema
+from .augment import transfer_schema
 from .common import peak_memory_mb, progress
 
 STAGE = "score"
@@ -117,7 +117,7 @@ def open_plain(path: Path, text_col: str, pair_col: str | None) -> Source:
                    is_original=pa.array(np.ones(n, dtype=bool)),
                    ops=pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())))
     table = pa.table(columns, schema=transfer_schema(split.text_pairs is not None))
-    fp = store.fingerprint("plain-input", _input_fingerprint(Path(split.path)), text_col, pair_col)
+    fp = store.fingerprint("plain-input", store.hash_path(Path(split.path)), text_col, pair_col)
     return Source(table, fp, None, path)
 
 
