@@ -410,8 +410,8 @@ class StudentConfig:
     embed_dim: int = 50  # 50 with GloVe-6B-50d; the paper used 300-d word2vec
     hidden: int = 150  # LSTM units per direction (the paper: 150 for SST-2)
     fc: int = 200  # ReLU layer before the logits (the paper: 200)
-    dropout: float = 0.1  # on the sentence features and the ReLU layer
-    embed_dropout: float = 0.1  # on the word embeddings
+    dropout: float = 0.0  # on the sentence features and the ReLU layer
+    embed_dropout: float = 0.0  # on the word embeddings
     max_len: int = 128  # tokens kept per text (longer texts are cut)
     frozen_rows: int = 0  # the last rows of the table: pretrained vectors of words the training set lacks
 
