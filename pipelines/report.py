@@ -78,12 +78,11 @@ def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_r
     first = next(iter(dev.values()))
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
-    max_len = loaded.cfg.max_len if hasattr(loaded.cfg, "max_len") else 128
 
     def predict():
         a = S.encode_texts(texts, loaded.tokenizer, loaded.vocab)
         b = S.encode_texts(pairs, loaded.tokenizer, loaded.vocab) if pairs is not None else None
-        return S.predict_logits(loaded.model, a, b, max_len)
+        return S.predict_logits(loaded.model, a, b, loaded.cfg.max_len)
 
     rate = _timed_rate(predict, len(texts))
     params = S.count_parameters(loaded.model)

@@ -110,12 +110,6 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def head(self, n: int | None) -> Split:
-        if n is None or n >= len(self):
-            return self
-        return Split(self.path, self.texts[:n], self.text_pairs[:n] if self.text_pairs is not None else None,
-                     self.labels[:n] if self.labels is not None else None, self.meta)
-
 
 # ----------------------------------------------------------------------------------------------- locating files
 
@@ -133,7 +127,7 @@ def find_split_file(data: str | Path, split: str) -> Path:
     raise DataError(
         f"{data}: no '{split}' split found; expected one of "
         + ", ".join(c.name for c in candidates)
-        + (" (a datasets directory for the last)" if candidates else "")
+        + " (a datasets directory for the last)"
     )
 
 
