@@ -618,8 +618,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 @torch.no_grad()
 def predict_logits(model: BiLSTMClassifier, a: Corpus, b: Corpus | None, max_len: int,
-                   batch_size: int = 256) -> np.ndarray:
-    """Logits [N, C] for encoded rows, in row order; batches are formed from length-sorted rows (less padding)."""
+                   batch_size: int = 256, device: torch.device | None = None) -> np.ndarray:
+    """Logits [N, C] for encoded rows, in row order; batches are formed from length-sorted rows (less padding).
+    `device`: where the model is (default CPU)."""
     model.eval()
     order = np.argsort(a.lengths + (b.lengths if b is not None else 0), kind="stable")
     out: np.ndarray | None = None
@@ -628,7 +629,9 @@ def predict_logits(model: BiLSTMClassifier, a: Corpus, b: Corpus | None, max_len
         inputs = [*pad_batch(a, rows, max_len)]
         if b is not None:
             inputs += [*pad_batch(b, rows, max_len)]
-        logits = model(*inputs).float().numpy()
+        if device is not None:
+            inputs = [t.to(device, non_blocking=True) for t in inputs]
+        logits = model(*inputs).float().cpu().numpy()
         if out is None:
             out = np.zeros((len(order), logits.shape[1]), dtype=np.float32)
         out[rows] = logits

@@ -59,6 +59,7 @@ from ..student import (METRICS, BiLSTMClassifier, Corpus, StudentConfig, Tokeniz
                        pretrained_words, resolve_vectors, save_student, tokenize_corpus, torch_threads,
                        vectors_identity)
 from ..tasks import TaskSpec, find_split_file, read_split
+from ..teacher import DEVICES, resolve_device
 from . import StageResult
 from .common import add_task_args, data_dir, task_from_args
 
@@ -104,6 +105,7 @@ class TrainConfig:
     limit: int | None = None  # use only the first N rows of the scored set
     export: str = "auto"  # torchscript,onnx | auto (both; onnx skipped if not installed) | none
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda; float32 either way
 
     def problems(self) -> list[str]:
         out = check_loss(self.loss, self.alpha, self.temperature)
@@ -112,6 +114,8 @@ class TrainConfig:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
         if self.patience < 1:
             out.append(f"[patience] must be >= 1, got {self.patience}")
+        if self.device not in DEVICES:
+            out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
         if self.optimizer not in OPTIMIZERS:
             out.append(f"[optimizer] unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -132,9 +136,10 @@ class TrainConfig:
         return out
 
     def fingerprint_dict(self) -> dict:
-        """The settings that change the result (paths and thread counts do not)."""
+        """The settings that change the result. Paths and thread counts do not; nor does the device, by design:
+        a GPU only reorders float operations, so retraining on another device reuses a finished student."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k in ("scored", "out", "data", "threads"):
+        for k in ("scored", "out", "data", "threads", "device"):
             d.pop(k)
         d["task"] = self.task.to_dict()
         d["vectors"] = resolve_vectors(self.vectors)
@@ -287,11 +292,12 @@ def expand_vocabulary(vocab: Vocab, vectors: str, limit: int, tokenizer: Tokeniz
     return Vocab(vocab.tokens + [words[i] for i in keep]), vecs[keep]
 
 
-def evaluate(model: BiLSTMClassifier, dev: list[DevSplit], task: TaskSpec, max_len: int) -> dict[str, dict]:
+def evaluate(model: BiLSTMClassifier, dev: list[DevSplit], task: TaskSpec, max_len: int,
+             device: torch.device | None = None) -> dict[str, dict]:
     """The task's metrics on every dev split."""
     out = {}
     for d in dev:
-        pred = predict_logits(model, d.a, d.b, max_len).argmax(1)
+        pred = predict_logits(model, d.a, d.b, max_len, device=device).argmax(1)
         out[d.name] = task_metrics.compute(task.metrics, pred, d.labels)
     return out
 
@@ -317,7 +323,8 @@ def save_checkpoint(path: Path, fp: str, model, optimizer, scheduler, state: Tra
         "scheduler": scheduler.state_dict(),
         "best_model": best_model,
         "state": asdict(state),
-        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate()},
+        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None},
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(ckpt, tmp)
@@ -339,6 +346,8 @@ def load_checkpoint(path: Path, fp: str, model, optimizer, scheduler, rng: np.ra
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     torch.set_rng_state(ckpt["rng"]["torch"])
+    if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
     rng.bit_generator.state = ckpt["rng"]["numpy"]
     py = ckpt["rng"]["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
@@ -415,6 +424,8 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
             embed_dropout=cfg.embed_dropout, max_len=cfg.max_len, frozen_rows=len(frozen))
         model = build_model(mcfg, np.concatenate([table, frozen]) if len(frozen) else table)
         model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
+        device = resolve_device(cfg.device)
+        model.to(device)
         with stage.timed("tokenize"):
             dev = load_dev(cfg, task, tokenizer, vocab)
         loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
@@ -428,8 +439,8 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
             state, best_model = load_checkpoint(ckpt_path, fp, model, optimizer, scheduler, rng)
 
         # ---- the loop
-        teacher = torch.from_numpy(data.teacher)  # [N, C]
-        labels = torch.from_numpy(data.labels)  # [N]
+        teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
+        labels = torch.from_numpy(data.labels).to(device)  # [N]
         lengths = data.lengths()
         metric = task.metrics[0]
         first_split = task.dev_splits[0]
@@ -443,7 +454,8 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
                 inputs = [*pad_batch(data.a, rows, cfg.max_len)]  # ids [B, T], lengths [B]
                 if data.b is not None:
                     inputs += [*pad_batch(data.b, rows, cfg.max_len)]
-                idx = torch.from_numpy(rows)
+                inputs = [t.to(device, non_blocking=True) for t in inputs]
+                idx = torch.from_numpy(rows).to(device)
                 logits = model(*inputs)  # [B, C]
                 loss = loss_fn(logits, teacher[idx], labels[idx])
                 optimizer.zero_grad(set_to_none=True)
@@ -456,7 +468,7 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
                 loss_sum += loss.item() * len(rows)
                 seen += len(rows)
             train_s = time.perf_counter() - t0
-            scores = evaluate(model, dev, task, cfg.max_len)
+            scores = evaluate(model, dev, task, cfg.max_len, device)
             score = scores[first_split][metric]
             state.epoch += 1
             state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": round(loss_sum / seen, 6),
@@ -473,9 +485,9 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
                 on_epoch_end(state)
         stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
 
-        # ---- the best epoch's weights -> student directory
+        # ---- the best epoch's weights -> student directory (on the CPU, where students are served)
         model.load_state_dict(best_model)
-        model.eval()
+        model.cpu().eval()
         final = evaluate(model, dev, task, cfg.max_len)
         work = stage.work_dir
         tcfg = {**task.to_dict(), "label_names": list(task.label_names)}
@@ -501,7 +513,7 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
             "train_s": stage.timings["train"],
             "train_rows_per_s": round(len(data) * state.epoch / max(1e-9, stage.timings["train"]), 1),
             "total_s": round(time.perf_counter() - t_start, 2), "export": exported, "dev": final,
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "device": device.type,
         })
         stage.commit()
     return metrics_doc
@@ -566,6 +578,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N rows of the scored set")
     p.add_argument("--export", default=d.export, help="torchscript,onnx | auto (default) | none")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--device", choices=DEVICES, default=d.device,
+                   help="auto (default: cuda when available) | cpu | cuda; the result is the same student")
     p.set_defaults(func=_from_args)
 
 

@@ -76,6 +76,27 @@ def test_train_stage_learns_the_demo_task(demo_scored, tmp_path):
     assert acc >= 0.7  # the demo's dev set is easy; chance is 0.5
 
 
+def test_train_stage_device_is_recorded_but_not_fingerprinted(demo_scored, tmp_path):
+    out = tmp_path / "s"
+    train_stage.run(tiny_train_config(demo_scored, out, epochs=1, device="cpu"))
+    assert json.loads((out / "stats.json").read_text())["device"] == "cpu"
+    # Another device computes the same student up to float rounding, so the finished output is reused.
+    assert train_stage.run(tiny_train_config(demo_scored, out, epochs=1, device="auto")).skipped
+    with pytest.raises(ConfigError, match=r"\[device\] must be one of auto, cpu, cuda"):
+        train_stage.run(tiny_train_config(demo_scored, tmp_path / "t", device="tpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_stage_on_cuda_matches_cpu(demo_scored, tmp_path):
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "cpu", epochs=2, device="cpu"))
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "cuda", epochs=2, device="cuda", export="torchscript"))
+    stats = json.loads((tmp_path / "cuda" / "stats.json").read_text())
+    assert stats["device"] == "cuda" and stats["export"]["max_abs_diff"]["torchscript"] < 1e-5
+    a, b = _weights(tmp_path / "cpu"), _weights(tmp_path / "cuda")
+    for k in a:  # cuDNN's LSTM sums in another order: equal up to accumulated float rounding
+        torch.testing.assert_close(a[k], b[k], atol=1e-3, rtol=1e-3)
+
+
 class _Kill(Exception):
     pass
 
