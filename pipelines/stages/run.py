@@ -1,4 +1,5 @@
-"""`distill run NAME_OR_PATH [--out DIR] [--set key=value ...]`: the whole pipeline from one config.
+"""`distill run NAME_OR_PATH [--data DIR] [--teacher DIR_OR_ID] [--out DIR] [--set key=value ...]`: the whole
+pipeline from one config.
 
 augment → (finetune-teacher) → score → train (distilled) → train (baseline) → report, each stage in its own
 directory under the run directory. Every stage is cached by fingerprint, and each fingerprint chains its inputs',
@@ -81,8 +82,8 @@ def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
     task = resolve_task(top["task"], top["text_col"], top["text_pair_col"], top["label_col"], top["labels"])
     data = data_dir(task, top["data"])
     if not cfg.teacher["model"] and not cfg.teacher["finetune"]:
-        raise ConfigError("[teacher.model] is required: a fine-tuned teacher directory or hub id; or set "
-                          "teacher.finetune: true to fine-tune a backbone (default MiniLM-L6) first")
+        raise ConfigError("[teacher.model] is required: pass --teacher with a fine-tuned teacher directory or hub "
+                          "id; or --set teacher.finetune=true to fine-tune a backbone (default MiniLM-L6) first")
     out.mkdir(parents=True, exist_ok=True)
     progress = _Progress(out, cfg)
     seed = top["seed"]
@@ -142,10 +143,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", metavar="NAME_OR_PATH",
                    help=f"a built-in config ({', '.join(C.builtin_configs())}) or a YAML file")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: the config's out, or runs/NAME)")
+    p.add_argument("--data", default=None, metavar="DIR", help="the task's files: short for --set data=DIR")
+    p.add_argument("--teacher", default=None, metavar="DIR_OR_HUB_ID",
+                   help="a fine-tuned teacher: short for --set teacher.model=DIR_OR_HUB_ID")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting, e.g. --set student.epochs=3 --set data=path/to/SST-2 (repeatable)")
+                   help="override a setting, e.g. --set student.epochs=3 --set augment.limit=5000 (repeatable)")
     p.set_defaults(func=_from_args)
 
 
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    """--data and --teacher as ordinary overrides, before the --set ones (a JSON string is a YAML string, so a
+    directory named `null` or `123` stays a string)."""
+    shortcuts = [(key, value) for key, value in (("data", args.data), ("teacher.model", args.teacher)) if value]
+    return [f"{key}={json.dumps(value)}" for key, value in shortcuts] + args.overrides
+
+
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(C.load(args.config, args.overrides), args.out)
+    return run(C.load(args.config, overrides_from_args(args)), args.out)

@@ -96,3 +96,18 @@ def test_config_errors_exit_2_with_paths(tmp_path, capsys):
 def test_missing_teacher_is_explained(tmp_path, capsys, sst2_dir):
     assert main(["run", "sst2", "--out", str(tmp_path / "x"), "--set", f"data={sst2_dir}"]) == 2
     assert "[teacher.model] is required" in capsys.readouterr().err
+
+
+def test_data_and_teacher_shortcuts_are_overrides():
+    from pipelines.cli import build_parser
+    from pipelines.config import load
+    from pipelines.stages.run import overrides_from_args
+
+    args = build_parser().parse_args(["run", "sst2", "--data", "glue/SST 2", "--teacher", "null",
+                                      "--set", "student.epochs=3"])
+    cfg = load(args.config, overrides_from_args(args))
+    assert cfg.top["data"] == "glue/SST 2" and cfg.teacher["model"] == "null"
+    assert cfg.sections["student"]["epochs"] == 3
+    # --set comes after the shortcuts, so it wins.
+    args = build_parser().parse_args(["run", "sst2", "--data", "a", "--set", "data=b"])
+    assert load(args.config, overrides_from_args(args)).top["data"] == "b"
