@@ -7,7 +7,7 @@ import resource
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..errors import DataError
 from ..tasks import TaskSpec, generic_task, get_task
@@ -49,10 +49,28 @@ def data_dir(task: TaskSpec, data: Path | str | None) -> Path:
     raise DataError(f"task '{task.name}' needs --data: the directory holding its train and dev files")
 
 
+LOG_INTERVAL_S = 30.0  # seconds between progress lines in a log
+
+
+class _LogLines(tqdm):
+    """A progress bar for logs: one plain line at most every LOG_INTERVAL_S seconds, where a terminal bar would
+    redraw itself with carriage returns (unreadable in a batch job's log file)."""
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if msg == "":  # tqdm clears a closed bar with an empty message (and a '\r' if we say we did)
+            return False
+        print(msg or str(self), file=self.fp, flush=True)
+        return True
+
+
 def progress(total: int, desc: str, unit: str = "ex") -> tqdm:
-    """A progress bar on stderr; silent when stderr is not a terminal (CI logs, pipes)."""
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, leave=False,
-                disable=None, file=sys.stderr)
+    """A progress bar on stderr: live on a terminal; in a log (stderr redirected, CI) a line every 30 s.
+    TQDM_DISABLE=1 silences both."""
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, leave=False,
+                    file=sys.stderr)
+    return _LogLines(total=total, desc=desc, unit=unit, unit_scale=True, ncols=100, ascii=True, leave=False,
+                     mininterval=LOG_INTERVAL_S, file=sys.stderr)
 
 
 def peak_memory_mb() -> float:

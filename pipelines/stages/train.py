@@ -47,7 +47,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from tqdm.auto import tqdm
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import metrics as task_metrics
 from .. import store
@@ -61,7 +61,7 @@ from ..student import (METRICS, BiLSTMClassifier, Corpus, StudentConfig, Tokeniz
 from ..tasks import TaskSpec, find_split_file, read_split
 from ..teacher import DEVICES, resolve_device
 from . import StageResult
-from .common import add_task_args, data_dir, task_from_args
+from .common import add_task_args, data_dir, progress, task_from_args
 
 STAGE = "train"
 STAGE_VERSION = 1  # bump when the bytes a config produces change
@@ -90,6 +90,8 @@ class TrainConfig:
     schedule: str = "linear"  # constant | linear (decay to 0 over all steps)
     batch_size: int = 128  # rows per step; batches hold rows of similar length
     clip: float = 5.0  # gradient norm clip (0: off)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, updated every step (0: off);
+    # with it on, dev evaluation, early stopping and the saved student use the averaged weights
     hidden: int = 150  # LSTM units per direction
     fc: int = 200  # ReLU layer width
     dropout: float = 0.0  # on sentence features and the ReLU layer (the transfer set is the regulariser)
@@ -120,6 +122,8 @@ class TrainConfig:
             out.append(f"[optimizer] unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             out.append(f"[schedule] unknown schedule '{self.schedule}'; choose one of {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.ema < 1.0:
+            out.append(f"[ema] must be in [0, 1), got {self.ema}")
         if not self.lr > 0:
             out.append(f"[lr] must be > 0, got {self.lr}")
         for name in ("dropout", "embed_dropout"):
@@ -314,7 +318,7 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
 # ----------------------------------------------------------------------------------------------- checkpoints
 
 def save_checkpoint(path: Path, fp: str, model, optimizer, scheduler, state: TrainState,
-                    best_model: dict | None, rng: np.random.Generator) -> None:
+                    best_model: dict | None, rng: np.random.Generator, ema: AveragedModel | None = None) -> None:
     """Everything the loop needs to continue exactly; written to a temp file and renamed (never half-written)."""
     ckpt = {
         "fingerprint": fp,
@@ -322,6 +326,7 @@ def save_checkpoint(path: Path, fp: str, model, optimizer, scheduler, state: Tra
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "best_model": best_model,
+        "ema": ema.state_dict() if ema is not None else None,
         "state": asdict(state),
         "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None},
@@ -333,8 +338,8 @@ def save_checkpoint(path: Path, fp: str, model, optimizer, scheduler, state: Tra
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: Path, fp: str, model, optimizer, scheduler, rng: np.random.Generator
-                    ) -> tuple[TrainState, dict | None]:
+def load_checkpoint(path: Path, fp: str, model, optimizer, scheduler, rng: np.random.Generator,
+                    ema: AveragedModel | None = None) -> tuple[TrainState, dict | None]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which, and how to start over
@@ -345,6 +350,8 @@ def load_checkpoint(path: Path, fp: str, model, optimizer, scheduler, rng: np.ra
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
@@ -434,9 +441,12 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
 
         # ---- resume from the last finished epoch, if a killed run left one
         ckpt_path = stage.work_dir / CHECKPOINT
+        # The weights that are evaluated and kept: the model's own, or their moving average.
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
+        kept = ema.module if ema is not None else model
         state, best_model = TrainState(), None
         if ckpt_path.is_file():
-            state, best_model = load_checkpoint(ckpt_path, fp, model, optimizer, scheduler, rng)
+            state, best_model = load_checkpoint(ckpt_path, fp, model, optimizer, scheduler, rng, ema)
 
         # ---- the loop
         teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
@@ -448,9 +458,9 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
             t0 = time.perf_counter()
             model.train()
             loss_sum, seen = 0.0, 0
-            bar = tqdm(epoch_batches(lengths, cfg.batch_size, rng), desc=f"train epoch {state.epoch + 1}",
-                       unit="batch", leave=False, disable=None)
-            for rows in bar:
+            batches = epoch_batches(lengths, cfg.batch_size, rng)
+            bar = progress(len(batches), f"train epoch {state.epoch + 1}", "batch")
+            for rows in batches:
                 inputs = [*pad_batch(data.a, rows, cfg.max_len)]  # ids [B, T], lengths [B]
                 if data.b is not None:
                     inputs += [*pad_batch(data.b, rows, cfg.max_len)]
@@ -464,11 +474,15 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 optimizer.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 state.step += 1
                 loss_sum += loss.item() * len(rows)
                 seen += len(rows)
+                bar.update(1)
+            bar.close()
             train_s = time.perf_counter() - t0
-            scores = evaluate(model, dev, task, cfg.max_len, device)
+            scores = evaluate(kept, dev, task, cfg.max_len, device)
             score = scores[first_split][metric]
             state.epoch += 1
             state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": round(loss_sum / seen, 6),
@@ -476,11 +490,11 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
                                   "rows_per_s": round(seen / train_s, 1)})
             if score > state.best_score:
                 state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
-                best_model = copy.deepcopy(model.state_dict())
+                best_model = copy.deepcopy(kept.state_dict())
             else:
                 state.bad_epochs += 1
                 state.stopped = state.bad_epochs >= cfg.patience
-            save_checkpoint(ckpt_path, fp, model, optimizer, scheduler, state, best_model, rng)
+            save_checkpoint(ckpt_path, fp, model, optimizer, scheduler, state, best_model, rng, ema)
             if on_epoch_end is not None:
                 on_epoch_end(state)
         stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
@@ -562,6 +576,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr}")
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--ema", type=float, default=d.ema,
+                   help="keep a moving average of the weights with this decay per step, e.g. 0.999 (0: off)")
     p.add_argument("--hidden", type=int, default=d.hidden, help="LSTM units per direction")
     p.add_argument("--fc", type=int, default=d.fc, help="ReLU layer width")
     p.add_argument("--dropout", type=float, default=d.dropout)

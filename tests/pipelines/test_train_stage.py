@@ -101,12 +101,13 @@ class _Kill(Exception):
     pass
 
 
-def test_train_stage_resume_gives_identical_weights(demo_scored, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_train_stage_resume_gives_identical_weights(demo_scored, tmp_path, ema):
     straight = tmp_path / "straight"
-    train_stage.run(tiny_train_config(demo_scored, straight, epochs=3, dropout=0.2, embed_dropout=0.2))
+    train_stage.run(tiny_train_config(demo_scored, straight, epochs=3, dropout=0.2, embed_dropout=0.2, ema=ema))
 
     resumed = tmp_path / "resumed"
-    cfg = tiny_train_config(demo_scored, resumed, epochs=3, dropout=0.2, embed_dropout=0.2)
+    cfg = tiny_train_config(demo_scored, resumed, epochs=3, dropout=0.2, embed_dropout=0.2, ema=ema)
 
     def kill_after_first_epoch(state):
         if state.epoch == 1:
@@ -128,6 +129,17 @@ def test_train_stage_resume_gives_identical_weights(demo_scored, tmp_path):
     ha = json.loads((straight / "metrics.json").read_text())["history"]
     hb = json.loads((resumed / "metrics.json").read_text())["history"]
     assert [(h["train_loss"], h["dev"]) for h in ha] == [(h["train_loss"], h["dev"]) for h in hb]
+
+
+def test_train_stage_ema_keeps_the_averaged_weights(demo_scored, tmp_path):
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "plain", epochs=2))
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "ema", epochs=2, ema=0.9))
+    plain, ema = _weights(tmp_path / "plain"), _weights(tmp_path / "ema")
+    assert not torch.equal(plain["out.weight"], ema["out.weight"])  # same seed and batches: only the averaging differs
+    # The saved student is the averaged model: its recorded dev score is what `distill eval` measures.
+    want = json.loads((tmp_path / "ema" / "metrics.json").read_text())["dev"]["dev"]["accuracy"]
+    r = eval_stage.run(eval_stage.EvalConfig(student=tmp_path / "ema", task=get_task("demo"), json=True))
+    assert json.loads(r.summary)["splits"]["dev"]["accuracy"] == want
 
 
 def test_train_stage_early_stopping_keeps_best(demo_scored, tmp_path):
