@@ -24,6 +24,12 @@ scored SST-2 x20 transfer set, from 36,843 originals; "orig" = the 67,349 origin
   on the full 884k-row set 0.1/0.1 peaked at 88.0 and 0/0 at 88.6 (88.5-88.6 over epochs 2-4). A transfer
   set 13x the original data is regularisation enough. (The baseline, on the 67k originals, also does better
   without: 83.1 vs 82.3.) Small transfer sets may want --dropout 0.1 --embed-dropout 0.1.
+- A moving average of the weights (`ema`, decay 0.999 per step, evaluated and saved in place of the raw
+  weights): on the full set 87.4 / 88.4 / 88.8 / 88.8 over epochs 1-4 (best 88.76), against 86.9 / 88.6 / 88.2
+  / 88.0 without it (best 88.65). The average smooths out the epoch-to-epoch noise of the late epochs.
+- spaCy's 300-d vectors (en_core_web_md, `--vectors spacy:…`; no vocabulary expansion, which needs a
+  frequency-ordered word list): 86.6 / 87.2 / 86.7 over epochs 1-3, with a lower training loss (it fits the
+  transfer set more closely) and 2.1x the time per epoch. GloVe-50d with expansion stays the default.
 - Fine-tuned embeddings: freezing all of them (--freeze-embeddings) gave 84.1 after 2 epochs of the full set
   (vs 88.6).
 - MSE on logits (the paper); alpha 0 (the transfer set's gold labels are only on the originals).
@@ -47,7 +53,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from .. import metrics as task_metrics
 from .. import store
@@ -90,7 +96,7 @@ class TrainConfig:
     schedule: str = "linear"  # constant | linear (decay to 0 over all steps)
     batch_size: int = 128  # rows per step; batches hold rows of similar length
     clip: float = 5.0  # gradient norm clip (0: off)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, updated every step (0: off);
+    ema: float = 0.999  # decay of a moving average of the weights, updated every step (0: off; see ema_update);
     # with it on, dev evaluation, early stopping and the saved student use the averaged weights
     hidden: int = 150  # LSTM units per direction
     fc: int = 200  # ReLU layer width
@@ -306,6 +312,19 @@ def evaluate(model: BiLSTMClassifier, dev: list[DevSplit], task: TaskSpec, max_l
     return out
 
 
+def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
+    """The moving average's step for `AveragedModel`: decay min(decay, (1 + n) / (10 + n)) after n updates, as
+    TensorFlow's ExponentialMovingAverage with num_updates. A short run (the demo's few hundred steps) then
+    averages over a horizon it can fill, instead of staying near its initial weights."""
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = int(num_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        for a, c in zip(averaged, current):
+            a.lerp_(c, 1.0 - d)
+    return update
+
+
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices per batch: rows sorted by length (random order within a length), cut into batches, and the
     batches shuffled. Padding is near zero, so an epoch costs about what its real tokens cost."""
@@ -442,7 +461,7 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
         # ---- resume from the last finished epoch, if a killed run left one
         ckpt_path = stage.work_dir / CHECKPOINT
         # The weights that are evaluated and kept: the model's own, or their moving average.
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
+        ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema)) if cfg.ema else None
         kept = ema.module if ema is not None else model
         state, best_model = TrainState(), None
         if ckpt_path.is_file():

@@ -86,6 +86,6 @@ def tiny_train_config(scored: Path, out: Path, **overrides):
     from pipelines.tasks import get_task
 
     values = dict(scored=scored, task=get_task("demo"), out=out, vectors="none", embed_dim=16, hidden=8, fc=8,
-                  epochs=2, batch_size=32, export="none", lr=3e-3, patience=5, threads=1)
+                  epochs=2, batch_size=32, export="none", lr=3e-3, patience=5, threads=1, ema=0.0)
     values.update(overrides)
     return TrainConfig(**values)

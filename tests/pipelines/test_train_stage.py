@@ -142,6 +142,16 @@ def test_train_stage_ema_keeps_the_averaged_weights(demo_scored, tmp_path):
     assert json.loads(r.summary)["splits"]["dev"]["accuracy"] == want
 
 
+def test_ema_update_ramps_its_decay_up():
+    update = train_stage.ema_update(0.999)
+    avg, cur = [torch.zeros(2)], [torch.ones(2)]
+    update(avg, cur, torch.tensor(0))  # decay 1/10: 90% of the way to the current weights
+    torch.testing.assert_close(avg[0], torch.full((2,), 0.9))
+    avg = [torch.zeros(2)]
+    update(avg, cur, torch.tensor(100_000))  # capped at 0.999
+    torch.testing.assert_close(avg[0], torch.full((2,), 0.001))
+
+
 def test_train_stage_early_stopping_keeps_best(demo_scored, tmp_path):
     # lr 0 never improves after epoch 1, so patience 1 stops after epoch 2 with epoch 1's weights.
     out = tmp_path / "s"
