@@ -596,7 +596,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     p.add_argument("--ema", type=float, default=d.ema,
-                   help="keep a moving average of the weights with this decay per step, e.g. 0.999 (0: off)")
+                   help=f"decay per step of the weights' moving average, which is evaluated and saved "
+                        f"(default {d.ema}; 0: off)")
     p.add_argument("--hidden", type=int, default=d.hidden, help="LSTM units per direction")
     p.add_argument("--fc", type=int, default=d.fc, help="ReLU layer width")
     p.add_argument("--dropout", type=float, default=d.dropout)
