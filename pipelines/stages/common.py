@@ -70,7 +70,7 @@ def progress(total: int, desc: str, unit: str = "ex") -> tqdm:
         return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, leave=False,
                     file=sys.stderr)
     return _LogLines(total=total, desc=desc, unit=unit, unit_scale=True, ncols=100, ascii=True, leave=False,
-                     mininterval=LOG_INTERVAL_S, file=sys.stderr)
+                     mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, file=sys.stderr)
 
 
 def peak_memory_mb() -> float:
