@@ -54,10 +54,11 @@ LOG_INTERVAL_S = 30.0  # seconds between progress lines in a log
 
 class _LogLines(tqdm):
     """A progress bar for logs: one plain line at most every LOG_INTERVAL_S seconds, where a terminal bar would
-    redraw itself with carriage returns (unreadable in a batch job's log file)."""
+    redraw itself with carriage returns (unreadable in a batch job's log file). Nothing at 0%, so a loop that
+    ends within the interval leaves no line at all."""
 
     def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-        if msg == "":  # tqdm clears a closed bar with an empty message (and a '\r' if we say we did)
+        if msg == "" or (msg is None and self.n == 0):  # tqdm clears a closed bar with an empty message
             return False
         print(msg or str(self), file=self.fp, flush=True)
         return True

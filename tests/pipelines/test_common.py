@@ -14,5 +14,5 @@ def test_progress_in_a_log_is_plain_lines(capsys, monkeypatch):
     bar.close()
     err = capsys.readouterr().err
     lines = err.splitlines()
-    assert "\r" not in err and len(lines) >= 2
-    assert lines[0].startswith("scoring:   0%") and lines[-1].startswith("scoring: 100%")
+    assert "\r" not in err and len(lines) == 3
+    assert lines[0].startswith("scoring:  33%") and lines[-1].startswith("scoring: 100%")
