@@ -84,6 +84,10 @@ def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
     if not cfg.teacher["model"] and not cfg.teacher["finetune"]:
         raise ConfigError("[teacher.model] is required: pass --teacher with a fine-tuned teacher directory or hub "
                           "id; or --set teacher.finetune=true to fine-tune a backbone (default MiniLM-L6) first")
+    if not cfg.teacher["finetune"]:
+        from ..teacher import locate_model
+
+        locate_model(cfg.teacher["model"])  # a missing directory or unreachable hub id fails now, not after augment
     out.mkdir(parents=True, exist_ok=True)
     progress = _Progress(out, cfg)
     seed = top["seed"]

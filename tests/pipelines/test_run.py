@@ -111,3 +111,9 @@ def test_data_and_teacher_shortcuts_are_overrides():
     # --set comes after the shortcuts, so it wins.
     args = build_parser().parse_args(["run", "sst2", "--data", "a", "--set", "data=b"])
     assert load(args.config, overrides_from_args(args)).top["data"] == "b"
+
+
+def test_missing_teacher_fails_before_any_stage(tmp_path, capsys, sst2_dir):
+    out = tmp_path / "x"
+    assert main(["run", "sst2", "--out", str(out), "--data", str(sst2_dir), "--teacher", str(tmp_path / "nope")]) == 2
+    assert "no such model directory" in capsys.readouterr().err and not out.exists()
