@@ -47,12 +47,15 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_rows: int) -> ModelRow:
-    """Dev metrics, size and CPU speed of the teacher (float32, length-sorted token-budget batches)."""
+def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_rows: int, *,
+                    max_length: int = 128, trust_remote_code: bool = False) -> ModelRow:
+    """Dev metrics, size and CPU speed of the teacher (float32, length-sorted token-budget batches; rows cut at
+    the `max_length` the transfer set was scored with)."""
     from . import metrics
     from . import teacher as T
 
-    scorer = T.TeacherScorer(teacher, device="cpu", dtype="float32")
+    scorer = T.TeacherScorer(teacher, device="cpu", dtype="float32", max_length=max_length,
+                             trust_remote_code=trust_remote_code)
     scores = {}
     for name, split in dev.items():
         logits = scorer.predict(split.texts, split.text_pairs)
@@ -63,7 +66,8 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     rate = _timed_rate(lambda: scorer.predict(texts, pairs), len(texts))
     model = scorer.model
     total = sum(p.numel() for p in model.parameters())
-    emb = sum(p.numel() for p in model.base_model.embeddings.parameters())
+    embeddings = getattr(model.base_model, "embeddings", None) or model.get_input_embeddings()
+    emb = sum(p.numel() for p in embeddings.parameters())
     size = sum(p.stat().st_size for p in T.weight_files(scorer.files.path))
     return ModelRow(f"Teacher ({scorer.files.name})", scores, total, total - emb, rate, round(size / 2**20, 2),
                     str(scorer.files.path))
@@ -74,7 +78,7 @@ def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_r
     from . import student as S
 
     loaded = S.load_student(student_dir)
-    doc = json.loads((student_dir / S.METRICS).read_text("utf-8"))
+    doc = S.load_metrics(student_dir)
     first = next(iter(dev.values()))
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
@@ -96,7 +100,7 @@ def teacher_agreement(scored_dir: Path) -> dict[str, Any]:
     (max softmax probability) on original and synthetic rows."""
     table = store.read_table(scored_dir, ["label", "is_original", "teacher_logits"])
     num_labels = table.schema.field("teacher_logits").type.list_size
-    logits = table["teacher_logits"].combine_chunks().values.to_numpy(zero_copy_only=False)
+    logits = table["teacher_logits"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     logits = logits.reshape(-1, num_labels).astype(np.float64)
     prob = np.exp(logits - logits.max(1, keepdims=True))
     prob /= prob.sum(1, keepdims=True)
@@ -193,9 +197,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     cmp = doc.get("comparison", {})
     if cmp:
-        lines += ["", f"Distilled student: {cmp['student_vs_teacher']:+.1f} points against the teacher, "
-                      f"{cmp['distilled_vs_baseline']:+.1f} against the same student trained without distillation; "
-                      f"{cmp['speedup_vs_teacher']:,.0f}× the teacher's CPU speed with "
+        vs_baseline = (f", {cmp['distilled_vs_baseline']:+.1f} against the same student trained without "
+                       "distillation" if "distilled_vs_baseline" in cmp else "")
+        lines += ["", f"Distilled student: {cmp['student_vs_teacher']:+.1f} points against the teacher"
+                      f"{vs_baseline}; {cmp['speedup_vs_teacher']:,.0f}× the teacher's CPU speed with "
                       f"{cmp['params_fraction_of_teacher']:.2%} of its parameters "
                       f"({cmp['params_wo_emb_fraction_of_bert_base']:.3%} of BERT-base's outside the embeddings)."]
     lines += ["", f"Speed: {doc['speed_rows']} dev sentences, batch inference on this machine's CPU "
@@ -238,9 +243,8 @@ def comparison(rows: list[ModelRow], metric: str, split: str) -> dict[str, float
         "params_fraction_of_teacher": distilled.params / teacher.params,
         "params_wo_emb_fraction_of_bert_base": distilled.params_without_embedding
         / BERT_BASE_PARAMS_WITHOUT_EMBEDDINGS,
-        "distilled_vs_baseline": 0.0,
     }
-    if len(rows) > 2:
+    if len(rows) > 2:  # no baseline trained (baseline: false): no comparison with it
         out["distilled_vs_baseline"] = 100 * (distilled.dev[split][metric] - rows[2].dev[split][metric])
     return {k: round(v, 6) for k, v in out.items()}
 

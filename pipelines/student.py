@@ -604,6 +604,14 @@ def load_student(student_dir: str | Path) -> LoadedStudent:
     return LoadedStudent(model, cfg, Vocab.load(d / VOCAB), Tokenizer(lowercase=tok.get("lowercase", True)), config)
 
 
+def load_metrics(student_dir: str | Path) -> dict:
+    """A student directory's metrics.json (dev metrics and per-epoch history, written by `distill train`)."""
+    path = Path(student_dir) / METRICS
+    if not path.is_file():
+        raise DataError(f"{student_dir}: no {METRICS}; pass a student directory written by `distill train`")
+    return json.loads(path.read_text("utf-8"))
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run with `n` torch CPU threads (None: leave as is), restoring the previous count afterwards."""

@@ -2,8 +2,8 @@
 
 Both teacher stages share everything below the stage level: `finetune-teacher` and `score` tokenise with the
 same `encode`, batch with the same length-sorted token budget (`plan_batches`, `collate`), and run forward passes
-with the same `predict_logits`. So the dev accuracy a fine-tuning run reports is measured exactly the way the
-scorer will later label the transfer set.
+with the same `predict_logits`. So the dev accuracy a fine-tuning run reports is measured by the same code path the
+scorer later labels the transfer set with (with the precision and max_length each stage is given).
 
 Speed comes from work not done: rows are tokenised in one bulk call without padding, sorted by length and packed
 into batches whose padded size stays under a token budget (so little compute goes to padding), and run under
@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name -> autocast dtype
 DEVICES = ("auto", "cpu", "cuda")
-# Files fetched for a hub id: configs, safetensors weights, tokenizer files. No pickles, no code.
+# Files fetched for a hub id: configs, safetensors weights, tokenizer files. No pickles; Python files only with
+# trust_remote_code.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
@@ -61,15 +62,18 @@ class ModelFiles:
     weights_sha256: str
     config_sha256: str
     tokenizer_sha256: str
+    code_sha256: str | None = None  # the directory's *.py files (remote code), when it has any
 
     def identity(self) -> dict[str, str]:
-        return {"weights_sha256": self.weights_sha256, "config_sha256": self.config_sha256,
-                "tokenizer_sha256": self.tokenizer_sha256}
+        out = {"weights_sha256": self.weights_sha256, "config_sha256": self.config_sha256,
+               "tokenizer_sha256": self.tokenizer_sha256}
+        return {**out, "code_sha256": self.code_sha256} if self.code_sha256 else out
 
 
-def locate_model(name_or_path: str | Path) -> ModelFiles:
+def locate_model(name_or_path: str | Path, trust_remote_code: bool = False) -> ModelFiles:
     """Resolve a model directory or hub id to local files and hash them. A hub id is fetched into (or, offline,
-    read from) the hub cache with safetensors weights only, so the rest of the code only ever sees a directory."""
+    read from) the hub cache with safetensors weights only, so the rest of the code only ever sees a directory;
+    its Python files come along only with `trust_remote_code` (the user's choice to run them)."""
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():
@@ -78,7 +82,7 @@ def locate_model(name_or_path: str | Path) -> ModelFiles:
         raise MissingResourceError(f"{name}: no such model directory; pass a directory written by "
                                    "save_pretrained (e.g. by `distill finetune-teacher`) or a hub id")
     else:
-        path = _download(name)
+        path = _download(name, HUB_PATTERNS + (["*.py"] if trust_remote_code else []))
     if not (path / "config.json").is_file():
         raise MissingResourceError(f"{path}: no config.json; pass a Hugging Face model directory "
                                    "(written by save_pretrained)")
@@ -86,16 +90,18 @@ def locate_model(name_or_path: str | Path) -> ModelFiles:
     if not tokenizer_files:
         raise MissingResourceError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, …); save the "
                                    "tokenizer beside the model with tokenizer.save_pretrained(dir)")
+    code = sorted(path.glob("*.py"))
     return ModelFiles(name=name, path=path, weights_sha256=store.hash_files(weight_files(path)),
                       config_sha256=store.hash_file(path / "config.json"),
-                      tokenizer_sha256=store.hash_files(tokenizer_files))
+                      tokenizer_sha256=store.hash_files(tokenizer_files),
+                      code_sha256=store.hash_files(code) if code else None)
 
 
-def _download(repo_id: str) -> Path:
+def _download(repo_id: str, patterns: list[str]) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:  # offline, unknown repo, gated repo: all mean the same to the user
         raise MissingResourceError(
             f"{repo_id}: not a local directory, and the hub model could not be fetched ({type(e).__name__}: "
@@ -162,6 +168,7 @@ def load_classifier(model_dir: Path, device: torch.device, *, trust_remote_code:
                     label_names: Sequence[str] | None = None) -> torch.nn.Module:
     """A sequence classifier in float32 with SDPA attention. With `label_names` the classification head is
     (re)built for those labels: that is how a plain encoder becomes a teacher to fine-tune."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch.float32}
@@ -177,6 +184,9 @@ def load_classifier(model_dir: Path, device: torch.device, *, trust_remote_code:
                 raise MissingResourceError(f"{model_dir}: cannot load it as a sequence classifier ({e})") from None
             # An architecture without SDPA support still works with its own attention.
             model = AutoModelForSequenceClassification.from_pretrained(model_dir, **kwargs)
+        except (OSError, SafetensorError) as e:  # a truncated or corrupt weights file
+            raise MissingResourceError(f"{model_dir}: cannot read its weights ({type(e).__name__}: {e}); save "
+                                       "the model again with save_pretrained") from None
     return model.to(device)
 
 
@@ -279,8 +289,9 @@ def mask_token_problem(tokenizer: Any) -> str | None:
     return None
 
 
-def check_mask_token(tokenizer: Any, teacher: str) -> None:
-    problem = mask_token_problem(tokenizer)
+def check_mask_token(tokenizer: Any, teacher: str, problem: str | None = None) -> None:
+    """Refuse a tokenizer that cannot render masked words (`problem`: mask_token_problem's answer, if known)."""
+    problem = problem or mask_token_problem(tokenizer)
     if problem is not None:
         raise TeacherMismatchError(
             f"the tokenizer of teacher {teacher} {problem}, but the transfer set has masked words "
@@ -444,7 +455,7 @@ class TeacherScorer:
 
     def __init__(self, teacher: str | Path | ModelFiles, *, device: str = "auto", dtype: str = "float32",
                  max_length: int = 128, batch_tokens: int | None = None, trust_remote_code: bool = False):
-        self.files = teacher if isinstance(teacher, ModelFiles) else locate_model(teacher)
+        self.files = teacher if isinstance(teacher, ModelFiles) else locate_model(teacher, trust_remote_code)
         self.device = resolve_device(device)
         self.dtype = dtype
         self.amp_dtype = autocast_dtype(dtype, self.device)
@@ -467,7 +478,7 @@ class TeacherScorer:
         thread while the device computes)."""
         has_mask = any(MASK_SYMBOL in t for t in texts) or (pairs is not None and any(MASK_SYMBOL in t for t in pairs))
         if has_mask and self._mask_problem is not None:
-            check_mask_token(self.tokenizer, self.files.name)
+            check_mask_token(self.tokenizer, self.files.name, self._mask_problem)
         mask = self.tokenizer.mask_token if has_mask else None
         return encode(self.tokenizer, render_masks(texts, mask),
                       render_masks(pairs, mask) if pairs is not None else None, self.max_length)

@@ -83,7 +83,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
     data = data_dir(cfg.task, cfg.data)
     train_split, task = read_split(cfg.task, data, "train", limit=cfg.limit)
     dev_splits = {name: read_split(task, data, name)[0] for name in task.dev_splits}
-    files = T.locate_model(cfg.model or T.default_backbone())
+    files = T.locate_model(cfg.model or T.default_backbone(), cfg.trust_remote_code)
     device = T.resolve_device(cfg.device)
     precision, amp_dtype = _precision(device)
 

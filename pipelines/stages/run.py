@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from augment.recipe import RecipeConfig
 
@@ -28,6 +29,9 @@ from ..errors import ConfigError
 from ..tasks import read_split
 from . import StageResult
 from .common import data_dir, resolve_task
+
+if TYPE_CHECKING:  # the stage modules import torch: loaded only when a run starts
+    from .score import ScoreConfig
 
 # Layout of a run directory.
 TRANSFER, TEACHER, SCORED, STUDENT, BASELINE = "transfer", "teacher", "scored", "student", "baseline"
@@ -105,8 +109,8 @@ def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
                             **rest, **({"model": teacher} if teacher else {}))
         teacher = str(progress.step("finetune-teacher", lambda: finetune(ft)).out_dir)
 
-    progress.step("score", lambda: score(ScoreConfig(teacher=str(teacher), out=out / SCORED,
-                                                     transfer=out / TRANSFER, **cfg.sections["score"])))
+    score_cfg = ScoreConfig(teacher=str(teacher), out=out / SCORED, transfer=out / TRANSFER, **cfg.sections["score"])
+    progress.step("score", lambda: score(score_cfg))
 
     def student(baseline: bool) -> Callable[[], StageResult]:
         return lambda: train(TrainConfig(scored=out / SCORED, task=task, out=out / (BASELINE if baseline else STUDENT),
@@ -116,17 +120,20 @@ def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
     progress.step("train", student(False))
     if top["baseline"]:
         progress.step("train-baseline", student(True))
-    report_path = progress.step("report", lambda: _report(cfg, out, task, data, str(teacher), progress)).out_dir
+    report_path = progress.step("report", lambda: _report(cfg, out, task, data, score_cfg, progress)).out_dir
     return StageResult(out, False, f"run: done; report at {report_path}")
 
 
-def _report(cfg: C.RunConfig, out: Path, task, data: Path, teacher: str, progress: _Progress) -> StageResult:
+def _report(cfg: C.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfig,
+            progress: _Progress) -> StageResult:
     from .. import report as R
 
     dev = {}
     for split in task.dev_splits:
         dev[split], _ = read_split(task, data, split)
-    rows = [R.measure_teacher(teacher, task, dev, SPEED_ROWS),
+    teacher = score_cfg.teacher  # measured on dev with the max_length it scored the transfer set with
+    rows = [R.measure_teacher(teacher, task, dev, SPEED_ROWS, max_length=score_cfg.max_length,
+                              trust_remote_code=score_cfg.trust_remote_code),
             R.measure_student(out / STUDENT, "BiLSTM student (distilled)", dev, SPEED_ROWS)]
     if cfg.top["baseline"]:
         rows.append(R.measure_student(out / BASELINE, "BiLSTM student (no distillation)", dev, SPEED_ROWS))

@@ -7,9 +7,11 @@ and finishes with the same bytes as a run that never stopped. One thread tokenis
 previous one while the current one is scored.
 
 Fingerprint: the input's fingerprint, the teacher's weights, config and tokenizer hashes, max_length, dtype and
-shard_rows. Device and batch_tokens are left out on purpose: they only reorder float operations (float32 logits
-agree to about 1e-6), so scoring again on a GPU or with another batch budget reuses the existing output instead
-of recomputing it. Both are recorded in the manifest.
+shard_rows, and for bf16/fp16 the device type. In float32 the device and batch_tokens are left out on purpose:
+they only reorder float operations (logits agree to about 1e-6), so scoring again on a GPU or with another batch
+budget reuses the existing output instead of recomputing it. Reduced precision rounds differently on a CPU and a
+GPU (differences at bf16 resolution, not 1e-6), so there a run killed on one device and resumed on the other
+starts over instead of mixing shards of both. Both are recorded in the manifest.
 """
 
 from __future__ import annotations
@@ -130,6 +132,13 @@ def logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), logits.shape[1])
 
 
+def fingerprint_settings(cfg: ScoreConfig, device_type: str) -> dict:
+    """The settings that decide the logits' bytes (module docstring): the device only in reduced precision."""
+    settings = {"max_length": cfg.max_length, "dtype": cfg.dtype, "shard_rows": cfg.shard_rows,
+                "mask_symbol": MASK_SYMBOL}
+    return settings if cfg.dtype == "float32" else {**settings, "device_type": device_type}
+
+
 # ----------------------------------------------------------------------------------------------- the stage
 
 def run(cfg: ScoreConfig) -> StageResult:
@@ -138,20 +147,19 @@ def run(cfg: ScoreConfig) -> StageResult:
         raise ConfigError(problems)
     source = open_transfer(Path(cfg.transfer)) if cfg.transfer is not None else \
         open_plain(Path(cfg.input), cfg.text_col, cfg.text_pair_col)
-    files = T.locate_model(cfg.teacher)
+    files = T.locate_model(cfg.teacher, cfg.trust_remote_code)
     model_config = T.load_config(files.path, cfg.trust_remote_code)
     if source.task is not None:
         T.check_label_map(model_config, source.task["label_names"], cfg.teacher, source.task["name"])
-    if source.has_mask():
-        T.check_mask_token(T.load_tokenizer(files.path, cfg.trust_remote_code), cfg.teacher)
     label_names = T.label_names_of(model_config)
     task = source.task or generic_task(cfg.text_col, cfg.text_pair_col, None, label_names).to_dict()
 
-    settings = {"max_length": cfg.max_length, "dtype": cfg.dtype, "shard_rows": cfg.shard_rows,
-                "mask_symbol": MASK_SYMBOL}
+    settings = fingerprint_settings(cfg, T.resolve_device(cfg.device).type)
     fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"score: up to date, {cfg.out} (fingerprint {fp[:12]})")
+    if source.has_mask():
+        T.check_mask_token(T.load_tokenizer(files.path, cfg.trust_remote_code), cfg.teacher)
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     with store.stage_run(STAGE, cfg.out, fp, config, resumable=True,

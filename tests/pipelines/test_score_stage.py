@@ -209,3 +209,11 @@ def test_score_stage_reference_teacher_gets_sst2_dev_right(sst2_dir, reference_t
     accuracy = float(np.mean(logits.argmax(1) == gold))
     assert accuracy > 0.8, accuracy
     assert store.read_manifest(out)["teacher"]["id2label"] == {"0": "negative", "1": "positive"}
+
+
+def test_score_fingerprint_names_the_device_only_in_reduced_precision(tmp_path):
+    f32 = ScoreConfig(teacher="t", out=tmp_path, transfer=tmp_path)
+    assert score.fingerprint_settings(f32, "cpu") == score.fingerprint_settings(f32, "cuda")
+    bf16 = ScoreConfig(teacher="t", out=tmp_path, transfer=tmp_path, dtype="bf16")
+    # bf16 rounds differently on a CPU and a GPU: a run resumed on the other device must not mix their shards.
+    assert score.fingerprint_settings(bf16, "cpu") != score.fingerprint_settings(bf16, "cuda")

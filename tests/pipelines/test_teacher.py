@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -212,6 +214,36 @@ def test_teacher_locate_model_errors_and_hashes(tmp_path, tiny_teacher):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingResourceError, match=r"no config\.json"):
         T.locate_model(tmp_path / "empty")
+
+
+def test_teacher_remote_code_is_hashed_and_fetched_only_when_trusted(tmp_path, tiny_teacher, monkeypatch):
+    import huggingface_hub
+
+    plain = T.locate_model(tiny_teacher)
+    assert "code_sha256" not in plain.identity()
+    coded = tmp_path / "coded"
+    shutil.copytree(tiny_teacher, coded)
+    (coded / "modeling_custom.py").write_text("X = 1\n")
+    first = T.locate_model(coded).identity()
+    assert first["code_sha256"] and first["weights_sha256"] == plain.weights_sha256
+    (coded / "modeling_custom.py").write_text("X = 2\n")  # other code computes other logits
+    assert T.locate_model(coded).identity()["code_sha256"] != first["code_sha256"]
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, allow_patterns: asked.append(allow_patterns) or str(tiny_teacher))
+    T.locate_model("someone/model")
+    T.locate_model("someone/model", trust_remote_code=True)
+    assert "*.py" not in asked[0] and "*.py" in asked[1] and "*.safetensors" in asked[0]
+
+
+def test_teacher_corrupt_weights_are_named(tmp_path, tiny_teacher):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_teacher, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(MissingResourceError, match=r"broken: cannot read its weights"):
+        T.load_classifier(broken, torch.device("cpu"))
 
 
 def test_teacher_device_and_dtype_choices():
