@@ -35,6 +35,10 @@ scored SST-2 x20 transfer set, from 36,843 originals; "orig" = the 67,349 origin
 - MSE on logits (the paper); alpha 0 (the transfer set's gold labels are only on the originals).
 - Batches of rows sorted by length (shuffled batch order): no padding to speak of; about 4-6k rows/s on one
   core of this machine, i.e. ~3 min per epoch of the 884k-row SST-2 x20 set.
+- Run-to-run spread: the defaults over five full-scale runs (three seeds, three scorings of the set) gave
+  88.76, 88.53, 88.53, 88.30 and 87.73 (88.4 +- 0.4). Against that, none of these moved the result clearly (one
+  run each): 2, 3 or 6 epochs (88.07, 88.65, 88.53), moving-average decay 0.9995 or 0.9998 (within 0.2),
+  alpha 0.1 (88.42), KL at T = 2 (88.30). Single runs differing by less than ~0.5 say little on 872 dev rows.
 """
 
 from __future__ import annotations
