@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import random
 import time
@@ -68,9 +67,9 @@ from ..errors import ConfigError, DataError, TeacherMismatchError
 from ..export import export_student, parse_formats
 from ..losses import LOSSES, DistillLoss, check_loss
 from ..student import (METRICS, BiLSTMClassifier, Corpus, StudentConfig, Tokenizer, Vocab, build_model,
-                       count_parameters, encode_texts, init_embedding, load_vectors, pad_batch, predict_logits,
-                       pretrained_words, resolve_vectors, save_student, tokenize_corpus, torch_threads,
-                       vectors_identity)
+                       count_parameters, encode_texts, init_embedding, load_metrics, load_vectors, pad_batch,
+                       predict_logits, pretrained_words, resolve_vectors, save_student, tokenize_corpus,
+                       torch_threads, vectors_identity)
 from ..tasks import TaskSpec, find_split_file, read_split
 from ..teacher import DEVICES, resolve_device
 from . import StageResult
@@ -427,7 +426,7 @@ def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None =
     fp = stage_fingerprint(cfg, task, scored_manifest)
     out = Path(cfg.out)
     if store.is_complete(out, fp):
-        return StageResult(out, True, _summary(json.loads((out / METRICS).read_text("utf-8")), out, cached=True))
+        return StageResult(out, True, _summary(load_metrics(out), out, cached=True))
     with torch_threads(cfg.threads or DEFAULT_THREADS):
         metrics_doc = _train(cfg, task, fp, scored_manifest, on_epoch_end)
     return StageResult(out, False, _summary(metrics_doc, out))
