@@ -87,6 +87,22 @@ def hash_path(path: str | Path) -> str:
     return hash_file(path)
 
 
+# Packages whose versions change a model stage's numbers (kernels, tokenisation): part of those fingerprints.
+RESULT_PACKAGES = ("torch", "transformers", "tokenizers")
+
+
+def result_versions(names: tuple[str, ...] = RESULT_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of `names` (None where one is missing), for a stage's fingerprint: a finished output
+    made with another torch or tokenizers is not reused, as its numbers may differ."""
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _VERSIONED:
