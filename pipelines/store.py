@@ -5,6 +5,10 @@ the target and renamed into place, `manifest.json` written last), and its manife
 which inputs and settings made it. A stage whose output already carries the fingerprint it would compute is
 skipped. Fingerprints hash declared data (canonical JSON of configs, file hashes), never live Python objects.
 
+Safe to point at a user's disk: a stage replaces only a directory whose manifest this tool wrote (tool name,
+known stage, 64-hex fingerprint) or an empty one, and refuses anything else before it starts; the old output is
+swapped out atomically and only then deleted; a lock beside the output stops a second process on it at once.
+
 The data is written in the layout `datasets.Dataset.save_to_disk` uses (Arrow IPC stream files plus
 `state.json` and `dataset_info.json`), so `datasets.load_from_disk(dir)` memory-maps it, and plain pyarrow reads
 it too; but the bytes are ours and deterministic: the same rows give the same files.
@@ -13,11 +17,16 @@ it too; but the bytes are ours and deterministic: the same rows give the same fi
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as _dt
+import errno
+import fcntl
+import glob
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -113,14 +122,25 @@ def package_versions() -> dict[str, str]:
 
 # ----------------------------------------------------------------------------------------------- manifests
 
+TOOL = "distill-pipelines"  # written into every manifest: the mark of a directory this tool may replace
+# The stages that write output directories (their manifests' `stage`).
+STAGE_NAMES = ("augment", "finetune-teacher", "score", "train")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
 def read_manifest(out_dir: str | Path) -> dict[str, Any] | None:
+    """The manifest of a stage output this tool wrote: a JSON object naming this tool, a known stage and a
+    64-hex fingerprint. None for anything else (no file, unreadable, another program's manifest.json)."""
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text("utf-8"))
-    except (OSError, json.JSONDecodeError):
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    if not isinstance(doc, dict) or doc.get("tool") != TOOL or doc.get("stage") not in STAGE_NAMES:
+        return None
+    return doc if isinstance(doc.get("fingerprint"), str) and _HEX64.match(doc["fingerprint"]) else None
 
 
 def is_complete(out_dir: str | Path, fp: str) -> bool:
@@ -135,8 +155,8 @@ def require_stage_output(in_dir: str | Path, stage: str | tuple[str, ...], what:
     manifest = read_manifest(in_dir)
     if manifest is None:
         raise DistillError(
-            f"{in_dir}: not a finished stage output (no {MANIFEST}); pass the directory written by "
-            f"`distill {stages[0]}` as {what}"
+            f"{in_dir}: not a finished stage output (no {MANIFEST} written by {TOOL}); pass the directory "
+            f"written by `distill {stages[0]}` as {what}"
         )
     if manifest.get("stage") not in stages:
         raise DistillError(
@@ -144,6 +164,22 @@ def require_stage_output(in_dir: str | Path, stage: str | tuple[str, ...], what:
             + " or ".join(f"`distill {s}`" for s in stages)
         )
     return manifest
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse, before any work, an output path this tool may not replace: a file, or a directory that is
+    neither empty nor a stage output whose manifest this tool wrote."""
+    if out_dir.is_symlink():
+        raise DistillError(f"{out_dir}: is a symbolic link; pass the directory it points to as --out")
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise DistillError(f"{out_dir}: exists and is not a directory; choose another --out")
+    if read_manifest(out_dir) is None and any(out_dir.iterdir()):
+        raise DistillError(
+            f"{out_dir}: exists and is not a distill stage output (no {MANIFEST} written by {TOOL}); nothing was "
+            "touched: choose another --out, or remove it yourself"
+        )
 
 
 def _fsync_dir(path: Path) -> None:
@@ -171,7 +207,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 @dataclass
 class StageRun:
-    """A stage output under construction: write files into `work_dir`; `commit` renames it to `out_dir`."""
+    """A stage output under construction: write files into `work_dir`; `commit` puts it in place of `out_dir`."""
 
     stage: str
     out_dir: Path
@@ -200,6 +236,7 @@ class StageRun:
 
     def manifest(self) -> dict[str, Any]:
         return {
+            "tool": TOOL,
             "stage": self.stage,
             "fingerprint": self.fingerprint,
             "config": self.config,
@@ -214,54 +251,149 @@ class StageRun:
         }
 
     def commit(self) -> None:
-        """Write stats and manifest (last), then move the work directory into place atomically."""
+        """Write stats and manifest (last), then put the work directory in place of `out_dir` atomically."""
         self.stats.setdefault("wall_s", round(time.time() - self.started, 3))
         write_json(self.work_dir / STATS, self.stats)
         write_json(self.work_dir / MANIFEST, self.manifest())
+        (self.work_dir / PARTIAL_MARKER).unlink(missing_ok=True)  # the manifest marks it as ours from now on
         _fsync_dir(self.work_dir)
-        if self.out_dir.exists():
-            _remove_previous_output(self.out_dir)
-        os.replace(self.work_dir, self.out_dir)
-        _fsync_dir(self.out_dir.parent)
+        check_replaceable(self.out_dir)  # again: hours may have passed since the stage started
+        replace_dir(self.work_dir, self.out_dir)
 
 
-def _remove_previous_output(out_dir: Path) -> None:
-    """Delete an older output of a stage before replacing it; refuse to delete anything that is not one."""
-    if out_dir.is_dir() and (read_manifest(out_dir) is not None or not any(out_dir.iterdir())):
-        shutil.rmtree(out_dir)
+# ----------------------------------------------------------------------------------------------- replacing
+
+PARTIAL_MARKER = ".distill-partial"  # in every work directory, so only our own are ever cleared
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux `renameat2(RENAME_EXCHANGE)`); False where the
+    system or file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def aside_path(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.replaced"
+
+
+def replace_dir(new: Path, out_dir: Path) -> None:
+    """Put directory `new` at `out_dir`. A kill at any instant leaves a complete output there, old or new: the
+    two are swapped atomically where the system can, and the old one is deleted only once it is out of the way.
+    Elsewhere the old output is renamed aside first, and `recover_replaced` puts it back if a kill comes
+    between the two renames."""
+    if not out_dir.exists():
+        os.replace(new, out_dir)
+    elif _exchange(new, out_dir):
+        _fsync_dir(out_dir.parent)
+        shutil.rmtree(new)  # `new` now holds the old output
     else:
-        raise DistillError(
-            f"{out_dir}: exists and is not a distill stage output; choose another --out, or remove it yourself"
-        )
+        aside = aside_path(out_dir)
+        os.replace(out_dir, aside)
+        os.replace(new, out_dir)
+        _fsync_dir(out_dir.parent)
+        shutil.rmtree(aside)
+    _fsync_dir(out_dir.parent)
+
+
+def recover_replaced(out_dir: Path) -> None:
+    """After a kill between the two renames of `replace_dir`'s fallback: put the old output back (it is ours:
+    its manifest says so), or drop the aside copy when the new output made it into place."""
+    aside = aside_path(out_dir)
+    if not aside.is_dir() or read_manifest(aside) is None:
+        return
+    if out_dir.exists():
+        shutil.rmtree(aside)
+    else:
+        os.replace(aside, out_dir)
+
+
+def _ours(work_dir: Path) -> bool:
+    """A work directory this tool made: it holds our marker, or (once complete) our manifest."""
+    return (work_dir / PARTIAL_MARKER).is_file() or read_manifest(work_dir) is not None
+
+
+def clear_stale_work(out_dir: Path, keep: Path) -> None:
+    """Remove work directories of `out_dir` left by killed runs with other settings (never resumable), and
+    only those this tool made. The name is glob-escaped: `--out 'exp[1]'` must not match `.exp1.partial-*`."""
+    for stale in out_dir.parent.glob(glob.escape(f".{out_dir.name}.partial-") + "*"):
+        if stale != keep and stale.is_dir() and _ours(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------- locking
+
+def lock_path(out_dir: Path) -> Path:
+    return out_dir.parent / f".{out_dir.name}.lock"
+
+
+@contextlib.contextmanager
+def output_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an advisory lock on `out_dir` for the life of a stage: a second process on the same output stops
+    at once instead of deleting the first one's partial work. The lock file beside the output is removed on
+    release (a waiting process that opened it before then notices the file changed and opens it again)."""
+    path = lock_path(out_dir)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise DistillError(f"{out_dir}: another distill process (pid {holder}) is writing this output; wait "
+                               "for it to finish, or stop it") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and our lock: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def stage_run(stage: str, out_dir: str | Path, fp: str, config: dict[str, Any], *, resumable: bool = False,
               **kwargs: Any) -> Iterator[StageRun]:
-    """Open a stage output. On error or interrupt the work directory is removed, unless the stage is resumable
-    (its finished shards are then kept for the next run). On success the caller must call `run.commit()`."""
+    """Open a stage output, under its lock. On error or interrupt the work directory is removed, unless the
+    stage is resumable (its finished shards are then kept for the next run). On success the caller must call
+    `run.commit()`. An output path this tool may not replace is refused here, before any work."""
+    if stage not in STAGE_NAMES:
+        raise ValueError(f"unknown stage {stage!r}; add it to store.STAGE_NAMES")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DistillError(f"{out_dir}: exists and is not a directory; choose another --out")
-    if out_dir.exists() and read_manifest(out_dir) is None and any(out_dir.iterdir()):
-        raise DistillError(
-            f"{out_dir}: exists and is not a distill stage output; choose another --out, or remove it yourself"
-        )
+    check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    run = StageRun(stage=stage, out_dir=out_dir, fingerprint=fp, config=config, **kwargs)
-    # Work directories of this output left by killed runs with other settings can never be resumed: drop them.
-    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
-        if stale != run.work_dir:
-            shutil.rmtree(stale, ignore_errors=True)
-    if not resumable and run.work_dir.exists():
-        shutil.rmtree(run.work_dir)
-    run.work_dir.mkdir(exist_ok=True)
-    try:
-        yield run
-    except BaseException:
-        if not resumable:
-            shutil.rmtree(run.work_dir, ignore_errors=True)
-        raise
+    with output_lock(out_dir):
+        recover_replaced(out_dir)
+        check_replaceable(out_dir)
+        run = StageRun(stage=stage, out_dir=out_dir, fingerprint=fp, config=config, **kwargs)
+        clear_stale_work(out_dir, keep=run.work_dir)
+        if run.work_dir.exists() and (not resumable or read_manifest(run.work_dir) is not None):
+            shutil.rmtree(run.work_dir)  # not resumable, or an old output displaced by a killed commit
+        run.work_dir.mkdir(exist_ok=True)
+        write_json(run.work_dir / PARTIAL_MARKER, {"tool": TOOL, "stage": stage, "fingerprint": fp})
+        try:
+            yield run
+        except BaseException:
+            if not resumable:
+                shutil.rmtree(run.work_dir, ignore_errors=True)
+            raise
 
 
 # ----------------------------------------------------------------------------------------------- Arrow data

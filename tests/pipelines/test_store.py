@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import datasets
 import pyarrow as pa
 import pytest
@@ -25,22 +32,22 @@ def test_fingerprint_refuses_live_objects():
 def test_commit_is_atomic_and_complete(tmp_path):
     out = tmp_path / "out"
     schema = pa.schema([pa.field("x", pa.int64())])
-    with store.stage_run("demo", out, "f" * 64, {"k": 1}) as run:
+    with store.stage_run("augment", out, "f" * 64, {"k": 1}) as run:
         assert not out.exists()
-        store.write_dataset(run.work_dir, pa.table({"x": [1, 2, 3]}), schema, "demo", "f" * 64)
+        store.write_dataset(run.work_dir, pa.table({"x": [1, 2, 3]}), schema, "augment", "f" * 64)
         run.commit()
     assert store.is_complete(out, "f" * 64) and not store.is_complete(out, "e" * 64)
     assert not list(tmp_path.glob(".out.partial-*"))
     ds = datasets.load_from_disk(str(out))
     assert ds["x"] == [1, 2, 3]
     meta = store.read_arrow_file(store.dataset_files(out)[0]).schema.metadata
-    assert b'"stage":"demo"' in meta[store.SCHEMA_METADATA_KEY]
+    assert b'"stage":"augment"' in meta[store.SCHEMA_METADATA_KEY]
 
 
 def test_failure_leaves_nothing_behind(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        with store.stage_run("demo", out, "a" * 64, {}) as run:
+        with store.stage_run("augment", out, "a" * 64, {}) as run:
             (run.work_dir / "half-written").write_text("x")
             raise RuntimeError("boom")
     assert not out.exists() and list(tmp_path.iterdir()) == []
@@ -49,27 +56,27 @@ def test_failure_leaves_nothing_behind(tmp_path):
 def test_resumable_failure_keeps_work_for_the_next_run(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        with store.stage_run("demo", out, "a" * 64, {}, resumable=True) as run:
+        with store.stage_run("augment", out, "a" * 64, {}, resumable=True) as run:
             (run.work_dir / "shard-0").write_text("done")
             raise RuntimeError("killed")
-    with store.stage_run("demo", out, "a" * 64, {}, resumable=True) as run:
+    with store.stage_run("augment", out, "a" * 64, {}, resumable=True) as run:
         assert (run.work_dir / "shard-0").read_text() == "done"
     # A run with other settings drops the stale work directory.
-    with store.stage_run("demo", out, "b" * 64, {}, resumable=True) as run:
+    with store.stage_run("augment", out, "b" * 64, {}, resumable=True) as run:
         assert not (tmp_path / f".out.partial-{'a' * 16}").exists()
 
 
 def test_replaces_an_older_output_but_never_a_foreign_directory(tmp_path):
     out = tmp_path / "out"
     for fp in ("a" * 64, "b" * 64):
-        with store.stage_run("demo", out, fp, {}) as run:
+        with store.stage_run("augment", out, fp, {}) as run:
             run.commit()
     assert store.read_manifest(out)["fingerprint"] == "b" * 64
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "precious.txt").write_text("keep me")
     with pytest.raises(DistillError, match="is not a distill stage output"):
-        with store.stage_run("demo", foreign, "c" * 64, {}):
+        with store.stage_run("augment", foreign, "c" * 64, {}):
             pass
     assert (foreign / "precious.txt").read_text() == "keep me"
 
@@ -81,3 +88,138 @@ def test_require_stage_output_names_the_expected_stage(tmp_path):
         run.commit()
     with pytest.raises(DistillError, match="must come from `distill augment`"):
         store.require_stage_output(tmp_path / "s", "augment", "--transfer")
+
+
+# ----------------------------------------------------------------------------------------------- data safety
+
+def _app_dir(tmp_path):
+    """A user's directory that happens to hold a manifest.json of its own (a web app's)."""
+    app = tmp_path / "myapp"
+    app.mkdir()
+    (app / "manifest.json").write_text('{"name": "my web app", "start_url": "/"}')
+    (app / "index.html").write_text("<html>precious</html>")
+    return app
+
+
+def test_a_foreign_manifest_is_refused_before_any_work(tmp_path):
+    app = _app_dir(tmp_path)
+    worked = []
+    with pytest.raises(DistillError, match="is not a distill stage output.*nothing was touched"):
+        with store.stage_run("augment", app, "c" * 64, {}):
+            worked.append(True)
+    assert not worked  # refused at the start, not at commit
+    assert (app / "index.html").read_text() == "<html>precious</html>"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["myapp"]
+
+
+@pytest.mark.parametrize("manifest", [
+    {"tool": "distill-pipelines", "stage": "augment", "fingerprint": "short"},
+    {"tool": "distill-pipelines", "stage": "deploy", "fingerprint": "a" * 64},
+    {"tool": "other-tool", "stage": "augment", "fingerprint": "a" * 64},
+    {"stage": "augment", "fingerprint": "a" * 64},  # no tool field
+    ["augment", "a" * 64],
+])
+def test_only_a_manifest_this_tool_wrote_marks_a_replaceable_output(tmp_path, manifest):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert store.read_manifest(out) is None
+    with pytest.raises(DistillError, match="is not a distill stage output"):
+        store.check_replaceable(out)
+
+
+def test_an_empty_directory_or_an_own_output_is_replaced(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with store.stage_run("augment", out, "a" * 64, {}) as run:
+        (run.work_dir / "data.txt").write_text("new")
+        run.commit()
+    manifest = store.read_manifest(out)
+    assert manifest["tool"] == "distill-pipelines" and manifest["fingerprint"] == "a" * 64
+    assert not (out / store.PARTIAL_MARKER).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no lock file, no work directory left
+
+
+def _kill_after_exchange(monkeypatch):
+    """Make the deletion of the displaced old output die, as a kill right after the swap would."""
+    def killed(path, *args, **kwargs):
+        raise KeyboardInterrupt("killed")
+    monkeypatch.setattr(store.shutil, "rmtree", killed)
+
+
+def test_a_kill_during_replacement_leaves_a_complete_output(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with store.stage_run("augment", out, "a" * 64, {}) as run:
+        run.commit()
+    with monkeypatch.context() as m:
+        _kill_after_exchange(m)
+        with pytest.raises(KeyboardInterrupt):
+            with store.stage_run("augment", out, "b" * 64, {}, resumable=True) as run:
+                run.commit()
+    assert store.read_manifest(out)["fingerprint"] == "b" * 64  # the new output is in place, complete
+    # The next run of the old settings clears the displaced copy and writes again.
+    with store.stage_run("augment", out, "a" * 64, {}) as run:
+        run.commit()
+    assert store.read_manifest(out)["fingerprint"] == "a" * 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_without_an_atomic_swap_a_kill_between_renames_is_recovered(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with store.stage_run("augment", out, "a" * 64, {}) as run:
+        (run.work_dir / "data.txt").write_text("old")
+        run.commit()
+    monkeypatch.setattr(store, "_exchange", lambda a, b: False)
+    real_replace = store.os.replace
+
+    def die_on_second(src, dst):
+        if Path(src).name.startswith(".out.partial-"):
+            raise KeyboardInterrupt("killed between the renames")
+        real_replace(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(store.os, "replace", die_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            with store.stage_run("augment", out, "b" * 64, {}) as run:
+                run.commit()
+    assert not out.exists() and store.read_manifest(store.aside_path(out))["fingerprint"] == "a" * 64
+    with store.stage_run("augment", out, "b" * 64, {}) as run:  # the next start puts the old output back first
+        assert (out / "data.txt").read_text() == "old"
+        (run.work_dir / "data.txt").write_text("new")
+        run.commit()
+    assert (out / "data.txt").read_text() == "new" and not store.aside_path(out).exists()
+
+
+def test_stale_work_glob_is_escaped_and_touches_only_our_own(tmp_path):
+    lookalike = tmp_path / ".exp1.partial-0123456789abcdef"  # would match an unescaped `.exp[1].partial-*`
+    lookalike.mkdir()
+    (lookalike / store.PARTIAL_MARKER).write_text("{}")
+    foreign = tmp_path / ".exp[1].partial-fedcba9876543210"  # matches, but this tool did not make it
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    ours = tmp_path / ".exp[1].partial-aaaaaaaaaaaaaaaa"
+    ours.mkdir()
+    (ours / store.PARTIAL_MARKER).write_text("{}")
+    with store.stage_run("augment", tmp_path / "exp[1]", "b" * 64, {}) as run:
+        run.commit()
+    assert lookalike.is_dir() and (foreign / "notes.txt").read_text() == "mine" and not ours.exists()
+
+
+def test_a_second_process_on_the_same_output_stops_at_once(tmp_path):
+    out = tmp_path / "out"
+    script = ("import sys; from pipelines import store\n"
+              f"with store.stage_run('augment', {str(out)!r}, 'b' * 64, {{}}): pass\n")
+    with store.stage_run("augment", out, "a" * 64, {}, resumable=True) as run:
+        (run.work_dir / "shard-0").write_text("mine")
+        t0 = time.perf_counter()
+        second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and time.perf_counter() - t0 < 30
+        assert f"another distill process (pid {os.getpid()}) is writing this output" in second.stderr
+        with pytest.raises(DistillError, match="another distill process"):  # the same holds within a process
+            with store.stage_run("augment", out, "a" * 64, {}):
+                pass
+        assert (run.work_dir / "shard-0").read_text() == "mine"
+        run.commit()
+    assert store.read_manifest(out)["fingerprint"] == "a" * 64
+    with store.stage_run("augment", out, "a" * 64, {}) as run:  # released: the next run takes the lock
+        run.commit()
