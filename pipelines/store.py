@@ -404,11 +404,17 @@ def _features_json(schema: pa.Schema) -> dict[str, Any]:
     return datasets.Features.from_arrow_schema(schema).to_dict()
 
 
-def with_provenance(schema: pa.Schema, stage: str, fp: str) -> pa.Schema:
+def provenance(stage: str, fp: str, **extra: Any) -> dict[str, Any]:
+    """What each Arrow file of a stage output says about itself: stage, fingerprint, and anything else a resumed
+    run must match before it trusts the file (the scoring device, for one)."""
+    return {"stage": stage, "fingerprint": fp, **extra}
+
+
+def with_provenance(schema: pa.Schema, stage: str, fp: str, **extra: Any) -> pa.Schema:
     """The schema with datasets' feature metadata and our own provenance, so each file describes itself."""
     hf = {"info": {"features": _features_json(schema)}}
-    meta = {b"huggingface": canonical_json(hf).encode(), SCHEMA_METADATA_KEY: canonical_json(
-        {"stage": stage, "fingerprint": fp}).encode()}
+    meta = {b"huggingface": canonical_json(hf).encode(),
+            SCHEMA_METADATA_KEY: canonical_json(provenance(stage, fp, **extra)).encode()}
     return schema.with_metadata(meta)
 
 
@@ -427,6 +433,36 @@ def write_arrow_file(path: Path, table: pa.Table, schema: pa.Schema, max_chunk_r
 def read_arrow_file(path: Path) -> pa.Table:
     with pa.memory_map(str(path)) as source:
         return pa.ipc.open_stream(source).read_all()
+
+
+def file_provenance(path: Path) -> dict[str, Any] | None:
+    """The provenance written into an Arrow file's schema metadata by `with_provenance` (None if absent)."""
+    with pa.memory_map(str(path)) as source:
+        meta = pa.ipc.open_stream(source).schema.metadata or {}
+    try:
+        doc = json.loads(meta[SCHEMA_METADATA_KEY])
+    except (KeyError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def file_provenance_of(schema: pa.Schema) -> dict[str, Any] | None:
+    """The provenance a schema made by `with_provenance` writes into each file."""
+    raw = (schema.metadata or {}).get(SCHEMA_METADATA_KEY)
+    return json.loads(raw) if raw is not None else None
+
+
+def shard_problem(path: Path, rows: int, expected: dict[str, Any]) -> str | None:
+    """Why a finished shard left by an earlier run cannot be trusted (None when it can): it must be a readable
+    Arrow stream of exactly `rows` rows whose provenance is `expected` (see `provenance`)."""
+    try:
+        found = file_provenance(path)
+        if found != expected:
+            return f"written by another run ({canonical_json(found)}, expected {canonical_json(expected)})"
+        n = read_arrow_file(path).num_rows
+    except (OSError, pa.ArrowException) as e:
+        return f"unreadable ({type(e).__name__})"
+    return None if n == rows else f"holds {n} rows, not {rows}"
 
 
 def shard_name(i: int, n: int) -> str:

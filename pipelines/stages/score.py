@@ -7,16 +7,19 @@ and finishes with the same bytes as a run that never stopped. One thread tokenis
 previous one while the current one is scored.
 
 Fingerprint: the input's fingerprint, the teacher's weights, config and tokenizer hashes, max_length, dtype and
-shard_rows, and for bf16/fp16 the device type. In float32 the device and batch_tokens are left out on purpose:
-they only reorder float operations (logits agree to about 1e-6), so scoring again on a GPU or with another batch
-budget reuses the existing output instead of recomputing it. Reduced precision rounds differently on a CPU and a
-GPU (differences at bf16 resolution, not 1e-6), so there a run killed on one device and resumed on the other
-starts over instead of mixing shards of both. Both are recorded in the manifest.
+shard_rows, the versions of torch, transformers and tokenizers, and for bf16/fp16 the device type. In float32
+the device and batch_tokens are left out on purpose: they only reorder float operations (logits agree to about
+1e-6), so scoring again on a GPU or with another batch budget reuses the existing output instead of recomputing
+it. Reduced precision rounds differently on a CPU and a GPU (differences at bf16 resolution, not 1e-6), so there
+the device type is part of the fingerprint. Either way no output mixes two devices: each shard file names the
+device type it was computed on, and a run resumed on another device scores the first device's shards again
+(as it does any shard whose row count or fingerprint is wrong). Both are recorded in the manifest.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +40,7 @@ from .common import peak_memory_mb, progress
 
 STAGE = "score"
 STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
+log = logging.getLogger(__name__)
 TRANSFER_COLUMNS = ("text", "label", "source_index", "is_original", "ops")
 
 
@@ -135,7 +139,7 @@ def logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
 def fingerprint_settings(cfg: ScoreConfig, device_type: str) -> dict:
     """The settings that decide the logits' bytes (module docstring): the device only in reduced precision."""
     settings = {"max_length": cfg.max_length, "dtype": cfg.dtype, "shard_rows": cfg.shard_rows,
-                "mask_symbol": MASK_SYMBOL}
+                "mask_symbol": MASK_SYMBOL, "versions": store.result_versions()}
     return settings if cfg.dtype == "float32" else {**settings, "device_type": device_type}
 
 
@@ -169,7 +173,11 @@ def run(cfg: ScoreConfig) -> StageResult:
             scorer = T.TeacherScorer(files, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
                                      batch_tokens=cfg.batch_tokens, trust_remote_code=cfg.trust_remote_code)
         run_.extra["teacher"] = teacher_record(scorer, cfg)
-        schema = store.with_provenance(scored_schema(source.table.schema, scorer.num_labels), STAGE, fp)
+        # Each shard names the device type it was computed on: even in float32 (where the fingerprint leaves the
+        # device out, so a finished set is reused anywhere) a run resumed on another device rescores the shards
+        # of the first instead of mixing the two.
+        schema = store.with_provenance(scored_schema(source.table.schema, scorer.num_labels), STAGE, fp,
+                                       device_type=scorer.device.type)
         with run_.timed("score"):
             counts = score_shards(scorer, source.table, schema, run_.work_dir, cfg.shard_rows)
         shard_files = [store.shard_name(i, counts["shards"]) for i in range(counts["shards"])]
@@ -197,6 +205,24 @@ def teacher_record(scorer: T.TeacherScorer, cfg: ScoreConfig) -> dict:
             "device": str(scorer.device)}
 
 
+def shards_to_score(work_dir: Path, n: int, num_rows: int, shard_rows: int, expected: dict) -> list[int]:
+    """The shards without a trustworthy file in `work_dir`. A file left by an earlier run is checked before it
+    is kept (row count, and the provenance in its metadata: fingerprint and device type); one that fails is
+    logged, deleted and scored again."""
+    todo = []
+    for i in range(n):
+        path = work_dir / store.shard_name(i, n)
+        if not path.is_file():
+            todo.append(i)
+            continue
+        problem = store.shard_problem(path, min(shard_rows, num_rows - i * shard_rows), expected)
+        if problem is not None:
+            log.warning("%s: %s; scoring it again", path.name, problem)
+            path.unlink()
+            todo.append(i)
+    return todo
+
+
 def score_shards(scorer: T.TeacherScorer, table: pa.Table, schema: pa.Schema, work_dir: Path,
                  shard_rows: int) -> dict[str, int]:
     """Score every shard whose file is not in `work_dir` yet. One helper thread tokenises the next shard and
@@ -204,7 +230,8 @@ def score_shards(scorer: T.TeacherScorer, table: pa.Table, schema: pa.Schema, wo
     n = max(1, -(-table.num_rows // shard_rows))
     for stale in work_dir.glob(".*.tmp-*"):  # a half-written file of a killed run
         stale.unlink()
-    todo = [i for i in range(n) if not (work_dir / store.shard_name(i, n)).is_file()]
+    expected = store.file_provenance_of(schema)
+    todo = shards_to_score(work_dir, n, table.num_rows, shard_rows, expected)
     counts = {"shards": n, "shards_resumed": n - len(todo), "rows_scored": 0, "tokens": 0}
 
     def prepare(i: int) -> tuple[pa.Table, T.Encoded]:

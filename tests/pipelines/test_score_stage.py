@@ -61,7 +61,7 @@ def test_score_stage_writes_the_scored_set(tiny_transfer, tiny_teacher, tmp_path
     stats = json.loads((result.out_dir / "stats.json").read_text())
     assert stats["rows_scored"] == 300 and stats["tokens_per_s"] > 0
     meta = store.read_arrow_file(store.dataset_files(result.out_dir)[0]).schema.metadata[store.SCHEMA_METADATA_KEY]
-    assert json.loads(meta) == {"stage": "score", "fingerprint": manifest["fingerprint"]}
+    assert json.loads(meta) == {"stage": "score", "fingerprint": manifest["fingerprint"], "device_type": "cpu"}
 
 
 def test_score_stage_rerun_is_a_noop_unless_results_change(tiny_transfer, tiny_teacher, tmp_path):
@@ -217,3 +217,62 @@ def test_score_fingerprint_names_the_device_only_in_reduced_precision(tmp_path):
     bf16 = ScoreConfig(teacher="t", out=tmp_path, transfer=tmp_path, dtype="bf16")
     # bf16 rounds differently on a CPU and a GPU: a run resumed on the other device must not mix their shards.
     assert score.fingerprint_settings(bf16, "cpu") != score.fingerprint_settings(bf16, "cuda")
+
+
+def arrow_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("data-*.arrow"))}
+
+
+def _killed_partial(tiny_transfer, tiny_teacher, out) -> Path:
+    """The work directory a killed run leaves: a finished run's shards, put back beside a missing output."""
+    score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=32))
+    fp = store.read_manifest(out)["fingerprint"]
+    partial = out.parent / f".{out.name}.partial-{fp[:16]}"
+    out.rename(partial)
+    for name in ("manifest.json", "stats.json", "state.json", "dataset_info.json"):
+        (partial / name).unlink()
+    return partial
+
+
+def test_resumed_shards_are_checked_before_they_are_trusted(tiny_transfer, tiny_teacher, tmp_path):
+    out = tmp_path / "s"
+    partial = _killed_partial(tiny_transfer, tiny_teacher, out)
+    good = arrow_bytes(partial)
+    shards = sorted(partial.glob("data-*.arrow"))
+    # shard 1: truncated (a disk-full write); shard 2: another shard's rows (wrong count); shard 3: written with
+    # other settings (another fingerprint in its metadata)
+    shards[1].write_bytes(shards[1].read_bytes()[:300])
+    shards[2].write_bytes(shards[9].read_bytes())
+    table = store.read_arrow_file(shards[3])
+    meta = dict(table.schema.metadata)
+    meta[store.SCHEMA_METADATA_KEY] = meta[store.SCHEMA_METADATA_KEY].replace(b'"fingerprint":"', b'"fingerprint":"0')
+    store.write_arrow_file(shards[3], table.replace_schema_metadata(meta), table.schema.with_metadata(meta))
+    resumed = score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=32))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["shards_resumed"] == len(shards) - 3 and "resumed" in resumed.summary
+    assert arrow_bytes(out) == good
+
+
+def test_a_float32_run_resumed_on_another_device_rescores_the_first_devices_shards(tiny_transfer, tiny_teacher,
+                                                                                  tmp_path):
+    out = tmp_path / "s"
+    partial = _killed_partial(tiny_transfer, tiny_teacher, out)
+    good = arrow_bytes(partial)
+    first = sorted(partial.glob("data-*.arrow"))[0]
+    table = store.read_arrow_file(first)
+    meta = dict(table.schema.metadata)  # as if this shard had been scored on a GPU before the kill
+    meta[store.SCHEMA_METADATA_KEY] = meta[store.SCHEMA_METADATA_KEY].replace(b'"device_type":"cpu"',
+                                                                               b'"device_type":"cuda"')
+    assert b"cuda" in meta[store.SCHEMA_METADATA_KEY]
+    store.write_arrow_file(first, table.replace_schema_metadata(meta), table.schema.with_metadata(meta))
+    score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=32, device="cpu"))
+    assert json.loads((out / "stats.json").read_text())["shards_resumed"] == 9
+    assert arrow_bytes(out) == good
+    assert all(store.file_provenance(p)["device_type"] == "cpu" for p in store.dataset_files(out))
+
+
+def test_score_fingerprint_covers_the_library_versions(tmp_path, monkeypatch):
+    cfg = ScoreConfig(teacher="t", out=tmp_path, transfer=tmp_path)
+    before = score.fingerprint_settings(cfg, "cpu")
+    monkeypatch.setattr(store, "result_versions", lambda: {"torch": "9.9", "transformers": "1", "tokenizers": "1"})
+    assert score.fingerprint_settings(cfg, "cpu") != before
