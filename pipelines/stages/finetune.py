@@ -76,6 +76,13 @@ def _precision(device: torch.device) -> tuple[str, torch.dtype | None]:
     return "float32", None
 
 
+def fingerprint(inputs: dict, model_identity: dict, results_config: dict, precision: str, device_type: str) -> str:
+    """What decides the fine-tuned weights: the data, the backbone, the settings, the precision, the device type
+    (a GPU's kernels round differently from a CPU's over thousands of steps) and the library versions."""
+    return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", inputs, model_identity, results_config, precision,
+                             device_type, store.result_versions())
+
+
 def run(cfg: FinetuneConfig) -> StageResult:
     problems = cfg.problems()
     if problems:
@@ -91,7 +98,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
     config = {"task": task.to_dict(), "model": files.name, "train": asdict(cfg.train), "limit": cfg.limit,
               "max_length": cfg.max_length, "device": cfg.device, "trust_remote_code": cfg.trust_remote_code}
     results_config = {k: v for k, v in config.items() if k not in ("model", "device")}
-    fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", inputs, files.identity(), results_config, precision)
+    fp = fingerprint(inputs, files.identity(), results_config, precision, device.type)
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"finetune-teacher: up to date, {cfg.out} (fingerprint {fp[:12]})")
 

@@ -120,3 +120,14 @@ def test_finetune_stage_real_minilm_then_score(sst2_dir, tmp_path):
     out = score.run(score.ScoreConfig(teacher=str(teacher), transfer=transfer, out=tmp_path / "scored")).out_dir
     stats = json.loads((out / "stats.json").read_text())
     assert stats["rows"] >= 200 and stats["rows_scored"] == stats["rows"]
+
+
+def test_finetune_fingerprint_covers_device_type_and_library_versions(monkeypatch):
+    from pipelines.stages import finetune
+
+    args = ({"train": "h"}, {"weights": "w"}, {"limit": 3}, "float32")
+    cpu = finetune.fingerprint(*args, "cpu")
+    assert cpu == finetune.fingerprint(*args, "cpu") and cpu != finetune.fingerprint(*args, "cuda")
+    monkeypatch.setattr(finetune.store, "result_versions", lambda: {"torch": "0.0", "transformers": "0",
+                                                                   "tokenizers": "0"})
+    assert finetune.fingerprint(*args, "cpu") != cpu
