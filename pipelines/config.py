@@ -71,6 +71,9 @@ def _check(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) == 1:  # `X | None`: X's own, more precise problems
+            return _check(value, options[0], path, problems)
         for arg in args:
             if arg is type(None):
                 continue
@@ -107,7 +110,10 @@ def _check(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
             return value
         return float(value)
     if tp is str:
-        if not isinstance(value, str):
+        if isinstance(value, bool):
+            problems.append(f"[{path}] expected a string, got {value!r} (YAML reads unquoted yes/no/on/off as "
+                            "true/false: quote the value)")
+        elif not isinstance(value, str):
             problems.append(f"[{path}] expected a string, got {value!r}")
         return value
     if tp is Path:

@@ -49,23 +49,23 @@ class FinetuneConfig:
         s, out = self.train, []
         for name in ("epochs", "batch_tokens", "eval_batch_tokens"):
             if getattr(s, name) is not None and getattr(s, name) < 1:
-                out.append(f"train.{name} must be >= 1, got {getattr(s, name)}")
+                out.append(f"[{name}] must be >= 1, got {getattr(s, name)}")
         if s.lr <= 0:
-            out.append(f"train.lr must be > 0, got {s.lr}")
+            out.append(f"[lr] must be > 0, got {s.lr}")
         if s.weight_decay < 0:
-            out.append(f"train.weight_decay must be >= 0, got {s.weight_decay}")
+            out.append(f"[weight_decay] must be >= 0, got {s.weight_decay}")
         if not 0 <= s.warmup_ratio < 1:
-            out.append(f"train.warmup_ratio must be in [0, 1), got {s.warmup_ratio}")
+            out.append(f"[warmup_ratio] must be in [0, 1), got {s.warmup_ratio}")
         if s.grad_clip <= 0:
-            out.append(f"train.grad_clip must be > 0, got {s.grad_clip}")
+            out.append(f"[grad_clip] must be > 0, got {s.grad_clip}")
         if s.eval_steps < 0:
-            out.append(f"train.eval_steps must be >= 0, got {s.eval_steps}")
+            out.append(f"[eval_steps] must be >= 0, got {s.eval_steps}")
         if self.limit is not None and self.limit < 1:
-            out.append(f"limit must be >= 1, got {self.limit}")
+            out.append(f"[limit] must be >= 1, got {self.limit}")
         if self.max_length < 2:
-            out.append(f"max_length must be >= 2, got {self.max_length}")
+            out.append(f"[max_length] must be >= 2, got {self.max_length}")
         if self.device not in T.DEVICES:
-            out.append(f"device must be one of {', '.join(T.DEVICES)}, got '{self.device}'")
+            out.append(f"[device] must be one of {', '.join(T.DEVICES)}, got '{self.device}'")
         return out
 
 

@@ -15,23 +15,26 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from augment.recipe import RecipeConfig
 
 from .. import config as C
 from .. import store
-from ..errors import ConfigError
-from ..tasks import read_split
+from ..errors import ConfigError, DistillError
+from ..tasks import TaskSpec, find_split_file, read_split
+from ..teacher import TrainSettings
 from . import StageResult
+from .augment import AugmentConfig
+from .finetune import FinetuneConfig
 from .common import data_dir, resolve_task
-
-if TYPE_CHECKING:  # the stage modules import torch: loaded only when a run starts
-    from .score import ScoreConfig
+from .score import ScoreConfig
+from .train import TrainConfig
 
 # Layout of a run directory.
 TRANSFER, TEACHER, SCORED, STUDENT, BASELINE = "transfer", "teacher", "scored", "student", "baseline"
@@ -49,7 +52,7 @@ class _Progress:
 
     def __init__(self, out: Path, cfg: C.RunConfig):
         self.path = out / RUN_JSON
-        self.doc = {"config": cfg.name, "settings": cfg.to_dict(), "stages": []}
+        self.doc = {"tool": store.TOOL, "config": cfg.name, "settings": cfg.to_dict(), "stages": []}
 
     def step(self, stage: str, fn: Callable[[], StageResult]) -> StageResult:
         entry = {"stage": stage, "out": None, "status": "running", "seconds": 0.0}
@@ -70,58 +73,152 @@ class _Progress:
         return result
 
 
-def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
-    from .augment import AugmentConfig
-    from .augment import run as augment
-    from .finetune import FinetuneConfig
-    from .finetune import run as finetune
-    from .score import ScoreConfig
-    from .score import run as score
-    from .train import TrainConfig
-    from .train import run as train
-    from ..teacher import TrainSettings
+@dataclass
+class RunPlan:
+    """Every stage's config for one run, built and checked before the first stage starts."""
 
-    top = cfg.top
-    out = Path(out or top["out"] or Path("runs") / cfg.name)
-    task = resolve_task(top["task"], top["text_col"], top["text_pair_col"], top["label_col"], top["labels"])
-    data = data_dir(task, top["data"])
-    if not cfg.teacher["model"] and not cfg.teacher["finetune"]:
-        raise ConfigError("[teacher.model] is required: pass --teacher with a fine-tuned teacher directory or hub "
-                          "id; or --set teacher.finetune=true to fine-tune a backbone (default MiniLM-L6) first")
-    if not cfg.teacher["finetune"]:
-        from ..teacher import locate_model
+    out: Path
+    task: TaskSpec
+    data: Path
+    augment: AugmentConfig
+    finetune: FinetuneConfig | None  # None: the teacher is given, already fine-tuned
+    score: ScoreConfig
+    students: dict[str, TrainConfig]  # run.json stage name -> config: "train", and "train-baseline"
 
-        locate_model(cfg.teacher["model"])  # a missing directory or unreachable hub id fails now, not after augment
-    out.mkdir(parents=True, exist_ok=True)
-    progress = _Progress(out, cfg)
-    seed = top["seed"]
-    generic = {"text_col": top["text_col"], "text_pair_col": top["text_pair_col"], "label_col": top["label_col"],
-               "labels": top["labels"]} if top["text_col"] else {}
 
+_KEY_FIRST = re.compile(r"^(?:recipe\.|train\.)?(\w+) (must .*)$")  # "recipe.p_mask must be …" (stage CLI style)
+
+
+def in_section(section: str, problem: str) -> str:
+    """A stage config's problem with its run-config key path: '[alpha] must…' -> '[student.alpha] must…'."""
+    if problem.startswith("["):
+        return f"[{section}.{problem[1:]}"
+    match = _KEY_FIRST.match(problem)
+    if match:
+        return f"[{section}.{match.group(1)}] {match.group(2)}"
+    return f"[{section}] {problem.removeprefix('recipe.')}"
+
+
+def run_dir_problems(out: Path) -> list[str]:
+    """A run directory must be new, empty, or one whose run.json this tool wrote: run.json, report.* and the
+    plots are written into it, and nothing of a user's is ever overwritten."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        return [f"[out] {out}: exists and is not a directory; choose another --out"]
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    try:
+        doc = json.loads((out / RUN_JSON).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("tool") != store.TOOL:
+        return [f"[out] {out}: exists, is not empty, and holds no {RUN_JSON} written by `distill run`; nothing "
+                "was touched: choose another --out, or remove it yourself"]
+    return []
+
+
+def _task_and_data(top: dict, problems: list[str]) -> tuple[TaskSpec | None, Path | None]:
+    """The task and its data directory, with every split file the run will read found (or a problem each)."""
+    try:
+        task = resolve_task(top["task"], top["text_col"], top["text_pair_col"], top["label_col"], top["labels"])
+    except DistillError as e:
+        problems.append(f"[task] {e}")
+        return None, None
+    try:
+        data = data_dir(task, top["data"])
+    except DistillError as e:
+        problems.append(f"[data] {e}")
+        return task, None
+    for split in ("train", *task.dev_splits):
+        try:
+            find_split_file(data, split)
+        except DistillError as e:
+            problems.append(f"[data] {e}")
+    return task, data
+
+
+def _teacher_problems(cfg: C.RunConfig, task: TaskSpec | None, plan_score: ScoreConfig, masks: bool) -> list[str]:
+    """The teacher (or the backbone to fine-tune) exists, and a given teacher fits the task: label count and
+    names, and a mask token its tokenizer keeps whole when the transfer set will have masked words."""
+    from .. import teacher as T
+
+    model, finetune = cfg.teacher["model"], cfg.teacher["finetune"]
+    if not model and not finetune:
+        return ["[teacher.model] is required: pass --teacher with a fine-tuned teacher directory or hub id; or "
+                "--set teacher.finetune=true to fine-tune a backbone (default MiniLM-L6) first"]
+    try:
+        files = T.locate_model(model or T.default_backbone(), plan_score.trust_remote_code)
+        if finetune:
+            return []
+        model_config = T.load_config(files.path, plan_score.trust_remote_code)
+        if task is not None and task.label_names:
+            T.check_label_map(model_config, task.label_names, model, task.name)
+        if masks:
+            T.check_mask_token(T.load_tokenizer(files.path, plan_score.trust_remote_code), model)
+    except DistillError as e:
+        return [f"[teacher.model] {e}"]
+    return []
+
+
+def _stage_configs(cfg: C.RunConfig, out: Path, task: TaskSpec | None, data: Path | None) -> RunPlan:
+    """Every stage's config from the run config's sections (unchecked)."""
+    seed = cfg.top["seed"]
     recipe_args, augment_args = _split_fields(cfg.sections["augment"], RecipeConfig)
-    progress.step("augment", lambda: augment(AugmentConfig(
-        task=task, out=out / TRANSFER, data=data, recipe=RecipeConfig(**recipe_args, seed=seed), **augment_args)))
-
+    augment = AugmentConfig(task=task, out=out / TRANSFER, data=data, recipe=RecipeConfig(**recipe_args, seed=seed),
+                            **augment_args)
+    finetune = None
     teacher = cfg.teacher["model"]
     if cfg.teacher["finetune"]:
         settings, rest = _split_fields(cfg.sections["finetune"], TrainSettings)
-        ft = FinetuneConfig(task=task, out=out / TEACHER, data=data, train=TrainSettings(**settings, seed=seed),
-                            **rest, **({"model": teacher} if teacher else {}))
-        teacher = str(progress.step("finetune-teacher", lambda: finetune(ft)).out_dir)
+        finetune = FinetuneConfig(task=task, out=out / TEACHER, data=data, train=TrainSettings(**settings, seed=seed),
+                                  **rest, **({"model": teacher} if teacher else {}))
+        teacher = str(out / TEACHER)
+    score = ScoreConfig(teacher=str(teacher), out=out / SCORED, transfer=out / TRANSFER, **cfg.sections["score"])
+    kinds = {"train": False, **({"train-baseline": True} if cfg.top["baseline"] else {})}
+    students = {name: TrainConfig(scored=out / SCORED, task=task, out=out / (BASELINE if baseline else STUDENT),
+                                  data=data, seed=seed, baseline=baseline, **cfg.sections["student"])
+                for name, baseline in kinds.items()}
+    return RunPlan(out, task, data, augment, finetune, score, students)
 
-    score_cfg = ScoreConfig(teacher=str(teacher), out=out / SCORED, transfer=out / TRANSFER, **cfg.sections["score"])
-    progress.step("score", lambda: score(score_cfg))
 
-    def student(baseline: bool) -> Callable[[], StageResult]:
-        return lambda: train(TrainConfig(scored=out / SCORED, task=task, out=out / (BASELINE if baseline else STUDENT),
-                                         data=data, seed=seed, baseline=baseline, **generic,
-                                         **cfg.sections["student"]))
+def plan_run(cfg: C.RunConfig, out: Path | None = None) -> RunPlan:
+    """Build every stage's config and check all of it before any work: the run directory, the task and its
+    files, the teacher, and every range and combination a stage would refuse. One ConfigError lists every
+    problem, each with its key path, within seconds (not after augmentation and hours of scoring)."""
+    out = Path(out or cfg.top["out"] or Path("runs") / cfg.name)
+    problems = run_dir_problems(out)
+    task, data = _task_and_data(cfg.top, problems)
+    plan = _stage_configs(cfg, out, task, data)
+    problems += [in_section("augment", p) for p in plan.augment.problems()]
+    if plan.finetune is not None:
+        problems += [in_section("finetune", p) for p in plan.finetune.problems()]
+    problems += [in_section("score", p) for p in plan.score.problems()]
+    problems += [in_section("student", p) for p in plan.students["train"].problems()]
+    problems += _teacher_problems(cfg, task, plan.score, masks=plan.augment.recipe.p_mask > 0)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))  # once each: a missing directory fails every split
+    return plan
 
-    progress.step("train", student(False))
-    if top["baseline"]:
-        progress.step("train-baseline", student(True))
-    report_path = progress.step("report", lambda: _report(cfg, out, task, data, score_cfg, progress)).out_dir
-    return StageResult(out, False, f"run: done; report at {report_path}")
+
+def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
+    """Check everything (`plan_run`), then run the stages in order under the run directory's lock."""
+    from .augment import run as augment
+    from .finetune import run as finetune
+    from .score import run as score
+    from .train import run as train
+
+    plan = plan_run(cfg, out)
+    plan.out.mkdir(parents=True, exist_ok=True)
+    with store.output_lock(plan.out):
+        progress = _Progress(plan.out, cfg)
+        progress.step("augment", lambda: augment(plan.augment))
+        if plan.finetune is not None:
+            progress.step("finetune-teacher", lambda: finetune(plan.finetune))
+        progress.step("score", lambda: score(plan.score))
+        for name, student_cfg in plan.students.items():
+            progress.step(name, lambda c=student_cfg: train(c))
+        report = progress.step("report", lambda: _report(cfg, plan.out, plan.task, plan.data, plan.score,
+                                                         progress)).out_dir
+    return StageResult(plan.out, False, f"run: done; report at {report}")
 
 
 def _report(cfg: C.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfig,

@@ -67,11 +67,11 @@ class ScoreConfig:
             out.append("pass exactly one of transfer (a `distill augment` output) and input (a text file)")
         for name in ("batch_tokens", "max_length", "shard_rows"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                out.append(f"{name} must be >= 1, got {getattr(self, name)}")
+                out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
         if self.device not in T.DEVICES:
-            out.append(f"device must be one of {', '.join(T.DEVICES)}, got '{self.device}'")
+            out.append(f"[device] must be one of {', '.join(T.DEVICES)}, got '{self.device}'")
         if self.dtype not in T.DTYPES:
-            out.append(f"dtype must be one of {', '.join(T.DTYPES)}, got '{self.dtype}'")
+            out.append(f"[dtype] must be one of {', '.join(T.DTYPES)}, got '{self.dtype}'")
         return out
 
 

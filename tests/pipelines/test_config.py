@@ -31,7 +31,7 @@ def test_all_problems_reported_at_once_with_key_paths():
     msg = str(err.value)
     for expected in ("[student.epochz] unknown key; did you mean epochs?", "[augment.p_mask] expected a number",
                      "[seed] expected an integer, got 'x'", "[bogus] unknown key",
-                     "[teacher.model] expected str | None, got 5", "[student.baseline] unknown key"):
+                     "[teacher.model] expected a string, got 5", "[student.baseline] unknown key"):
         assert expected in msg
     assert len(err.value.problems) == 6
 
@@ -58,3 +58,11 @@ def test_yaml_cannot_run_code(tmp_path):
 def test_malformed_set_is_refused():
     with pytest.raises(ConfigError, match="expected key=value"):
         C.load("demo", ["student.epochs"])
+
+
+def test_yaml_booleans_where_a_string_is_expected_are_explained():
+    from pipelines.config import load
+    from pipelines.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[labels\[0\]\] expected a string, got False .*quote the value"):
+        load("custom-template", ["labels=[no, yes]"])

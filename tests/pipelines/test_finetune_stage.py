@@ -93,7 +93,7 @@ def test_finetune_stage_reports_every_config_problem(tmp_path):
     bad = T.TrainSettings(epochs=0, lr=-1.0, warmup_ratio=1.5)
     with pytest.raises(ConfigError) as e:
         finetune.run(FinetuneConfig(task=TASKS["sst2"], out=tmp_path / "t", train=bad, limit=0))
-    assert len(e.value.problems) == 4 and "train.epochs must be >= 1" in str(e.value)
+    assert len(e.value.problems) == 4 and "[epochs] must be >= 1" in str(e.value)
 
 
 def test_finetune_stage_default_backbone_missing(toy_data, tmp_path, monkeypatch):
