@@ -59,7 +59,8 @@ def onnx_available() -> str | None:
         try:
             __import__(mod)
         except ImportError:
-            return f"{mod} is not installed (pip install 'distill-pipelines[export]')"
+            return (f"{mod} is not installed (it is part of the default install; reinstall distill-pipelines, or "
+                    "pip install onnx onnxruntime onnxscript)")
     return None
 
 

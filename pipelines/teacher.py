@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,9 +39,11 @@ log = logging.getLogger(__name__)
 
 DTYPES = {"float32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name -> autocast dtype
 DEVICES = ("auto", "cpu", "cuda")
-# Files fetched for a hub id: configs, safetensors weights, tokenizer files. No pickles; Python files only with
-# trust_remote_code.
+# Files fetched for a hub id: configs, safetensors weights, tokenizer files; Python files only with
+# trust_remote_code. PyTorch .bin weights (pickles) only for a repository without safetensors, and they are read
+# with torch.load(weights_only=True), which refuses any pickle that would run code (torch >= 2.6).
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model"]
+HUB_BIN_PATTERNS = ["pytorch_model*.bin"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
                    "tokenizer.model")
@@ -63,6 +66,7 @@ class ModelFiles:
     config_sha256: str
     tokenizer_sha256: str
     code_sha256: str | None = None  # the directory's *.py files (remote code), when it has any
+    weights_format: str = "safetensors"  # or "bin": PyTorch pickles, loaded with weights_only=True
 
     def identity(self) -> dict[str, str]:
         out = {"weights_sha256": self.weights_sha256, "config_sha256": self.config_sha256,
@@ -83,6 +87,8 @@ def locate_model(name_or_path: str | Path, trust_remote_code: bool = False) -> M
                                    "save_pretrained (e.g. by `distill finetune-teacher`) or a hub id")
     else:
         path = _download(name, HUB_PATTERNS + (["*.py"] if trust_remote_code else []))
+        if not any(path.glob("*.safetensors")):  # many fine-tuned classifiers on the hub ship only .bin files
+            path = _download(name, HUB_BIN_PATTERNS)
     if not (path / "config.json").is_file():
         raise MissingResourceError(f"{path}: no config.json; pass a Hugging Face model directory "
                                    "(written by save_pretrained)")
@@ -91,10 +97,12 @@ def locate_model(name_or_path: str | Path, trust_remote_code: bool = False) -> M
         raise MissingResourceError(f"{path}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, …); save the "
                                    "tokenizer beside the model with tokenizer.save_pretrained(dir)")
     code = sorted(path.glob("*.py"))
-    return ModelFiles(name=name, path=path, weights_sha256=store.hash_files(weight_files(path)),
+    weights = weight_files(path)
+    return ModelFiles(name=name, path=path, weights_sha256=store.hash_files(weights),
                       config_sha256=store.hash_file(path / "config.json"),
                       tokenizer_sha256=store.hash_files(tokenizer_files),
-                      code_sha256=store.hash_files(code) if code else None)
+                      code_sha256=store.hash_files(code) if code else None,
+                      weights_format="bin" if weights[0].suffix == ".bin" else "safetensors")
 
 
 def _download(repo_id: str, patterns: list[str]) -> Path:
@@ -171,7 +179,8 @@ def load_classifier(model_dir: Path, device: torch.device, *, trust_remote_code:
     from safetensors import SafetensorError
     from transformers import AutoModelForSequenceClassification
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch.float32}
+    # weights_only: .bin weights are pickles; torch then refuses any that would run code instead of loading
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch.float32, "weights_only": True}
     if label_names is not None:
         kwargs.update(num_labels=len(label_names), id2label=dict(enumerate(label_names)),
                       label2id={n: i for i, n in enumerate(label_names)}, ignore_mismatched_sizes=True)
@@ -187,6 +196,10 @@ def load_classifier(model_dir: Path, device: torch.device, *, trust_remote_code:
         except (OSError, SafetensorError) as e:  # a truncated or corrupt weights file
             raise MissingResourceError(f"{model_dir}: cannot read its weights ({type(e).__name__}: {e}); save "
                                        "the model again with save_pretrained") from None
+        except pickle.UnpicklingError as e:  # a .bin file holding more than tensors: never unpickled
+            raise MissingResourceError(
+                f"{model_dir}: its .bin weights hold Python objects besides tensors, which are not loaded (they "
+                f"could run code: {str(e).splitlines()[0][:120]}); convert them to safetensors") from None
     return model.to(device)
 
 

@@ -200,6 +200,7 @@ def teacher_record(scorer: T.TeacherScorer, cfg: ScoreConfig) -> dict:
     """What the manifest says about the teacher: enough to find it again and to know it was the same one."""
     tok = scorer.tokenizer
     return {"name": cfg.teacher, "path": str(scorer.files.path), **scorer.files.identity(),
+            "weights_format": scorer.files.weights_format,
             "tokenizer": f"{type(tok).__name__}({tok.name_or_path})", "mask_token": tok.mask_token,
             "id2label": dict(enumerate(scorer.label_names)), "max_length": cfg.max_length, "dtype": cfg.dtype,
             "device": str(scorer.device)}

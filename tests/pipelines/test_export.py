@@ -142,3 +142,15 @@ def test_export_model_with_frozen_rows(tmp_path):
     assert max(report["max_abs_diff"].values()) < 1e-5
     diffs = check_exports(model, tmp_path, ["torchscript", "onnx"], _random_inputs(gen, 2, 13, 30))
     assert max(diffs.values()) < 1e-5
+
+
+def test_onnx_export_is_part_of_the_default_install():
+    """`pip install distill-pipelines` alone brings what `distill train`'s default export needs for model.onnx."""
+    from importlib import metadata
+
+    from pipelines.export import onnx_available
+
+    required = metadata.requires("distill-pipelines") or []
+    default = {r.split(">")[0].split("=")[0].strip() for r in required if "extra ==" not in r}
+    assert {"onnx", "onnxruntime", "onnxscript"} <= default
+    assert onnx_available() is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -299,3 +301,51 @@ def test_teacher_finetune_learns_and_is_reproducible(trainable_teacher):
     again, _ = _finetuned(tiny_teacher, settings)
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def _bin_only_copy(tiny_teacher: Path, out: Path, extra: dict | None = None) -> Path:
+    """The teacher with its weights as pytorch_model.bin only, as many fine-tuned hub classifiers ship."""
+    from safetensors.torch import load_file
+
+    shutil.copytree(tiny_teacher, out)
+    state = load_file(out / "model.safetensors")
+    (out / "model.safetensors").unlink()
+    torch.save({**state, **(extra or {})}, out / "pytorch_model.bin")
+    return out
+
+
+def test_teacher_bin_only_weights_load_safely_and_score_the_same(tmp_path, tiny_teacher):
+    binary = T.locate_model(_bin_only_copy(tiny_teacher, tmp_path / "bin"))
+    assert binary.weights_format == "bin" and T.locate_model(tiny_teacher).weights_format == "safetensors"
+    texts = ["a good film", "the plot was not fun"]
+    expected = T.TeacherScorer(tiny_teacher, device="cpu").predict(texts)
+    np.testing.assert_allclose(T.TeacherScorer(binary, device="cpu").predict(texts), expected, atol=1e-6)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {_RunsCode.marker}",))
+
+
+def test_teacher_bin_weights_that_would_run_code_are_refused(tmp_path, tiny_teacher):
+    _RunsCode.marker = tmp_path / "ran"
+    evil = _bin_only_copy(tiny_teacher, tmp_path / "evil", {"payload": _RunsCode()})
+    with pytest.raises(MissingResourceError, match=r"evil: its \.bin weights hold Python objects"):
+        T.load_classifier(evil, torch.device("cpu"))
+    assert not _RunsCode.marker.exists()
+
+
+def test_teacher_hub_bin_weights_are_fetched_only_without_safetensors(tmp_path, tiny_teacher, monkeypatch):
+    import huggingface_hub
+
+    binary = _bin_only_copy(tiny_teacher, tmp_path / "bin")
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, allow_patterns: asked.append(allow_patterns) or str(binary))
+    assert T.locate_model("someone/bin-only").weights_format == "bin"
+    assert asked == [T.HUB_PATTERNS, ["pytorch_model*.bin"]]
+    asked.clear()
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, allow_patterns: asked.append(allow_patterns) or str(tiny_teacher))
+    T.locate_model("someone/safe")
+    assert asked == [T.HUB_PATTERNS]  # with safetensors, no pickle is ever downloaded
