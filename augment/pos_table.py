@@ -30,9 +30,12 @@ class PosTable:
     @classmethod
     def from_corpus(cls, corpus: TaggedCorpus) -> PosTable:
         n_tags = len(corpus.tags)
+        # Whitespace tokens are not words: never offered as a replacement (a noun must not become a newline),
+        # and never replaced (the recipe keeps them), so their tag's entry may stay empty.
+        words = ~corpus.whitespace
         # Count (tag, word) pairs in one pass: encode each pair as one integer key.
         n_words = max(len(corpus.words), 1)
-        keys = corpus.tag_ids.astype(np.int64) * n_words + corpus.word_ids
+        keys = corpus.tag_ids[words].astype(np.int64) * n_words + corpus.word_ids[words]
         uniq, counts = np.unique(keys, return_counts=True)  # sorted by tag, then word
         tag_of, word_of = np.divmod(uniq, n_words)
         bounds = np.searchsorted(tag_of, np.arange(n_tags + 1))

@@ -5,12 +5,16 @@ whatever the number of worker processes or how examples are chunked. Workers ren
 drop copies of their own original; the main process then walks the rows in (example, draw) order and drops any
 synthetic row equal to a row already kept, originals included.
 
+Equal means equal as the models read the text (`dedupe_key`: whitespace runs collapsed, none at the ends):
+rendered rows carry no leading or trailing whitespace, so an n-gram ending on a token that had a space after it
+is not kept beside an original without one. Whitespace tokens (spaCy's `_SP`) are not words: the rules never
+mask or replace them and n-gram windows do not count them.
+
 Pairs: each draw perturbs sentence A, sentence B, or both, chosen uniformly (1/3 each); dedupe is on the pair.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -21,6 +25,7 @@ from . import MASK_SYMBOL
 from .pos_table import PosTable
 from .rules import MASK, NGRAM_UNIFORMS, POS, apply_mask, apply_pos_replace, ngram_windows, token_ops
 from .tagging import TaggedCorpus
+from .workers import worker_count
 
 # Bits of a row's `ops`: which rules changed it (in what the row kept, after the n-gram cut).
 OP_MASK, OP_POS, OP_NGRAM = 1, 2, 4
@@ -60,7 +65,8 @@ class RecipeConfig:
 @dataclass
 class Generated:
     """Synthetic rows of a range of examples, in (example, draw) order, rendered to text. Draws equal to their
-    own original are already dropped (and counted); dedupe across rows happens in `assemble`."""
+    own original (in the dedupe key's space) are already dropped (and counted); dedupe across rows happens in
+    `assemble`."""
 
     source_index: np.ndarray  # int64
     draw: np.ndarray  # int32
@@ -70,26 +76,38 @@ class Generated:
     texts: list[str]
     pairs: list[str] | None
     unchanged: int  # draws equal to their own original (dropped)
+    keys: list[str]  # dedupe_key of each text: mostly the very same str objects as `texts`
+    pair_keys: list[str] | None
+
+
+def dedupe_key(text: str) -> str:
+    """The text as the models read it, for dedupe: tokenizers split on whitespace and drop it, so rows that
+    differ only in their whitespace (leading, trailing, or the length of a run) are one row to them."""
+    return " ".join(text.split())
 
 
 _SEP = "\x00"  # joins rendered rows into one string that is split again; never inside a token (checked)
 
 
 class _Renderer:
-    """Turns word-id rows back into text; each token keeps the whitespace that followed it in the original.
+    """Turns word-id rows back into text; each token keeps the whitespace that followed it in the original,
+    except a row's last token: rows carry no leading or trailing whitespace.
 
     Rendering is one `str.join` over all tokens of all rows of a chunk, rows separated by _SEP: tens of times
     faster than a join per row."""
 
-    def __init__(self, words: list[str]):
+    def __init__(self, words: list[str], irregular: np.ndarray):
         self.n = len(words)
         # Index w: the word with no space after it; w + n: the word followed by a space.
         self.pieces = np.array(words + [w + " " for w in words] + [_SEP], dtype=object)
         self.sep_key = 2 * self.n
         self.safe = not any(_SEP in w for w in words)
+        # bool per word: the words that can make a row differ from its dedupe key (TaggedCorpus.spaced_words).
+        # Rows without one are their own key, so only the rare rows with one are normalised: normalising every
+        # row would double the generation time.
+        self.irregular = irregular
 
-    def __call__(self, word_ids: np.ndarray, space: np.ndarray, row_lengths: np.ndarray) -> list[str]:
-        keys = word_ids.astype(np.int64) + self.n * space
+    def _join(self, keys: np.ndarray, row_lengths: np.ndarray) -> list[str]:
         ends = np.cumsum(row_lengths)
         if not self.safe:
             starts = ends - row_lengths
@@ -97,13 +115,33 @@ class _Renderer:
         keys = np.insert(keys, ends, self.sep_key)
         return "".join(self.pieces[keys].tolist()).split(_SEP)[:-1]
 
+    def __call__(self, word_ids: np.ndarray, space: np.ndarray,
+                 row_lengths: np.ndarray) -> tuple[list[str], list[str]]:
+        """The rows as text, and their dedupe keys."""
+        ends = np.cumsum(row_lengths)
+        space = np.array(space, dtype=bool, copy=True)
+        space[ends[row_lengths > 0] - 1] = False  # the last token's trailing space
+        rows = self._join(word_ids.astype(np.int64) + self.n * space, row_lengths)
+        row_of_tok = np.repeat(np.arange(len(row_lengths)), row_lengths)
+        odd = np.flatnonzero(np.bincount(row_of_tok, weights=self.irregular[word_ids],
+                                         minlength=len(row_lengths)))
+        if not len(odd):
+            return rows, rows  # every row is its own key: share the list (and, when pickled, the strings)
+        keys = list(rows)
+        for r in odd.tolist():
+            rows[r] = rows[r].strip()
+            keys[r] = dedupe_key(rows[r])
+        return rows, keys
+
 
 @dataclass
 class _SideDraws:
     """All draws of one side (sentence A or B) of a chunk of examples, rows in (example, draw) order."""
 
     texts: list[str]
+    keys: list[str]
     originals: list[str]  # per example
+    original_keys: list[str]
     bits: np.ndarray  # uint8 [rows]
     masked: np.ndarray  # int32 [rows]
     replaced: np.ndarray  # int32 [rows]
@@ -118,6 +156,27 @@ def _token_index(first: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np
     return first[row_of_tok] + k, row_of_tok, k
 
 
+def _ngram_cut(ng_u: np.ndarray, is_word: np.ndarray, row_of_tok: np.ndarray, k: np.ndarray,
+               row_len: np.ndarray, p_ng: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The n-gram rule over rows of tokens (`k`: each token's position in its row): which tokens each row keeps
+    (bool per token), which rows it cut, and how many tokens each row keeps.
+
+    Windows count words, not whitespace tokens, so a window never holds whitespace alone: a whitespace token is
+    kept when it lies between two kept words, dropped when it lies before or after the window."""
+    if is_word.all():  # no whitespace tokens, the common case: positions are word positions
+        win = ngram_windows(ng_u, row_len, p_ng)
+        inside = (k >= win.start[row_of_tok]) & (k < win.end[row_of_tok])
+        return inside, (win.end - win.start) < row_len, win.end - win.start
+    words = np.bincount(row_of_tok, weights=is_word, minlength=len(row_len)).astype(np.int64)
+    before = np.cumsum(is_word) - is_word  # words before each token, over all rows
+    pos = before - (np.cumsum(words) - words)[row_of_tok]  # words before each token in its own row
+    win = ngram_windows(ng_u, words, p_ng)
+    lo = win.start[row_of_tok] + ~is_word  # a whitespace token needs a kept word before it
+    inside = (pos >= lo) & (pos < win.end[row_of_tok])
+    kept = np.bincount(row_of_tok, weights=inside, minlength=len(row_len)).astype(np.int64)
+    return inside, (win.end - win.start) < words, kept
+
+
 def _perturb_side(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, render: _Renderer, mask_id: int,
                   text_ids: np.ndarray, draws: int, tok_u: np.ndarray, rep_u: np.ndarray,
                   ng_u: np.ndarray) -> _SideDraws:
@@ -130,41 +189,43 @@ def _perturb_side(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, rend
     row_len = np.repeat(lengths, draws)  # [R], R = E * draws
     src, row_of_tok, k = _token_index(np.repeat(first, draws), row_len)  # [T] each
     base, tags, space = corpus.word_ids[src], corpus.tag_ids[src], corpus.space[src]
+    blank = corpus.whitespace[src]
 
-    ops = token_ops(tok_u, cfg.p_mask, cfg.p_pos)
+    ops = token_ops(tok_u, cfg.p_mask, cfg.p_pos, frozen=blank)
     ids = apply_pos_replace(apply_mask(base, ops, mask_id), tags, ops, table, rep_u)
-    win = ngram_windows(ng_u, row_len, cfg.p_ng)
-    inside = (k >= win.start[row_of_tok]) & (k < win.end[row_of_tok])
     rows = len(row_len)
+    inside, cut, kept = _ngram_cut(ng_u, ~blank, row_of_tok, k, row_len, cfg.p_ng)
     masked = np.bincount(row_of_tok, weights=(ops == MASK) & inside, minlength=rows).astype(np.int32)
     replaced = np.bincount(row_of_tok, weights=(ops == POS) & (ids != base) & inside,
                            minlength=rows).astype(np.int32)
-    bits = (OP_MASK * (masked > 0) + OP_POS * (replaced > 0)
-            + OP_NGRAM * ((win.end - win.start) < row_len)).astype(np.uint8)
-    texts = render(ids[inside], space[inside], win.end - win.start)
+    bits = (OP_MASK * (masked > 0) + OP_POS * (replaced > 0) + OP_NGRAM * cut).astype(np.uint8)
+    texts, keys = render(ids[inside], space[inside], kept)
     whole, _, _ = _token_index(first, lengths)
-    originals = render(corpus.word_ids[whole], corpus.space[whole], lengths)
-    return _SideDraws(texts, originals, bits, masked, replaced)
+    originals, original_keys = render(corpus.word_ids[whole], corpus.space[whole], lengths)
+    return _SideDraws(texts, keys, originals, original_keys, bits, masked, replaced)
 
 
-def generate(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, indices: range, *,
-             num_examples: int, is_pair: bool) -> Generated:
-    """Synthetic rows of examples `indices`. Single: example i is corpus text i. Pairs: example i is corpus
-    texts i (A) and num_examples + i (B).
+@dataclass
+class _Uniforms:
+    """One side's uniforms for a chunk: per token (rule, replacement) and per row (n-gram), rows in order."""
 
-    Example i's randomness is one matrix of uniforms from a generator seeded with (seed, i), laid out per
-    draw as [A: rule per token, replacement per token, 3 n-gram] (+ the same for B, then 1 for the side)."""
-    draws = cfg.draws(is_pair)
-    idx = np.arange(indices.start, indices.stop, dtype=np.int64)
-    sides = [idx] + ([idx + num_examples] if is_pair else [])
-    lengths = [corpus.offsets[s + 1] - corpus.offsets[s] for s in sides]
-    tok_u: list[list[np.ndarray]] = [[] for _ in sides]
-    rep_u: list[list[np.ndarray]] = [[] for _ in sides]
-    ng_u: list[list[np.ndarray]] = [[] for _ in sides]
+    tok: np.ndarray
+    rep: np.ndarray
+    ngram: np.ndarray  # [rows, NGRAM_UNIFORMS]
+
+
+def _draw_uniforms(seed: int, idx: np.ndarray, lengths: list[np.ndarray], draws: int,
+                   is_pair: bool) -> tuple[list[_Uniforms], np.ndarray]:
+    """Example i's randomness is one matrix of uniforms from a generator seeded with (seed, i), laid out per
+    draw as [A: rule per token, replacement per token, 3 n-gram] (+ the same for B, then 1 for the side).
+    Returns each side's uniforms and the side uniform of every pair row."""
+    tok_u: list[list[np.ndarray]] = [[] for _ in lengths]
+    rep_u: list[list[np.ndarray]] = [[] for _ in lengths]
+    ng_u: list[list[np.ndarray]] = [[] for _ in lengths]
     side_u: list[np.ndarray] = []
     for e, i in enumerate(idx.tolist()):
         widths = [2 * int(L[e]) + NGRAM_UNIFORMS for L in lengths]
-        u = np.random.default_rng([cfg.seed, i]).random((draws, sum(widths) + is_pair))
+        u = np.random.default_rng([seed, i]).random((draws, sum(widths) + is_pair))
         col = 0
         for s, width in enumerate(widths):
             n = (width - NGRAM_UNIFORMS) // 2
@@ -175,41 +236,88 @@ def generate(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, indices: 
         if is_pair:
             side_u.append(u[:, col])
 
+    def joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+        return np.concatenate(parts) if parts else empty
+
+    sides = [_Uniforms(joined(tok_u[s], np.zeros(0)), joined(rep_u[s], np.zeros(0)),
+                       joined(ng_u[s], np.zeros((0, NGRAM_UNIFORMS)))) for s in range(len(lengths))]
+    return sides, joined(side_u, np.zeros(0))
+
+
+@dataclass
+class _Rows:
+    """A chunk's rows before the own-original check: text, key, and what changed them."""
+
+    texts: list[str]
+    keys: list[str]
+    pairs: list[str] | None
+    pair_keys: list[str] | None
+    changed: np.ndarray  # bool: differs from its own original in the dedupe key's space
+    bits: np.ndarray
+    masked: np.ndarray
+    replaced: np.ndarray
+
+
+def _repeat(items: list[str], draws: int) -> list[str]:
+    return [t for t in items for _ in range(draws)]
+
+
+def _single_rows(a: _SideDraws, draws: int) -> _Rows:
+    orig_keys = _repeat(a.original_keys, draws)
+    changed = np.array([k != o for k, o in zip(a.keys, orig_keys)], dtype=bool)
+    return _Rows(a.texts, a.keys, None, None, changed, a.bits, a.masked, a.replaced)
+
+
+def _pair_rows(a: _SideDraws, b: _SideDraws, side_u: np.ndarray, draws: int) -> _Rows:
+    """Each pair row perturbs A only, B only, or both (side uniform in thirds); the other side stays original."""
+    side = np.floor(side_u * 3).astype(np.int64)
+    use_a, use_b = side != 1, side != 0  # 0: A only, 1: B only, 2: both
+
+    def pick(side_draws: _SideDraws, use: np.ndarray) -> tuple[list[str], list[str], list[str]]:
+        orig, orig_keys = _repeat(side_draws.originals, draws), _repeat(side_draws.original_keys, draws)
+        flags = use.tolist()
+        texts = [t if u else o for t, o, u in zip(side_draws.texts, orig, flags)]
+        keys = [k if u else o for k, o, u in zip(side_draws.keys, orig_keys, flags)]
+        return texts, keys, orig_keys
+
+    texts, keys, orig_a = pick(a, use_a)
+    pairs, pair_keys, orig_b = pick(b, use_b)
+    changed = np.array([x != ox or y != oy for x, ox, y, oy in zip(keys, orig_a, pair_keys, orig_b)], dtype=bool)
+    return _Rows(texts, keys, pairs, pair_keys, changed, (a.bits * use_a) | (b.bits * use_b),
+                 a.masked * use_a + b.masked * use_b, a.replaced * use_a + b.replaced * use_b)
+
+
+def generate(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, indices: range, *,
+             num_examples: int, is_pair: bool) -> Generated:
+    """Synthetic rows of examples `indices`. Single: example i is corpus text i. Pairs: example i is corpus
+    texts i (A) and num_examples + i (B). Randomness: see `_draw_uniforms`."""
+    draws = cfg.draws(is_pair)
+    idx = np.arange(indices.start, indices.stop, dtype=np.int64)
+    sides = [idx] + ([idx + num_examples] if is_pair else [])
+    lengths = [corpus.offsets[s + 1] - corpus.offsets[s] for s in sides]
+    uniforms, side_u = _draw_uniforms(cfg.seed, idx, lengths, draws, is_pair)
+
     words = [*corpus.words, MASK_SYMBOL]
-    render = _Renderer(words)
-    empty = np.zeros(0)
-    out = [
-        _perturb_side(corpus, table, cfg, render, len(words) - 1, s, draws,
-                      np.concatenate(tok_u[k]) if tok_u[k] else empty,
-                      np.concatenate(rep_u[k]) if rep_u[k] else empty,
-                      np.concatenate(ng_u[k]) if ng_u[k] else np.zeros((0, NGRAM_UNIFORMS)))
-        for k, s in enumerate(sides)
-    ]
+    render = _Renderer(words, np.append(corpus.spaced_words, False))  # the mask symbol holds no whitespace
+    out = [_perturb_side(corpus, table, cfg, render, len(words) - 1, s, draws, u.tok, u.rep, u.ngram)
+           for s, u in zip(sides, uniforms)]
+    rows = _pair_rows(out[0], out[1], side_u, draws) if is_pair else _single_rows(out[0], draws)
     source = np.repeat(idx, draws)
     draw = np.tile(np.arange(draws, dtype=np.int32), len(idx))
-    a = out[0]
-    orig_a = [t for t in a.originals for _ in range(draws)]
-    if is_pair:
-        b = out[1]
-        side = np.floor(np.concatenate(side_u) * 3).astype(np.int64) if side_u else np.zeros(0, np.int64)
-        use_a, use_b = side != 1, side != 0  # 0: A only, 1: B only, 2: both
-        orig_b = [t for t in b.originals for _ in range(draws)]
-        texts = [t if u else o for t, o, u in zip(a.texts, orig_a, use_a.tolist())]
-        pairs = [t if u else o for t, o, u in zip(b.texts, orig_b, use_b.tolist())]
-        changed = np.array([x != ox or y != oy for x, ox, y, oy in zip(texts, orig_a, pairs, orig_b)], dtype=bool)
-        bits = (a.bits * use_a) | (b.bits * use_b)
-        masked = a.masked * use_a + b.masked * use_b
-        replaced = a.replaced * use_a + b.replaced * use_b
-    else:
-        texts, pairs = a.texts, None
-        changed = np.array([x != o for x, o in zip(texts, orig_a)], dtype=bool)
-        bits, masked, replaced = a.bits, a.masked, a.replaced
-    keep = np.flatnonzero(changed)
+    keep = np.flatnonzero(rows.changed)
+    kept = keep.tolist()
+
+    def kept_of(items: list[str] | None) -> list[str] | None:
+        return None if items is None else [items[r] for r in kept]
+
+    texts, pairs = kept_of(rows.texts), kept_of(rows.pairs)
+    keys = texts if rows.keys is rows.texts else kept_of(rows.keys)  # rows that are their own keys: share
     return Generated(
-        source_index=source[keep], draw=draw[keep], ops=np.asarray(bits, dtype=np.uint8)[keep],
-        masked=np.asarray(masked, dtype=np.int32)[keep], replaced=np.asarray(replaced, dtype=np.int32)[keep],
-        texts=[texts[r] for r in keep.tolist()], pairs=[pairs[r] for r in keep.tolist()] if is_pair else None,
-        unchanged=int(len(changed) - len(keep)),
+        source_index=source[keep], draw=draw[keep], ops=np.asarray(rows.bits, dtype=np.uint8)[keep],
+        masked=np.asarray(rows.masked, dtype=np.int32)[keep],
+        replaced=np.asarray(rows.replaced, dtype=np.int32)[keep],
+        texts=texts, pairs=pairs, unchanged=int(len(rows.changed) - len(keep)),
+        keys=keys, pair_keys=kept_of(rows.pair_keys),
     )
 
 
@@ -229,19 +337,22 @@ def _worker_generate(indices: range) -> Generated:
 
 
 def generate_all(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, *, num_examples: int, is_pair: bool,
-                 workers: int = 1, chunk_size: int = 2000,
+                 workers: int | None = 1, cpu_limit: int | None = None, chunk_size: int = 2000,
                  progress: Callable[[int], None] | None = None) -> list[Generated]:
-    """Generate for every example, in chunks (in worker processes when `workers` > 1), in example order."""
+    """Generate for every example, in chunks, in example order: in worker processes when more than one worker
+    runs (`workers` None: one per CPU; capped by `cpu_limit`, default the affinity mask; see augment.workers)."""
     chunks = [range(i, min(i + chunk_size, num_examples)) for i in range(0, num_examples, chunk_size)]
-    workers = max(1, min(workers, len(chunks), os.cpu_count() or 1))
+    n_workers = worker_count(workers, len(chunks), cpu_limit)
     results = []
-    if workers == 1:
+    if n_workers == 1:
         for c in chunks:
             results.append(generate(corpus, table, cfg, c, num_examples=num_examples, is_pair=is_pair))
             if progress:
                 progress(len(c))
         return results
-    with ProcessPoolExecutor(workers, initializer=_worker_init,
+    # Cached once here, so every worker receives them with the corpus instead of computing them per chunk.
+    _ = corpus.whitespace, corpus.spaced_words
+    with ProcessPoolExecutor(n_workers, initializer=_worker_init,
                              initargs=(corpus, table, cfg, num_examples, is_pair)) as pool:
         for c, r in zip(chunks, pool.map(_worker_generate, chunks)):
             results.append(r)
@@ -265,16 +376,17 @@ class TransferRows:
 
 
 def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generated]) -> TransferRows:
-    """Interleave originals with their synthetic rows and drop synthetic rows equal to any earlier row."""
+    """Interleave originals with their synthetic rows and drop synthetic rows equal to any earlier row, compared
+    by `dedupe_key`. Originals are kept as they are, whitespace included."""
     is_pair = pairs is not None
-    kept: set = set(zip(texts, pairs)) if is_pair else set(texts)
+    kept: set = (set(zip(map(dedupe_key, texts), map(dedupe_key, pairs))) if is_pair
+                 else set(map(dedupe_key, texts)))
     out_texts: list[str] = []
     out_pairs: list[str] | None = [] if is_pair else None
     src: list[int] = []
     orig: list[bool] = []
     ops: list[int] = []
     duplicates = masked = replaced = unchanged = 0
-    per_rule = dict.fromkeys(OP_NAMES, 0)
     next_original = 0
 
     def add_original(i: int) -> None:
@@ -292,7 +404,7 @@ def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generate
             while next_original <= i:
                 add_original(next_original)
                 next_original += 1
-            key = (g.texts[k], g.pairs[k]) if is_pair else g.texts[k]
+            key = (g.keys[k], g.pair_keys[k]) if is_pair else g.keys[k]
             if key in kept:
                 duplicates += 1
                 continue
@@ -305,21 +417,26 @@ def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generate
             ops.append(g_ops[k])
             masked += g_masked[k]
             replaced += g_replaced[k]
-            for bit, name in zip((OP_MASK, OP_POS, OP_NGRAM), OP_NAMES):
-                per_rule[name] += bool(g_ops[k] & bit)
     while next_original < len(texts):
         add_original(next_original)
         next_original += 1
-    synthetic = len(out_texts) - len(texts)
-    stats = {
-        "originals": len(texts),
-        "synthetic": synthetic,
-        "rows": len(out_texts),
+    rows = TransferRows(out_texts, out_pairs, np.asarray(src, dtype=np.int64), np.asarray(orig, dtype=bool),
+                        np.asarray(ops, dtype=np.uint8), {})
+    rows.stats = _transfer_stats(rows, unchanged, duplicates, masked, replaced)
+    return rows
+
+
+def _transfer_stats(rows: TransferRows, unchanged: int, duplicates: int, masked: int, replaced: int) -> dict:
+    originals = int(rows.is_original.sum())
+    synthetic_ops = rows.ops[~rows.is_original]
+    return {
+        "originals": originals,
+        "synthetic": len(rows.texts) - originals,
+        "rows": len(rows.texts),
         "dropped_unchanged": unchanged,
         "dropped_duplicates": duplicates,
-        "rows_per_rule": per_rule,
+        "rows_per_rule": {name: int(np.count_nonzero(synthetic_ops & bit))
+                          for bit, name in zip((OP_MASK, OP_POS, OP_NGRAM), OP_NAMES)},
         "masked_tokens_in_synthetic_rows": masked,
         "replaced_tokens_in_synthetic_rows": replaced,
     }
-    return TransferRows(out_texts, out_pairs, np.asarray(src, dtype=np.int64), np.asarray(orig, dtype=bool),
-                        np.asarray(ops, dtype=np.uint8), stats)

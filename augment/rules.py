@@ -20,11 +20,15 @@ MAX_NGRAM = 5
 NGRAM_UNIFORMS = 3  # uniforms per draw that `ngram_windows` consumes: take?, n, start
 
 
-def token_ops(u: np.ndarray, p_mask: float, p_pos: float) -> np.ndarray:
-    """Which rule each token gets (KEEP, MASK or POS, uint8, shaped like `u`), from one uniform per token."""
+def token_ops(u: np.ndarray, p_mask: float, p_pos: float, frozen: np.ndarray | None = None) -> np.ndarray:
+    """Which rule each token gets (KEEP, MASK or POS, uint8, shaped like `u`), from one uniform per token.
+    Tokens marked in `frozen` (whitespace tokens) always KEEP; they still consume their uniform, so freezing a
+    token does not shift the random draws of the others."""
     ops = np.zeros(u.shape, dtype=np.uint8)
     ops[u < p_mask + p_pos] = POS
     ops[u < p_mask] = MASK
+    if frozen is not None:
+        ops[np.broadcast_to(frozen, u.shape)] = KEEP
     return ops
 
 

