@@ -30,7 +30,6 @@ from .workers import worker_count
 # Bits of a row's `ops`: which rules changed it (in what the row kept, after the n-gram cut).
 OP_MASK, OP_POS, OP_NGRAM = 1, 2, 4
 OP_NAMES = ("mask", "pos", "ngram")
-PAIR_SIDES = ("a", "b", "both")
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in STAGES:
-        try:
-            module = importlib.import_module(f"pipelines.stages.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"pipelines.stages.{name}":
-                continue  # a stage not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"pipelines.stages.{name}").add_parser(sub)
     return parser
 
 

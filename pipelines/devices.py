@@ -38,3 +38,19 @@ def available_cpus(root: Path = CGROUP_ROOT) -> int:
     if quota is not None:
         cpus = min(cpus, max(1, math.ceil(quota)))
     return max(1, cpus)
+
+
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name and its vector extensions that decide model speed (AVX2, AVX-512, bf16, AMX), for
+    every figure the tool reports: the same code runs several times faster on one CPU than on another."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 "unknown CPU")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"

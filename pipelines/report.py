@@ -1,8 +1,10 @@
 """The run report: what distillation bought, as the paper's tables show it.
 
 Teacher vs distilled student vs the same student trained without distillation: the task metric on each dev
-split, parameters with and without the embedding table, CPU inference sentences/s measured here on the same
-dev sentences, and size on disk. Then the transfer set's statistics, the teacher's agreement with the gold
+split, parameters with and without the embedding table, inference sentences/s measured here (the students on
+CPU, the teacher on a sample of the same dev sentences on the device and dtype it scored with), and size on
+disk. The teacher's dev metrics are cached by fingerprint, so a run that only retrains students does not
+evaluate the teacher again. Then the transfer set's statistics, the teacher's agreement with the gold
 labels, the settings, and PNG plots (learning curves, teacher confidence, metric against size).
 """
 
@@ -32,6 +34,9 @@ class ModelRow:
     size_mb: float
     path: str
     history: list[dict] = field(default_factory=list)  # students: per-epoch train loss and dev metrics
+    device: str = "cpu"  # where sentences_per_s was measured (the teacher runs where the score stage ran it)
+    dtype: str = "float32"
+    speed_rows: int = 0  # dev sentences timed
 
 
 def _timed_rate(fn, n: int, repeats: int = 2) -> float:
@@ -47,19 +52,61 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_rows: int, *,
-                    max_length: int = 128, trust_remote_code: bool = False) -> ModelRow:
-    """Dev metrics, size and CPU speed of the teacher (float32, length-sorted token-budget batches; rows cut at
-    the `max_length` the transfer set was scored with)."""
+TEACHER_EVAL_VERSION = 1  # bump whenever the teacher's dev metrics change for the same inputs
+
+
+def teacher_eval_fingerprint(identity: dict[str, str], dev_hashes: dict[str, str], task: TaskSpec, max_length: int,
+                             device_type: str, dtype: str) -> str:
+    """What the teacher's dev metrics depend on: its weights, config and tokenizer, the dev files, the task (label
+    map, metrics), the cut-off length, the precision it ran at (bf16 on a GPU can flip a near-tied argmax) and
+    the library versions that change its numbers."""
+    return store.fingerprint(f"teacher-eval@{TEACHER_EVAL_VERSION}", identity, dev_hashes, task.to_dict(),
+                             max_length, device_type, dtype, store.result_versions())
+
+
+def cached_teacher_scores(cache: Path, fingerprint: str) -> dict[str, dict[str, float]] | None:
+    """The dev metrics stored in `cache` for this fingerprint; None when absent, stale or unreadable (then the
+    teacher is simply evaluated again)."""
+    try:
+        doc = json.loads(cache.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint or not isinstance(doc.get("dev"), dict):
+        return None
+    return doc["dev"]
+
+
+def evaluate_teacher(scorer: Any, task: TaskSpec, dev: dict[str, Split]) -> dict[str, dict[str, float]]:
+    """The task's metrics on every dev split: the argmax of a `teacher.TeacherScorer` against the gold labels."""
     from . import metrics
+
+    return {name: metrics.compute(task.metrics, scorer.predict(split.texts, split.text_pairs).argmax(1), split.labels)
+            for name, split in dev.items()}
+
+
+def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_rows: int, *,
+                    max_length: int = 128, device: str = "cpu", dtype: str = "float32",
+                    batch_tokens: int | None = None, trust_remote_code: bool = False,
+                    cache: Path | None = None) -> ModelRow:
+    """Dev metrics, size and speed of the teacher, run as the score stage ran it (device, dtype, the
+    `max_length` the transfer set was scored with; length-sorted token-budget batches).
+
+    The dev metrics are read from `cache` when its fingerprint matches (evaluating a BERT-large teacher on a dev
+    split takes minutes on a CPU, and nothing about it changes between runs that only retrain students);
+    otherwise computed and written there. Speed is timed on the first `speed_rows` dev sentences only."""
     from . import teacher as T
 
-    scorer = T.TeacherScorer(teacher, device="cpu", dtype="float32", max_length=max_length,
+    files = T.locate_model(teacher, trust_remote_code)
+    scorer = T.TeacherScorer(files, device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
                              trust_remote_code=trust_remote_code)
-    scores = {}
-    for name, split in dev.items():
-        logits = scorer.predict(split.texts, split.text_pairs)
-        scores[name] = metrics.compute(task.metrics, logits.argmax(1), split.labels)
+    dev_hashes = {name: store.hash_path(split.path) for name, split in dev.items()}
+    fp = teacher_eval_fingerprint(files.identity(), dev_hashes, task, max_length, scorer.device.type, dtype)
+    scores = cached_teacher_scores(cache, fp) if cache is not None else None
+    if scores is None:
+        scores = evaluate_teacher(scorer, task, dev)
+        if cache is not None:
+            store.write_json(cache, {"fingerprint": fp, "teacher": files.name, "dev": scores,
+                                     "rows": {name: len(split) for name, split in dev.items()}})
     first = next(iter(dev.values()))
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
@@ -68,13 +115,14 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     total = sum(p.numel() for p in model.parameters())
     embeddings = getattr(model.base_model, "embeddings", None) or model.get_input_embeddings()
     emb = sum(p.numel() for p in embeddings.parameters())
-    size = sum(p.stat().st_size for p in T.weight_files(scorer.files.path))
-    return ModelRow(f"Teacher ({scorer.files.name})", scores, total, total - emb, rate, round(size / 2**20, 2),
-                    str(scorer.files.path))
+    size = sum(p.stat().st_size for p in T.weight_files(files.path))
+    return ModelRow(f"Teacher ({files.name})", scores, total, total - emb, rate, round(size / 2**20, 2),
+                    str(files.path), device=scorer.device.type, dtype=dtype, speed_rows=len(texts))
 
 
 def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:
-    """Dev metrics (from the student's metrics.json), parameters, size and CPU speed of a trained student."""
+    """Dev metrics (from the student's metrics.json), parameters, size and CPU speed of a trained student (timed
+    on the first `speed_rows` dev sentences)."""
     from . import student as S
 
     loaded = S.load_student(student_dir)
@@ -92,7 +140,7 @@ def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_r
     params = S.count_parameters(loaded.model)
     size = (student_dir / S.WEIGHTS).stat().st_size
     return ModelRow(name, doc["dev"], params["total"], params["without_embedding"], rate, round(size / 2**20, 2),
-                    str(student_dir), doc.get("history", []))
+                    str(student_dir), doc.get("history", []), speed_rows=len(texts))
 
 
 def teacher_agreement(scored_dir: Path) -> dict[str, Any]:
@@ -180,17 +228,22 @@ def _fmt_metric(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
-    rows = [ModelRow(**r) for r in doc["models"]]
+def _device_name(row: ModelRow) -> str:
+    return "CPU" if row.device == "cpu" else row.device.upper()
+
+
+def _speed_phrase(teacher: ModelRow) -> str:
+    """How the comparison names the teacher's speed: measured on a GPU, it is not a CPU figure."""
+    return "the teacher's CPU speed" if teacher.device == "cpu" else \
+        f"the teacher's speed on {_device_name(teacher)} ({teacher.dtype})"
+
+
+def _model_table(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
     splits = list(rows[0].dev) if rows else []
     metrics = doc["task"]["metrics"]
     head = ["Model"] + [f"{s} {m}" for s in splits for m in metrics] + [
-        "Params", "Params w/o embeddings", "CPU sentences/s", "Size on disk (MB)"]
-    lines = [f"# distill report: {doc['run']}", "",
-             f"Task **{doc['task']['name']}**; teacher `{doc['teacher']}`. Produced by `{doc['command']}` on "
-             f"{doc['created']}.", "",
-             "## Teacher vs students", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        "Params", "Params w/o embeddings", "Sentences/s", "Size on disk (MB)"]
+    lines = ["## Teacher vs students", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r.name] + [_fmt_metric(r.dev.get(s, {}).get(m)) for s in splits for m in metrics] + [
             f"{r.params:,}", f"{r.params_without_embedding:,}", f"{r.sentences_per_s:,.0f}", f"{r.size_mb:.1f}"]
@@ -200,34 +253,54 @@ def render_markdown(doc: dict[str, Any]) -> str:
         vs_baseline = (f", {cmp['distilled_vs_baseline']:+.1f} against the same student trained without "
                        "distillation" if "distilled_vs_baseline" in cmp else "")
         lines += ["", f"Distilled student: {cmp['student_vs_teacher']:+.1f} points against the teacher"
-                      f"{vs_baseline}; {cmp['speedup_vs_teacher']:,.0f}× the teacher's CPU speed with "
+                      f"{vs_baseline}; {cmp['speedup_vs_teacher']:,.0f}× {_speed_phrase(rows[0])} with "
                       f"{cmp['params_fraction_of_teacher']:.2%} of its parameters "
                       f"({cmp['params_wo_emb_fraction_of_bert_base']:.3%} of BERT-base's outside the embeddings)."]
-    lines += ["", f"Speed: {doc['speed_rows']} dev sentences, batch inference on this machine's CPU "
-                  f"({doc['machine']}), best of 2 runs after a warm-up.", ""]
+    return lines + ["", _speed_note(doc, rows), ""]
+
+
+def _speed_note(doc: dict[str, Any], rows: list[ModelRow]) -> str:
+    """Where, and over how many sentences, each speed was measured (rows[0] is the teacher)."""
+    teacher, students = rows[0], rows[1:]
+    parts = [f"the teacher on {_device_name(teacher)} ({teacher.dtype}) over {teacher.speed_rows} dev sentences"]
+    parts += [f"the students on CPU over {students[0].speed_rows} dev sentences"] if students else []
+    return (f"Speed: batch inference on this machine ({doc['machine']}), best of 2 runs after a warm-up: "
+            f"{'; '.join(parts)}.")
+
+
+def _transfer_section(doc: dict[str, Any]) -> list[str]:
     t = doc["transfer"]
-    lines += ["## Transfer set", "",
-              f"{t.get('originals', 0):,} originals + {t.get('synthetic', 0):,} synthetic rows "
-              f"= {t.get('rows', 0):,} ({t.get('draws_per_example')} draws per example; "
-              f"{t.get('dropped_unchanged', 0):,} unchanged and {t.get('dropped_duplicates', 0):,} duplicate draws "
-              "dropped).", "",
-              "| Rule | Synthetic rows it changed |", "|---|---|"]
-    for rule, n in t.get("rows_per_rule", {}).items():
-        lines.append(f"| {rule} | {n:,} |")
+    lines = ["## Transfer set", "",
+             f"{t.get('originals', 0):,} originals + {t.get('synthetic', 0):,} synthetic rows "
+             f"= {t.get('rows', 0):,} ({t.get('draws_per_example')} draws per example; "
+             f"{t.get('dropped_unchanged', 0):,} unchanged and {t.get('dropped_duplicates', 0):,} duplicate draws "
+             "dropped).", "",
+             "| Rule | Synthetic rows it changed |", "|---|---|"]
+    lines += [f"| {rule} | {n:,} |" for rule, n in t.get("rows_per_rule", {}).items()]
     a = doc["teacher_agreement"]
-    lines += ["", f"Teacher agreement with the gold labels on the originals: "
-                  f"**{_fmt_metric(a.get('gold_agreement_on_originals'))}%**. Mean teacher confidence: "
-                  f"{a.get('mean_confidence_original')} on originals, {a.get('mean_confidence_synthetic')} on "
-                  "synthetic rows.", ""]
+    return lines + ["", f"Teacher agreement with the gold labels on the originals: "
+                        f"**{_fmt_metric(a.get('gold_agreement_on_originals'))}%**. Mean teacher confidence: "
+                        f"{a.get('mean_confidence_original')} on originals, {a.get('mean_confidence_synthetic')} on "
+                        "synthetic rows.", ""]
+
+
+PLOT_TITLES = {"learning_curves": "Student learning curves", "teacher_confidence": "Teacher confidence",
+               "metric_vs_size": "Metric against model size"}
+
+
+def render_markdown(doc: dict[str, Any]) -> str:
+    rows = [ModelRow(**r) for r in doc["models"]]
+    lines = [f"# distill report: {doc['run']}", "",
+             f"Task **{doc['task']['name']}**; teacher `{doc['teacher']}`. Produced by `{doc['command']}` on "
+             f"{doc['created']}.", ""]
+    lines += _model_table(doc, rows) + _transfer_section(doc)
     if doc.get("plots"):
         lines += ["## Plots", ""]
-        titles = {"learning_curves": "Student learning curves", "teacher_confidence": "Teacher confidence",
-                  "metric_vs_size": "Metric against model size"}
         for key, file in doc["plots"].items():
-            lines += [f"![{titles.get(key, key)}]({file})", ""]
+            lines += [f"![{PLOT_TITLES.get(key, key)}]({file})", ""]
     lines += ["## Stages", "", "| Stage | Output | Status | Seconds |", "|---|---|---|---|"]
-    for s in doc.get("stages", []):
-        lines.append(f"| {s['stage']} | `{s['out']}` | {s['status']} | {s.get('seconds', 0):.1f} |")
+    lines += [f"| {s['stage']} | `{s['out']}` | {s['status']} | {s.get('seconds', 0):.1f} |"
+              for s in doc.get("stages", [])]
     lines += ["", "## Settings", "", "```json", json.dumps(doc["settings"], indent=1, default=str), "```", ""]
     return "\n".join(lines)
 
@@ -247,6 +320,18 @@ def comparison(rows: list[ModelRow], metric: str, split: str) -> dict[str, float
     if len(rows) > 2:  # no baseline trained (baseline: false): no comparison with it
         out["distilled_vs_baseline"] = 100 * (distilled.dev[split][metric] - rows[2].dev[split][metric])
     return {k: round(v, 6) for k, v in out.items()}
+
+
+def describe_machine(rows: list[ModelRow]) -> str:
+    """This machine's CPU, and its GPU when a row was measured on one (the speed column depends on both)."""
+    from .devices import available_cpus, cpu_description
+
+    text = f"{available_cpus()} CPUs: {cpu_description()}"
+    if any(r.device == "cuda" for r in rows):
+        import torch
+
+        text += f", {torch.cuda.get_device_name()}"
+    return text
 
 
 def write_report(out: Path, *, run_name: str, task: TaskSpec, teacher: str, rows: list[ModelRow],

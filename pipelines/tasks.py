@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +105,6 @@ class Split:
     texts: list[str]
     text_pairs: list[str] | None = None
     labels: np.ndarray | None = None
-    meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -330,7 +329,7 @@ def read_split(task: TaskSpec, data: str | Path, split: str, *, labelled: bool =
             labels[k] = lookup[key]
     elif labelled:
         raise DataError(f"no label column '{task.label_col}'", str(path), 1)
-    return Split(str(path), texts, pairs, labels, {"format": fmt, "split": split}), task
+    return Split(str(path), texts, pairs, labels), task
 
 
 def _label_key(value: object) -> str:

@@ -13,7 +13,7 @@ from ..errors import DataError
 from ..tasks import TaskSpec, generic_task, get_task
 
 
-def add_task_args(parser: argparse.ArgumentParser, *, data_required: bool = True) -> None:
+def add_task_args(parser: argparse.ArgumentParser) -> None:
     """--task/--data and the generic column mapping (for files that are not one of the built-in tasks)."""
     parser.add_argument("--task", help="built-in task (sst2, mrpc, rte, cola, qqp, mnli, demo) or 'generic'")
     parser.add_argument("--data", type=Path, required=False,
@@ -23,7 +23,6 @@ def add_task_args(parser: argparse.ArgumentParser, *, data_required: bool = True
     g.add_argument("--text-pair-col", help="column holding the second text of a pair")
     g.add_argument("--label-col", default="label", help="column holding the label (default: label)")
     g.add_argument("--labels", help="comma-separated label values in id order (default: sorted values of train)")
-    parser.set_defaults(_data_required=data_required)
 
 
 def task_from_args(args: argparse.Namespace) -> TaskSpec:

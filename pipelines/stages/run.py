@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import re
 import sys
 import time
@@ -39,7 +37,11 @@ from .train import TrainConfig
 # Layout of a run directory.
 TRANSFER, TEACHER, SCORED, STUDENT, BASELINE = "transfer", "teacher", "scored", "student", "baseline"
 RUN_JSON = "run.json"
-SPEED_ROWS = 872  # dev sentences timed for the report's speed column (all of SST-2 dev)
+SPEED_ROWS = 872  # dev sentences timed for the students' speed (all of SST-2 dev: well under a second each)
+# The teacher is timed on a sample only: 3 passes (warm-up and best of 2) over all of SST-2 dev take minutes for
+# a BERT-large teacher on a CPU, and 256 sentences already give a steady sentences/s figure.
+TEACHER_SPEED_ROWS = 256
+TEACHER_EVAL = "teacher-eval.json"  # the teacher's dev metrics, cached by fingerprint between runs
 
 
 def _split_fields(values: dict, cls: type) -> tuple[dict, dict]:
@@ -228,9 +230,10 @@ def _report(cfg: C.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfi
     dev = {}
     for split in task.dev_splits:
         dev[split], _ = read_split(task, data, split)
-    teacher = score_cfg.teacher  # measured on dev with the max_length it scored the transfer set with
-    rows = [R.measure_teacher(teacher, task, dev, SPEED_ROWS, max_length=score_cfg.max_length,
-                              trust_remote_code=score_cfg.trust_remote_code),
+    teacher = score_cfg.teacher  # measured as the score stage ran it: same device, dtype and max_length
+    rows = [R.measure_teacher(teacher, task, dev, TEACHER_SPEED_ROWS, max_length=score_cfg.max_length,
+                              device=score_cfg.device, dtype=score_cfg.dtype, batch_tokens=score_cfg.batch_tokens,
+                              trust_remote_code=score_cfg.trust_remote_code, cache=out / TEACHER_EVAL),
             R.measure_student(out / STUDENT, "BiLSTM student (distilled)", dev, SPEED_ROWS)]
     if cfg.top["baseline"]:
         rows.append(R.measure_student(out / BASELINE, "BiLSTM student (no distillation)", dev, SPEED_ROWS))
@@ -241,7 +244,7 @@ def _report(cfg: C.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfi
         agreement=R.teacher_agreement(out / SCORED), stages=stages, settings=cfg.to_dict(),
         speed_rows=min(SPEED_ROWS, len(next(iter(dev.values())))),
         command=" ".join(["distill", *sys.argv[1:]]) if sys.argv else "distill run",
-        machine=f"{os.cpu_count()} CPU cores, {platform.machine()}")
+        machine=R.describe_machine(rows))
     return StageResult(path, False, f"report: {path}")
 
 
