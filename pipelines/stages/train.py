@@ -5,43 +5,16 @@ Reads top to bottom: load the scored set -> tokenise once -> vocabulary and embe
 resume -> loop (batch, forward, loss, backward, clip, step; per epoch: dev evaluation, early stopping,
 checkpoint) -> best weights -> student directory (weights, vocab, config, metrics, TorchScript, ONNX, predict.py).
 
+Each row's loss mixes cross-entropy on its hard label (gold labels on the originals, or with --hard-labels
+teacher the teacher's argmax on every row) with the distillation loss by --alpha; rows without a hard label
+learn from the teacher alone (see pipelines/losses.py). Rows that give the objective no target at all (rows
+without a gold label under --loss ce) are left out of training.
+
 A killed run resumes from its last epoch checkpoint (in the stage's work directory, named by fingerprint) and
 ends with exactly the weights an uninterrupted run would have: the checkpoint holds the model, optimiser,
 scheduler, every RNG state and the loop counters, and batches are drawn from a numpy Generator it restores.
 
-Defaults, chosen on SST-2 (dev accuracy of the distilled student; "p30" = the first 491,520 rows of the
-scored SST-2 x20 transfer set, from 36,843 originals; "orig" = the 67,349 originals alone with teacher logits):
-- Architecture as the paper: 1-layer BiLSTM, 150 units per direction, ReLU layer of 200, GloVe-6B-50d
-  initialisation (the only pretrained vectors installable offline), embeddings fine-tuned.
-- Vocabulary expansion (`expand_vocab`, 100k): 4.9% of SST-2 dev tokens, in 54% of its sentences, are not in
-  the training vocabulary. Giving them their (frozen) GloVe rows instead of UNK: p30 86.7 -> 87.8, with the
-  same training run (the rows never get gradients, so training is unchanged), ahead at every epoch.
-- Adam, lr 1e-3, linear decay to 0, batch 64 (see below), clip 5, 4 epochs: on p30 (batch 128), lr 2e-3
-  peaked one epoch sooner and no higher (86.8 vs 86.7 without expansion, 87.7 vs 87.8 with it); 6 epochs
-  instead of 4 gave 86.8 (vs 86.7).
-  AdaDelta (the paper's; lr 1.0, batch 50) was as good on `orig` (84.6 vs 82.2-83.3 for Adam settings, with
-  +-1 point of epoch-to-epoch noise) but 2-3x slower per epoch (small batches), so Adam.
-- No dropout: on p30 with expansion, dropout 0.2/0.2 (embeddings/features) gave 86.7, 0.1/0.1 87.8, 0/0 88.1;
-  on the full 884k-row set 0.1/0.1 peaked at 88.0 and 0/0 at 88.6 (88.5-88.6 over epochs 2-4). A transfer
-  set 13x the original data is regularisation enough. (The baseline, on the 67k originals, also does better
-  without: 83.1 vs 82.3.) Small transfer sets may want --dropout 0.1 --embed-dropout 0.1.
-- A moving average of the weights (`ema`, decay 0.999 per step, evaluated and saved in place of the raw
-  weights): on the full set 87.4 / 88.4 / 88.8 / 88.8 over epochs 1-4 (best 88.76), against 86.9 / 88.6 / 88.2
-  / 88.0 without it (best 88.65). The average smooths out the epoch-to-epoch noise of the late epochs.
-- spaCy's 300-d vectors (en_core_web_md, `--vectors spacy:…`; no vocabulary expansion, which needs a
-  frequency-ordered word list): 86.6 / 87.2 / 86.7 over epochs 1-3, with a lower training loss (it fits the
-  transfer set more closely) and 2.1x the time per epoch. GloVe-50d with expansion stays the default.
-- Fine-tuned embeddings: freezing all of them (--freeze-embeddings) gave 84.1 after 2 epochs of the full set
-  (vs 88.6).
-- MSE on logits (the paper); alpha 0 (the transfer set's gold labels are only on the originals).
-- Batches of rows sorted by length (shuffled batch order): no padding to speak of; at batch 128 about 4-6k
-  rows/s on one core of this machine, i.e. ~3 min per epoch of the 884k-row SST-2 x20 set.
-- Batch 64 instead of 128: both seeds tried reached 88.88 (87.8 / 87.8 / 88.2 / 88.9 and 86.8 / 88.0 / 88.6 /
-  88.9 over epochs 1-4), above every batch-128 run. With batch 128, five full-scale runs (three seeds, three
-  scorings of the set) gave 88.76, 88.53, 88.53, 88.30 and 87.73 (88.4 +- 0.4), and none of these moved that
-  clearly (one run each): 2, 3 or 6 epochs (88.07, 88.65, 88.53), moving-average decay 0.9995 or 0.9998 (within
-  0.2), alpha 0.1 (88.42), KL at T = 2 (88.30). Twice the steps cost about 1.65x the time per epoch (about
-  4 min of one core for the 884k-row set). Single runs differing by less than ~0.5 say little on 872 dev rows.
+The defaults were chosen on SST-2; how, with every number measured, is in docs/student-tuning.md.
 """
 
 from __future__ import annotations
@@ -76,10 +49,13 @@ from . import StageResult
 from .common import add_task_args, data_dir, progress, task_from_args
 
 STAGE = "train"
-STAGE_VERSION = 2  # bump when the bytes a config produces change (2: the moving average ramps its decay up)
+# Bump when the bytes a config produces change. 2: the moving average ramps its decay up. 3: alpha mixes per row,
+# mse sums over classes (the squared L2 distance), rows without a target under `ce` are left out.
+STAGE_VERSION = 3
 CHECKPOINT = "checkpoint.pt"
 OPTIMIZERS = ("adam", "adadelta")
 SCHEDULES = ("constant", "linear")
+HARD_LABELS = ("gold", "teacher")
 # The student's matrices are small (batch 128 x 150 LSTM units): on SST-2 a second CPU thread made an epoch
 # slower (about 180 s against 140 s with one), as the threads spend more time meeting than computing.
 DEFAULT_THREADS = 1
@@ -87,14 +63,15 @@ DEFAULT_THREADS = 1
 
 @dataclass
 class TrainConfig:
-    """Everything that decides the student. Defaults were chosen on SST-2 (module docstring, "Defaults")."""
+    """Everything that decides the student. Defaults were chosen on SST-2 (docs/student-tuning.md)."""
 
     scored: Path  # the output of `distill score`
     task: TaskSpec  # a built-in task (tasks.get_task) or a generic one (tasks.generic_task)
     out: Path  # the student directory to write
     data: Path | None = None  # the task's files (dev splits are evaluated from here); the demo task has a default
-    loss: str = "mse"  # mse (on logits, the paper) | kl (soft targets, T^2-scaled) | ce (gold labels only)
-    alpha: float = 0.0  # weight of gold-label cross-entropy; 1 - alpha goes to the distillation loss
+    loss: str = "mse"  # mse (on logits, the paper) | kl (soft targets, T^2-scaled) | ce (hard labels only)
+    alpha: float = 0.0  # per row with a hard label: weight of its cross-entropy; 1 - alpha goes to distillation
+    hard_labels: str = "gold"  # gold (the originals' labels) | teacher (its argmax on every row, as the authors' code)
     temperature: float = 1.0  # softmax temperature of the kl loss
     epochs: int = 4  # passes over the scored set (early stopping may end sooner)
     patience: int = 2  # stop after this many epochs without a better dev score
@@ -103,8 +80,8 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adadelta (the paper's)
     lr: float = 1e-3  # peak learning rate (AdaDelta: 1.0)
     schedule: str = "linear"  # constant | linear (decay to 0 over all steps)
-    batch_size: int = 64  # rows per step; batches hold rows of similar length (64 beat 128 on SST-2: docstring)
-    clip: float = 5.0  # gradient norm clip (0: off)
+    batch_size: int = 64  # rows per step; batches hold rows of similar length (64 beat 128 on SST-2: see the doc)
+    clip: float = 10.0  # gradient norm clip (0: off); 10 since mse sums over classes (5 before: docs/student-tuning.md)
     ema: float = 0.999  # decay of a moving average of the weights, updated every step (0: off; see ema_update);
     # with it on, dev evaluation, early stopping and the saved student use the averaged weights
     hidden: int = 150  # LSTM units per direction
@@ -133,6 +110,8 @@ class TrainConfig:
             out.append(f"[patience] must be >= 1, got {self.patience}")
         if self.device not in DEVICES:
             out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        if self.hard_labels not in HARD_LABELS:
+            out.append(f"[hard_labels] must be one of {', '.join(HARD_LABELS)}, got '{self.hard_labels}'")
         if self.optimizer not in OPTIMIZERS:
             out.append(f"[optimizer] unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -154,12 +133,15 @@ class TrainConfig:
             out.extend(e.problems)
         return out
 
-    def fingerprint_dict(self) -> dict:
-        """The settings that change the result. Paths and thread counts do not; nor does the device, by design:
-        a GPU only reorders float operations, so retraining on another device reuses a finished student."""
+    def fingerprint_dict(self, device_type: str) -> dict:
+        """The settings that change the result, with the device resolved to its type (`cpu` or `cuda`): cuDNN's
+        LSTM sums in another order than the CPU's, so the two train students that agree only up to accumulated
+        rounding (and may score differently on dev); a student made on one is not reused for the other. `auto`
+        enters as the device it resolved to. Paths and thread counts do not enter."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k in ("scored", "out", "data", "threads", "device"):
+        for k in ("scored", "out", "data", "threads"):
             d.pop(k)
+        d["device"] = device_type
         d["task"] = self.task.to_dict()
         d["vectors"] = resolve_vectors(self.vectors)
         return d
@@ -182,12 +164,12 @@ class TrainState:
 
 @dataclass
 class TrainData:
-    """The training rows, tokenised once: ids per row (and per pair side), teacher logits, gold labels."""
+    """The training rows, tokenised once: ids per row (and per pair side), teacher logits, hard labels."""
 
     a: Corpus
     b: Corpus | None
     teacher: np.ndarray  # float32 [N, C]
-    labels: np.ndarray  # int64 [N], -1 where a row has no gold label
+    labels: np.ndarray  # int64 [N]: the hard label of each row (TrainConfig.hard_labels), -1 where it has none
     vocab: Vocab
     counts: dict
 
@@ -198,8 +180,9 @@ class TrainData:
         return self.a.lengths + (self.b.lengths if self.b is not None else 0)
 
 
-def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
-    """Read the scored set (memory-mapped), pick the rows, tokenise the distinct texts, build the vocabulary."""
+def read_scored_table(cfg: TrainConfig, task: TaskSpec) -> pa.Table:
+    """The scored set's columns that training reads (memory-mapped), with `label` and `is_original` filled in
+    where it has none, cut to --limit; its logits checked against the task's label count."""
     cols = ["text", "teacher_logits"] + (["text_pair"] if task.is_pair else [])
     table = store.read_table(cfg.scored)
     missing = [c for c in cols if c not in table.column_names]
@@ -220,21 +203,55 @@ def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> T
         raise TeacherMismatchError(
             f"{cfg.scored}: teacher_logits has {num_labels} classes but task '{task.name}' has {task.num_labels} "
             f"({', '.join(task.label_names)}); score with a teacher fine-tuned on this task")
-    labels = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
-    if cfg.baseline:  # the paper's "BiLSTM without distillation": original rows, gold labels, nothing else
-        keep = pc.and_(table.column("is_original"), pc.is_valid(table.column("label")))
-        table = table.filter(keep)
-        labels = labels[keep.to_numpy(zero_copy_only=False)]
-        if table.num_rows == 0:
-            raise DataError(f"{cfg.scored}: --baseline needs original rows with gold labels, found none")
+    return table
+
+
+def training_rows(cfg: TrainConfig, gold: np.ndarray, is_original: np.ndarray) -> np.ndarray | None:
+    """The rows the objective can learn from, as a mask (None: every row). The baseline keeps the gold-labelled
+    originals (the paper's "without distillation"). `ce` on gold labels keeps the gold-labelled rows: the others
+    have no target, and a length-sorted batch of only those would be an optimiser step without a gradient
+    (Adam's momentum and the moving average would still move the weights). Every other objective has a target
+    on every row: the teacher's logits, or its argmax."""
+    if cfg.baseline:
+        return is_original & (gold >= 0)
+    if cfg.loss == "ce" and cfg.hard_labels == "gold":
+        return gold >= 0
+    return None
+
+
+def hard_labels(cfg: TrainConfig, gold: np.ndarray, teacher: np.ndarray) -> np.ndarray:
+    """[N] int64 hard label per row (-1: none): the gold labels, or with hard_labels=teacher the teacher's argmax
+    on every row (the authors' code). The baseline has no teacher: gold labels whatever the setting."""
+    if cfg.hard_labels == "teacher" and not cfg.baseline:
+        return teacher.argmax(axis=1).astype(np.int64)
+    return gold
+
+
+def _no_rows_message(cfg: TrainConfig) -> str:
+    if cfg.baseline:
+        return f"{cfg.scored}: --baseline needs original rows with gold labels, found none"
+    if cfg.loss == "ce" and cfg.hard_labels == "gold":
+        return (f"{cfg.scored}: --loss ce with gold labels needs rows with gold labels, found none; "
+                "--hard-labels teacher trains on the teacher's argmax instead")
+    return f"{cfg.scored}: the scored set has no rows"
+
+
+def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
+    """Read the scored set, pick the rows, tokenise the distinct texts, build the vocabulary."""
+    table = read_scored_table(cfg, task)
+    gold = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
+    if gold.max(initial=-1) >= task.num_labels:
+        raise DataError(f"{cfg.scored}: label {gold.max()} is out of range for task '{task.name}'")
+    keep = training_rows(cfg, gold, table.column("is_original").fill_null(False).to_numpy(zero_copy_only=False))
+    if keep is not None:
+        table, gold = table.filter(pa.array(keep)), gold[keep]
     if table.num_rows == 0:
-        raise DataError(f"{cfg.scored}: the scored set has no rows")
-    if labels.max() >= task.num_labels:
-        raise DataError(f"{cfg.scored}: label {labels.max()} is out of range for task '{task.name}'")
+        raise DataError(_no_rows_message(cfg))
     teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)  # a writable copy
     teacher = teacher.reshape(-1, task.num_labels)  # [N, C]
     if not np.isfinite(teacher).all():
         raise DataError(f"{cfg.scored}: teacher_logits holds NaN or infinite values; score the set again")
+    labels = hard_labels(cfg, gold, teacher)
 
     # Tokenise both sides of a pair together so they share one vocabulary, then split them apart again.
     n = table.num_rows
@@ -247,8 +264,8 @@ def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> T
     a = corpus.take(np.arange(n)) if task.is_pair else corpus
     b = corpus.take(np.arange(n, 2 * n)) if task.is_pair else None
     counts = {"rows": n, "original_rows": int(pc.sum(table.column("is_original").cast(pa.int64())).as_py() or 0),
-              "gold_rows": int((labels >= 0).sum()), "tokens": int(len(corpus.ids)),
-              "distinct_tokens": len(token_table), "vocab_size": len(vocab),
+              "gold_rows": int((gold >= 0).sum()), "hard_label_rows": int((labels >= 0).sum()),
+              "tokens": int(len(corpus.ids)), "distinct_tokens": len(token_table), "vocab_size": len(vocab),
               "unk_rate": round(float((corpus.ids == 1).mean()) if len(corpus.ids) else 0.0, 6)}
     return TrainData(a, b, teacher, labels, vocab, counts)
 
@@ -404,10 +421,13 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, total_steps: int):
     return opt, sched
 
 
-def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict) -> str:
+def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, device_type: str) -> str:
+    """Chains the scored set's fingerprint with the settings, the dev files, the vectors and the versions of the
+    packages whose kernels compute the student (another torch may give other floats)."""
     dev_files = hash_split_files(data_dir(task, cfg.data), task.dev_splits)
-    return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", scored_manifest["fingerprint"], cfg.fingerprint_dict(),
-                             task.to_dict(), dev_files, vectors_identity(resolve_vectors(cfg.vectors)))
+    return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", scored_manifest["fingerprint"],
+                             cfg.fingerprint_dict(device_type), task.to_dict(), dev_files,
+                             vectors_identity(resolve_vectors(cfg.vectors)), store.result_versions())
 
 
 def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
@@ -423,105 +443,155 @@ def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None =
         raise TeacherMismatchError(
             f"{cfg.scored}: the scored set's labels are {list(scored_labels)} but task '{task.name}' has "
             f"{list(task.label_names)}; train with the task the set was made for")
-    fp = stage_fingerprint(cfg, task, scored_manifest)
+    device = resolve_device(cfg.device)
+    fp = stage_fingerprint(cfg, task, scored_manifest, device.type)
     out = Path(cfg.out)
     if store.is_complete(out, fp):
         return StageResult(out, True, _summary(load_metrics(out), out, cached=True))
     with torch_threads(cfg.threads or DEFAULT_THREADS):
-        metrics_doc = _train(cfg, task, fp, scored_manifest, on_epoch_end)
+        metrics_doc = _train(cfg, task, fp, scored_manifest, device, on_epoch_end)
     return StageResult(out, False, _summary(metrics_doc, out))
 
 
-def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
+@dataclass
+class Student:
+    """The model being trained, and what its directory needs besides the weights."""
+
+    model: BiLSTMClassifier
+    config: StudentConfig
+    vocab: Vocab  # the trained rows, then the frozen expansion rows
+    expanded_rows: int
+    vectors_found: int  # trained-vocabulary words that had a pretrained vector
+
+
+def build_student(cfg: TrainConfig, task: TaskSpec, data: TrainData, tokenizer: Tokenizer) -> Student:
+    """Embeddings from pretrained vectors where the vocabulary has them, plus the expansion rows; the model."""
+    pretrained, found = load_vectors(cfg.vectors, data.vocab)
+    vocab, frozen = expand_vocabulary(data.vocab, cfg.vectors, cfg.expand_vocab, tokenizer)
+    embed_dim = pretrained.shape[1] if pretrained is not None else cfg.embed_dim
+    table = init_embedding(pretrained, len(data.vocab), embed_dim, cfg.seed)
+    mcfg = StudentConfig(
+        arch="siamese_bilstm" if task.is_pair else "bilstm", vocab_size=len(vocab),
+        num_labels=task.num_labels, embed_dim=embed_dim, hidden=cfg.hidden, fc=cfg.fc, dropout=cfg.dropout,
+        embed_dropout=cfg.embed_dropout, max_len=cfg.max_len, frozen_rows=len(frozen))
+    model = build_model(mcfg, np.concatenate([table, frozen]) if len(frozen) else table)
+    model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
+    return Student(model, mcfg, vocab, len(frozen), found)
+
+
+@dataclass
+class Fitter:
+    """What an optimiser step needs, set up once."""
+
+    model: BiLSTMClassifier
+    loss_fn: DistillLoss
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: AveragedModel | None
+    clip: float
+
+    def step(self, inputs: list[torch.Tensor], teacher: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """Forward, loss, backward, clip, step; the batch loss and the gradient norm before clipping."""
+        loss = self.loss_fn(self.model(*inputs), teacher, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        # With clip 0 the bound is infinite: the norm is still measured (scaling by 1.0 changes no bits). The
+        # norms tell how often the clip fires, which a change of the loss's scale moves (docs/student-tuning.md).
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return loss.item(), float(norm)
+
+
+def train_epoch(fitter: Fitter, data: TrainData, batches: list[np.ndarray], teacher: torch.Tensor,
+                labels: torch.Tensor, max_len: int, device: torch.device, desc: str) -> dict:
+    """One pass over `batches`: the epoch's figures for the history. The loss is the mean over the rows that
+    have a target (a batch's loss is the mean over its own, so it is weighted by their count)."""
+    t0 = time.perf_counter()
+    fitter.model.train()
+    loss_sum, targets, rows_seen, clipped, norm_sum = 0.0, 0, 0, 0, 0.0
+    bar = progress(len(batches), desc, "batch")
+    for rows in batches:
+        inputs = [*pad_batch(data.a, rows, max_len)]  # ids [B, T], lengths [B]
+        if data.b is not None:
+            inputs += [*pad_batch(data.b, rows, max_len)]
+        inputs = [t.to(device, non_blocking=True) for t in inputs]
+        idx = torch.from_numpy(rows).to(device)
+        y = labels[idx]
+        loss, norm = fitter.step(inputs, teacher[idx], y)
+        n = fitter.loss_fn.targets(y)
+        loss_sum, targets, rows_seen = loss_sum + loss * n, targets + n, rows_seen + len(rows)
+        clipped += int(fitter.clip > 0 and norm > fitter.clip)
+        norm_sum += norm
+        bar.update(1)
+    bar.close()
+    train_s = time.perf_counter() - t0
+    steps = max(1, len(batches))
+    return {"train_loss": round(loss_sum / max(1, targets), 6), "train_s": round(train_s, 2),
+            "rows_per_s": round(rows_seen / train_s, 1), "grad_norm": round(norm_sum / steps, 4),
+            "clipped": round(clipped / steps, 4)}
+
+
+def record_epoch(state: TrainState, figures: dict, scores: dict, score: float, lr: float, patience: int) -> bool:
+    """Count the finished epoch into `state` (history, best score, early stopping); True when it is the best."""
+    state.epoch += 1
+    state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": figures["train_loss"],
+                          "dev": scores, "lr": lr, **{k: v for k, v in figures.items() if k != "train_loss"}})
+    if score > state.best_score:
+        state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+        return True
+    state.bad_epochs += 1
+    state.stopped = state.bad_epochs >= patience
+    return False
+
+
+def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict, device: torch.device,
            on_epoch_end: Callable[[TrainState], None] | None) -> dict:
-    out = Path(cfg.out)
+    settings = _jsonable(cfg.fingerprint_dict(device.type))
     extra = {"task": task.name, "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline}
-    with store.stage_run(STAGE, out, fp, _jsonable(cfg.fingerprint_dict()), resumable=True, seed=cfg.seed,
+    with store.stage_run(STAGE, Path(cfg.out), fp, settings, resumable=True, seed=cfg.seed,
                          inputs={"scored": scored_manifest["fingerprint"]}, extra=extra) as stage:
         t_start = time.perf_counter()
         # ---- data: tokenise once, vocabulary
         tokenizer = Tokenizer(lowercase=cfg.lowercase)
         with stage.timed("tokenize"):
             data = load_train_data(cfg, task, tokenizer)
-
-        # ---- model: embeddings from pretrained vectors where the vocabulary has them, plus expansion rows; dev
+        # ---- model (seeded before anything draws), dev splits, objective, optimiser
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         random.seed(cfg.seed)
         with stage.timed("vectors"):
-            pretrained, found = load_vectors(cfg.vectors, data.vocab)
-            vocab, frozen = expand_vocabulary(data.vocab, cfg.vectors, cfg.expand_vocab, tokenizer)
-        embed_dim = pretrained.shape[1] if pretrained is not None else cfg.embed_dim
-        table = init_embedding(pretrained, len(data.vocab), embed_dim, cfg.seed)
-        mcfg = StudentConfig(
-            arch="siamese_bilstm" if task.is_pair else "bilstm", vocab_size=len(vocab),
-            num_labels=task.num_labels, embed_dim=embed_dim, hidden=cfg.hidden, fc=cfg.fc, dropout=cfg.dropout,
-            embed_dropout=cfg.embed_dropout, max_len=cfg.max_len, frozen_rows=len(frozen))
-        model = build_model(mcfg, np.concatenate([table, frozen]) if len(frozen) else table)
-        model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
-        device = resolve_device(cfg.device)
-        model.to(device)
+            student = build_student(cfg, task, data, tokenizer)
+        model = student.model.to(device)
         with stage.timed("tokenize"):
-            dev = load_dev(cfg, task, tokenizer, vocab)
+            dev = load_dev(cfg, task, tokenizer, student.vocab)
         loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
         steps_per_epoch = -(-len(data) // cfg.batch_size)
         optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch * cfg.epochs)
-
-        # ---- resume from the last finished epoch, if a killed run left one
-        ckpt_path = stage.work_dir / CHECKPOINT
         # The weights that are evaluated and kept: the model's own, or their moving average.
         ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema)) if cfg.ema else None
         kept = ema.module if ema is not None else model
+        fitter = Fitter(model, loss_fn, optimizer, scheduler, ema, cfg.clip)
+        # ---- resume from the last finished epoch, if a killed run left one
+        ckpt_path = stage.work_dir / CHECKPOINT
         state, best_model = TrainState(), None
         if ckpt_path.is_file():
             state, best_model = load_checkpoint(ckpt_path, fp, model, optimizer, scheduler, rng, ema)
-
         # ---- the loop
         teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
         labels = torch.from_numpy(data.labels).to(device)  # [N]
         lengths = data.lengths()
-        metric = task.metrics[0]
-        first_split = task.dev_splits[0]
         while state.epoch < cfg.epochs and not state.stopped:
-            t0 = time.perf_counter()
-            model.train()
-            loss_sum, seen = 0.0, 0
             batches = epoch_batches(lengths, cfg.batch_size, rng)
-            bar = progress(len(batches), f"train epoch {state.epoch + 1}", "batch")
-            for rows in batches:
-                inputs = [*pad_batch(data.a, rows, cfg.max_len)]  # ids [B, T], lengths [B]
-                if data.b is not None:
-                    inputs += [*pad_batch(data.b, rows, cfg.max_len)]
-                inputs = [t.to(device, non_blocking=True) for t in inputs]
-                idx = torch.from_numpy(rows).to(device)
-                logits = model(*inputs)  # [B, C]
-                loss = loss_fn(logits, teacher[idx], labels[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                optimizer.step()
-                scheduler.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                state.step += 1
-                loss_sum += loss.item() * len(rows)
-                seen += len(rows)
-                bar.update(1)
-            bar.close()
-            train_s = time.perf_counter() - t0
+            figures = train_epoch(fitter, data, batches, teacher, labels, cfg.max_len, device,
+                                  f"train epoch {state.epoch + 1}")
+            state.step += len(batches)
             scores = evaluate(kept, dev, task, cfg.max_len, device)
-            score = scores[first_split][metric]
-            state.epoch += 1
-            state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": round(loss_sum / seen, 6),
-                                  "dev": scores, "lr": scheduler.get_last_lr()[0], "train_s": round(train_s, 2),
-                                  "rows_per_s": round(seen / train_s, 1)})
-            if score > state.best_score:
-                state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+            if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
+                            scheduler.get_last_lr()[0], cfg.patience):
                 best_model = copy.deepcopy(kept.state_dict())
-            else:
-                state.bad_epochs += 1
-                state.stopped = state.bad_epochs >= cfg.patience
             save_checkpoint(ckpt_path, fp, model, optimizer, scheduler, state, best_model, rng, ema)
             if on_epoch_end is not None:
                 on_epoch_end(state)
@@ -529,36 +599,48 @@ def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict,
 
         # ---- the best epoch's weights -> student directory (on the CPU, where students are served)
         model.load_state_dict(best_model)
-        model.cpu().eval()
-        final = evaluate(model, dev, task, cfg.max_len)
-        work = stage.work_dir
-        tcfg = {**task.to_dict(), "label_names": list(task.label_names)}
-        save_student(work, model, mcfg, vocab, tokenizer, tcfg,
-                     extra={"train": _jsonable(cfg.fingerprint_dict()), "stage_fingerprint": fp})
-        metrics_doc = {"task": task.name, "metric": metric, "baseline": cfg.baseline, "loss": loss_fn.name,
-                       "best_epoch": state.best_epoch, "epochs_run": state.epoch, "stopped_early": state.stopped,
-                       "dev": final, "history": state.history}
-        store.write_json(work / METRICS, metrics_doc)
-        with stage.timed("export"):
-            check = _check_batch(dev, mcfg)
-            exported = export_student(model, mcfg, work, parse_formats(cfg.export), check)
+        metrics_doc, exported = _write_student(stage, cfg, task, student, tokenizer, dev, state, settings, fp)
         ckpt_path.unlink(missing_ok=True)
-
-        params = count_parameters(model)
-        stage.stats.update({
-            **data.counts, "vectors": resolve_vectors(cfg.vectors), "vectors_found": found,
-            "vectors_coverage": round(found / max(1, len(data.vocab) - 3), 4), "expanded_rows": len(frozen),
-            "params": params["total"], "params_embedding": params["embedding"],
-            "params_without_embedding": params["without_embedding"],
-            "params_frozen_embedding": params["frozen_embedding"],
-            "epochs_run": state.epoch, "best_epoch": state.best_epoch, "steps": state.step,
-            "train_s": stage.timings["train"],
-            "train_rows_per_s": round(len(data) * state.epoch / max(1e-9, stage.timings["train"]), 1),
-            "total_s": round(time.perf_counter() - t_start, 2), "export": exported, "dev": final,
-            "threads": torch.get_num_threads(), "device": device.type,
-        })
+        stage.stats.update(_stats(cfg, data, student, state, stage.timings, metrics_doc["dev"], exported, device))
+        stage.stats["total_s"] = round(time.perf_counter() - t_start, 2)
         stage.commit()
     return metrics_doc
+
+
+def _write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, student: Student,
+                   tokenizer: Tokenizer, dev: list[DevSplit], state: TrainState, settings: dict,
+                   fp: str) -> tuple[dict, dict]:
+    """Weights, vocabulary, config, metrics.json and the exported files of the model (moved to the CPU) into the
+    stage's work directory; returns the metrics document and what the export wrote."""
+    model, mcfg = student.model.cpu().eval(), student.config
+    final = evaluate(model, dev, task, cfg.max_len)
+    work = stage.work_dir
+    tcfg = {**task.to_dict(), "label_names": list(task.label_names)}
+    save_student(work, model, mcfg, student.vocab, tokenizer, tcfg,
+                 extra={"train": settings, "stage_fingerprint": fp})
+    metrics_doc = {"task": task.name, "metric": task.metrics[0], "baseline": cfg.baseline,
+                   "loss": "ce" if cfg.baseline else cfg.loss, "best_epoch": state.best_epoch,
+                   "epochs_run": state.epoch, "stopped_early": state.stopped, "dev": final, "history": state.history}
+    store.write_json(work / METRICS, metrics_doc)
+    with stage.timed("export"):
+        exported = export_student(model, mcfg, work, parse_formats(cfg.export), _check_batch(dev, mcfg))
+    return metrics_doc, exported
+
+
+def _stats(cfg: TrainConfig, data: TrainData, student: Student, state: TrainState, timings: dict,
+           final: dict, exported: dict, device: torch.device) -> dict:
+    """stats.json's figures of a finished run (total_s aside)."""
+    params = count_parameters(student.model)
+    return {
+        **data.counts, "vectors": resolve_vectors(cfg.vectors), "vectors_found": student.vectors_found,
+        "vectors_coverage": round(student.vectors_found / max(1, len(data.vocab) - 3), 4),
+        "expanded_rows": student.expanded_rows, "params": params["total"], "params_embedding": params["embedding"],
+        "params_without_embedding": params["without_embedding"],
+        "params_frozen_embedding": params["frozen_embedding"],
+        "epochs_run": state.epoch, "best_epoch": state.best_epoch, "steps": state.step, "train_s": timings["train"],
+        "train_rows_per_s": round(len(data) * state.epoch / max(1e-9, timings["train"]), 1),
+        "export": exported, "dev": final, "threads": torch.get_num_threads(), "device": device.type,
+    }
 
 
 def _check_batch(dev: list[DevSplit], mcfg: StudentConfig) -> tuple[torch.Tensor, ...]:
@@ -585,14 +667,23 @@ def _jsonable(d: dict) -> dict:
 # ----------------------------------------------------------------------------------------------- CLI
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """The `train` sub-command, for a `distill` parser that leaves building it to the stage."""
+    add_arguments(subparsers.add_parser("train", help="train a BiLSTM student on a scored set", description=__doc__,
+                                        formatter_class=argparse.RawDescriptionHelpFormatter))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's options (the `distill` parser gives it its name, help and description)."""
     d = TrainConfig(scored=Path(), task=None, out=Path())  # type: ignore[arg-type]
-    p = subparsers.add_parser("train", help="train a BiLSTM student on a scored set",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_task_args(p)
     p.add_argument("--scored", type=Path, required=True, help="the scored set (output of `distill score`)")
     p.add_argument("--out", type=Path, required=True, help="the student directory to write")
     p.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"distillation loss (default {d.loss})")
-    p.add_argument("--alpha", type=float, default=d.alpha, help="weight of gold-label cross-entropy (default 0)")
+    p.add_argument("--alpha", type=float, default=d.alpha,
+                   help="per row with a hard label, the weight of its cross-entropy; the rest goes to the "
+                        "distillation loss, which rows without a hard label get in full (default 0)")
+    p.add_argument("--hard-labels", choices=HARD_LABELS, default=d.hard_labels,
+                   help="gold: the originals' gold labels (default) | teacher: the teacher's argmax on every row")
     p.add_argument("--temperature", type=float, default=d.temperature, help="softmax temperature for --loss kl")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--patience", type=int, default=d.patience,
@@ -604,6 +695,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help=f"default {d.lr}")
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule)
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--clip", type=float, default=d.clip, help=f"gradient norm clip (default {d.clip}; 0: off)")
     p.add_argument("--ema", type=float, default=d.ema,
                    help=f"decay per step of the weights' moving average, which is evaluated and saved "
                         f"(default {d.ema}; 0: off)")
@@ -624,7 +716,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--export", default=d.export, help="torchscript,onnx | auto (default) | none")
     p.add_argument("--threads", type=int, default=None, help=f"torch CPU threads (default {DEFAULT_THREADS})")
     p.add_argument("--device", choices=DEVICES, default=d.device,
-                   help="auto (default: cuda when available) | cpu | cuda; the result is the same student")
+                   help="auto (default: cuda when available) | cpu | cuda; the resolved device type enters the "
+                        "fingerprint, as a GPU gives a slightly different student")
     p.set_defaults(func=_from_args)
 
 

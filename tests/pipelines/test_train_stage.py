@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from pipelines.stages import train as train_stage
 from pipelines.student import torch_threads
 from pipelines.tasks import get_task
 
-from .student_fixtures import SST2, TEACHER, demo_scored_set, tiny_train_config, write_scored_set
+from .student_fixtures import ROOT, SST2, TEACHER, demo_scored_set, tiny_train_config, write_scored_set
 
 
 @pytest.fixture(autouse=True)
@@ -76,14 +77,50 @@ def test_train_stage_learns_the_demo_task(demo_scored, tmp_path):
     assert acc >= 0.7  # the demo's dev set is easy; chance is 0.5
 
 
-def test_train_stage_device_is_recorded_but_not_fingerprinted(demo_scored, tmp_path):
+def test_train_stage_device_is_recorded_and_its_resolved_type_fingerprinted(demo_scored, tmp_path):
     out = tmp_path / "s"
     train_stage.run(tiny_train_config(demo_scored, out, epochs=1, device="cpu"))
     assert json.loads((out / "stats.json").read_text())["device"] == "cpu"
-    # Another device computes the same student up to float rounding, so the finished output is reused.
-    assert train_stage.run(tiny_train_config(demo_scored, out, epochs=1, device="auto")).skipped
+    assert json.loads((out / "manifest.json").read_text())["config"]["device"] == "cpu"
+    # `auto` is fingerprinted as the device it resolves to: the CPU student is reused only where auto means cpu.
+    reused = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, device="auto")).skipped
+    assert reused == (not torch.cuda.is_available())
     with pytest.raises(ConfigError, match=r"\[device\] must be one of auto, cpu, cuda"):
         train_stage.run(tiny_train_config(demo_scored, tmp_path / "t", device="tpu"))
+
+
+def _fingerprint(scored, tmp_path, device_type="cpu", **overrides):
+    cfg = tiny_train_config(scored, tmp_path / "s", **overrides)
+    manifest = store.require_stage_output(scored, "score", "--scored")
+    return train_stage.stage_fingerprint(cfg, cfg.task, manifest, device_type)
+
+
+def test_train_stage_fingerprint_follows_device_type_versions_and_hard_labels(demo_scored, tmp_path, monkeypatch):
+    # A GPU student differs from a CPU one (cuDNN sums in another order); no GPU is needed to fingerprint one.
+    cpu = _fingerprint(demo_scored, tmp_path)
+    assert _fingerprint(demo_scored, tmp_path) == cpu
+    assert _fingerprint(demo_scored, tmp_path, "cuda") != cpu
+    assert _fingerprint(demo_scored, tmp_path, hard_labels="teacher") != cpu
+    versions = store.result_versions()
+    monkeypatch.setattr(store, "result_versions", lambda: {**versions, "torch": "0.0.1"})
+    assert _fingerprint(demo_scored, tmp_path) != cpu
+
+
+def test_train_help_points_at_the_tuning_doc_and_claims_no_device_equivalence(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "docs/student-tuning.md" in text and "--hard-labels {gold,teacher}" in text
+    assert "same student" not in text and "p30" not in text  # the tuning diary moved to the doc
+    assert (ROOT / "docs" / "student-tuning.md").is_file()
+
+
+def test_run_config_sets_hard_labels():
+    from pipelines import config
+
+    assert config.load("demo", ["student.hard_labels=teacher"]).sections["student"]["hard_labels"] == "teacher"
+    with pytest.raises(ConfigError, match="hard_labels"):
+        train_stage.run(tiny_train_config(Path("x"), Path("y"), hard_labels="argmax"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -178,6 +215,101 @@ def test_train_stage_limit(demo_scored, tmp_path):
 def test_train_stage_other_losses(demo_scored, tmp_path, loss):
     train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", loss=loss, alpha=0.5, temperature=2.0, epochs=1))
     assert json.loads((tmp_path / "s" / "metrics.json").read_text())["loss"] == loss
+
+
+ORIGINALS, SYNTHETIC_PER_ORIGINAL = 40, 13  # 40 of 560 rows (7%) are originals, as in a x20 sentence-level set
+
+
+@pytest.fixture(scope="module")
+def sentence_transfer(tmp_path_factory):
+    """A scored set shaped like a real sentence-level transfer set: few originals (the demo's first 40 train
+    rows, with gold labels) and for each 13 synthetic rows without a label, most of them short n-grams (1-3
+    words) and the rest masked copies. Length-sorted batches then hold only synthetic rows at the short end.
+    Random teacher logits: these tests are about what trains, not how well."""
+    from augment import MASK_SYMBOL
+    from pipelines.tasks import read_split
+
+    task = get_task("demo")
+    split, _ = read_split(task, task.default_data, "train")
+    rng = np.random.default_rng(0)
+    texts, labels, src = [], [], []
+    for i in range(ORIGINALS):
+        words = split.texts[i].split()
+        texts.append(split.texts[i])
+        labels.append(int(split.labels[i]))
+        src.append(i)
+        for k in range(SYNTHETIC_PER_ORIGINAL):
+            if k < 8:  # an n-gram of the sentence
+                n = int(rng.integers(1, 4))
+                start = int(rng.integers(0, len(words) - n + 1))
+                w = words[start:start + n]
+            else:
+                w = [MASK_SYMBOL if rng.random() < 0.3 else x for x in words]
+            texts.append(" ".join(w))
+            labels.append(None)
+            src.append(i)
+    logits = rng.normal(0, 2, (len(texts), 2))
+    return write_scored_set(tmp_path_factory.mktemp("sentence") / "scored", texts, logits, labels=labels,
+                            source_index=src)
+
+
+def _batches_without_originals(scored, batch_size: int) -> int:
+    table = store.read_table(scored)
+    is_original = np.array(table.column("is_original").to_pylist())
+    assert is_original.mean() == pytest.approx(ORIGINALS / len(is_original)) and is_original.mean() < 0.08
+    lengths = np.array([len(t.split()) for t in table.column("text").to_pylist()])
+    batches = train_stage.epoch_batches(lengths, batch_size, np.random.default_rng(0))
+    return sum(not is_original[b].any() for b in batches)
+
+
+@pytest.mark.parametrize("overrides", [{"loss": "ce"}, {"alpha": 1.0}, {"loss": "kl", "alpha": 1.0},
+                                       {"alpha": 0.5}, {"loss": "ce", "hard_labels": "teacher"}],
+                         ids=["ce", "mse-alpha1", "kl-alpha1", "mse-alpha0.5", "ce-teacher-labels"])
+def test_train_stage_trains_every_objective_on_a_sentence_transfer_set(sentence_transfer, tmp_path, overrides):
+    assert _batches_without_originals(sentence_transfer, 32) >= 5  # the premise: batches with no gold label
+    out = tmp_path / "s"
+    train_stage.run(tiny_train_config(sentence_transfer, out, epochs=2, batch_size=32, **overrides))
+    stats = json.loads((out / "stats.json").read_text())
+    m = json.loads((out / "metrics.json").read_text())
+    gold_only = overrides == {"loss": "ce"}
+    # `ce` on gold labels trains on the labelled rows only: every batch has a target, none is a wasted step.
+    rows = ORIGINALS if gold_only else ORIGINALS * (1 + SYNTHETIC_PER_ORIGINAL)
+    assert stats["rows"] == rows and stats["gold_rows"] == ORIGINALS
+    assert stats["hard_label_rows"] == (rows if overrides.get("hard_labels") == "teacher" else ORIGINALS)
+    assert m["epochs_run"] == 2 and stats["steps"] == 2 * -(-rows // 32)
+    # The schedule's total is the steps actually taken: the linear decay ends at 0.
+    assert m["history"][-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert all(np.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in m["history"])
+
+
+def test_train_stage_ce_on_gold_labels_needs_some(tmp_path):
+    scored = write_scored_set(tmp_path / "plain", ["a b", "c d e"], np.zeros((2, 2)))  # scored from plain text
+    with pytest.raises(DistillError, match="--hard-labels teacher"):
+        train_stage.run(tiny_train_config(scored, tmp_path / "s", loss="ce"))
+    train_stage.run(tiny_train_config(scored, tmp_path / "t", loss="ce", hard_labels="teacher", epochs=1))
+    assert json.loads((tmp_path / "t" / "stats.json").read_text())["hard_label_rows"] == 2
+
+
+def test_hard_labels_are_gold_or_the_teachers_argmax(demo_scored, tmp_path):
+    gold = np.array([1, -1, -1, 0])
+    teacher = np.array([[0.0, 1.0], [2.0, -1.0], [0.1, 0.3], [5.0, 5.5]], dtype=np.float32)
+    cfg = tiny_train_config(demo_scored, tmp_path / "s")
+    assert train_stage.hard_labels(cfg, gold, teacher).tolist() == [1, -1, -1, 0]
+    # The teacher's argmax on every row, originals included (row 3: the teacher says 1 where gold says 0).
+    teacher_cfg = tiny_train_config(demo_scored, tmp_path / "s", hard_labels="teacher")
+    assert train_stage.hard_labels(teacher_cfg, gold, teacher).tolist() == [1, 0, 1, 1]
+    # The baseline has no teacher: gold labels whatever the setting.
+    baseline = tiny_train_config(demo_scored, tmp_path / "s", hard_labels="teacher", baseline=True)
+    assert train_stage.hard_labels(baseline, gold, teacher).tolist() == [1, -1, -1, 0]
+
+
+def test_train_stage_logs_gradient_norms_and_clipping(demo_scored, tmp_path):
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", epochs=1, clip=1e-6))
+    h = json.loads((tmp_path / "s" / "metrics.json").read_text())["history"][0]
+    assert h["grad_norm"] > 1e-6 and h["clipped"] == 1.0  # every step's gradient is above a tiny bound
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "t", epochs=1, clip=0.0))
+    h = json.loads((tmp_path / "t" / "metrics.json").read_text())["history"][0]
+    assert h["grad_norm"] > 0 and h["clipped"] == 0.0
 
 
 def test_train_stage_refuses_teacher_with_wrong_label_count(tmp_path):
