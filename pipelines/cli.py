@@ -20,11 +20,27 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import __version__  # noqa: E402
 from .errors import DistillError  # noqa: E402
 
-# Stage modules, in pipeline order; each adds its own sub-command.
-STAGES = ("augment", "finetune", "score", "train", "evaluate", "run")
+# The sub-commands, in pipeline order: name -> (module under pipelines.stages, one-line help). Each module's
+# `add_arguments(parser)` adds its options, and its docstring is the command's description.
+COMMANDS = {
+    "augment": ("augment", "build the transfer set (originals + synthetic rows) from a task's split"),
+    "finetune-teacher": ("finetune", "fine-tune a transformers encoder into the task's teacher"),
+    "score": ("score", "add a teacher's logits to every row of a transfer set"),
+    "train": ("train", "train a BiLSTM student on a scored set"),
+    "eval": ("evaluate", "evaluate a trained student on a task's dev split(s)"),
+    "run": ("run", "run the whole pipeline from a config (built-in name or YAML file)"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    """The sub-command an argument list names (the first argument that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `distill` parser. Given the arguments, only the command they name is built in full: importing a stage
+    module is what costs time, so `distill --help` imports none and `distill train --help` only train's (whose
+    heavy libraries load when it runs). Without them every command is built."""
     parser = argparse.ArgumentParser(
         prog="distill",
         description="Distil a fine-tuned BERT-family teacher into tiny BiLSTM students (Tang et al. 2019).",
@@ -32,13 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"distill-pipelines {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in STAGES:
-        importlib.import_module(f"pipelines.stages.{name}").add_parser(sub)
+    wanted = _command_in(argv) if argv is not None else None
+    for name, (module_name, help_text) in COMMANDS.items():
+        if argv is not None and name != wanted:
+            sub.add_parser(name, help=help_text)  # listed in `distill --help`; never parsed
+            continue
+        module = importlib.import_module(f"pipelines.stages.{module_name}")
+        p = sub.add_parser(name, help=help_text, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

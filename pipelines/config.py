@@ -45,7 +45,7 @@ def _sections() -> dict[str, tuple[type, ...]]:
     from .stages.finetune import FinetuneConfig
     from .stages.score import ScoreConfig
     from .stages.train import TrainConfig
-    from .teacher import TrainSettings
+    from .settings import TrainSettings
 
     return {"augment": (AugmentConfig, RecipeConfig), "finetune": (FinetuneConfig, TrainSettings),
             "score": (ScoreConfig,), "student": (TrainConfig,)}

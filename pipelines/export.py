@@ -18,25 +18,14 @@ import torch
 
 from augment import MASK_SYMBOL
 
-from .errors import ConfigError, MissingResourceError
+from .errors import MissingResourceError
+from .settings import EXPORT_FORMATS as FORMATS
 from .student import PAD, UNK, BiLSTMClassifier, StudentConfig, Tokenizer, _input_names
 
 TORCHSCRIPT = "model.pt"
 ONNX = "model.onnx"
 PREDICT = "predict.py"
-FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
-
-
-def parse_formats(spec: str) -> tuple[str, ...]:
-    """`torchscript,onnx` | `auto` (both; ONNX skipped when its packages are missing) | `none`."""
-    if spec in ("auto", "none"):
-        return (spec,)
-    names = tuple(s.strip() for s in spec.split(",") if s.strip())
-    bad = [n for n in names if n not in FORMATS]
-    if bad:
-        raise ConfigError(f"[export] unknown format(s) {bad}; choose from {', '.join(FORMATS)}, auto or none")
-    return names
 
 
 def example_inputs(cfg: StudentConfig, batch: int = 2, length: int = 5) -> tuple[torch.Tensor, ...]:

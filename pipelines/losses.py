@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .settings import check_loss
 
 
 def mse_logits(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -46,19 +47,6 @@ def kl_soft(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1
 
 
 DISTILL_LOSSES: dict[str, Callable[..., torch.Tensor]] = {"mse": mse_logits, "kl": kl_soft}
-LOSSES = (*DISTILL_LOSSES, "ce")
-
-
-def check_loss(name: str, alpha: float, temperature: float) -> list[str]:
-    """Problems with a loss setting (empty when valid), for a ConfigError listing all of them."""
-    problems = []
-    if name not in LOSSES:
-        problems.append(f"[loss] unknown loss '{name}'; choose one of {', '.join(LOSSES)}")
-    if not 0.0 <= alpha <= 1.0:
-        problems.append(f"[alpha] must be in [0, 1], got {alpha}")
-    if not temperature > 0:
-        problems.append(f"[temperature] must be > 0, got {temperature}")
-    return problems
 
 
 class DistillLoss:

@@ -33,12 +33,13 @@ from augment import MASK_SYMBOL
 
 from . import metrics as task_metrics
 from . import store
+from .devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_NAMES  # noqa: F401 (re-exported)
 from .errors import ConfigError, DistillError, MissingResourceError, TeacherMismatchError
+from .settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name -> autocast dtype
-DEVICES = ("auto", "cpu", "cuda")
+DTYPES = dict(zip(DTYPE_NAMES, (None, torch.bfloat16, torch.float16)))  # name -> autocast dtype
 # Files fetched for a hub id: configs, safetensors weights, tokenizer files; Python files only with
 # trust_remote_code. PyTorch .bin weights (pickles) only for a repository without safetensors, and they are read
 # with torch.load(weights_only=True), which refuses any pickle that would run code (torch >= 2.6).
@@ -48,9 +49,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
                    "tokenizer.model")
 GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
-# Padded tokens per inference batch when none is given: on CPU, batches of 512-2,048 tokens keep MiniLM's
-# activations in cache and measured fastest; a GPU needs large batches to fill its cores.
-DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32_768}
 TRAIN_GROUP_ROWS = 2048  # fine-tuning sorts rows by length within shuffled groups of this many rows
 
 
@@ -510,21 +508,6 @@ class TeacherScorer:
 
 
 # ----------------------------------------------------------------------------------------------- fine-tuning
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Fine-tuning hyper-parameters (the reference teacher's recipe by default)."""
-
-    epochs: int = 2  # passes over the training split
-    lr: float = 5e-5  # AdamW peak learning rate
-    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm weights)
-    warmup_ratio: float = 0.06  # fraction of all steps spent warming up linearly from 0; then linear decay to 0
-    batch_tokens: int = 1024  # padded tokens per training batch (batches are grouped by length)
-    grad_clip: float = 1.0  # max global gradient norm
-    eval_steps: int = 0  # also evaluate every N optimizer steps (0: only at the end of each epoch)
-    eval_batch_tokens: int | None = None  # padded tokens per evaluation batch (speed only); None: per device
-    seed: int = 0  # batch order, dropout and the new classification head
-
 
 @dataclass
 class LabelledRows:

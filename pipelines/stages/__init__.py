@@ -1,5 +1,6 @@
-"""One module per stage. Each exposes `add_parser(subparsers)` for the `distill` command and a `run(config)`
-function that writes one output directory and returns a `StageResult`."""
+"""One module per stage. Each exposes `add_arguments(parser)` for its `distill` sub-command (pipelines.cli names
+the commands) and a `run(config)` function that writes one output directory and returns a `StageResult`. A stage
+module imports torch, transformers and spaCy inside the functions that run, so `--help` answers at once."""
 
 from __future__ import annotations
 

@@ -232,9 +232,8 @@ def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
                        f"in {s['wall_s']:.1f}s -> {cfg.out}")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("augment", help="build the transfer set (originals + synthetic rows) from a task's split",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's options (the `distill` parser gives it its name, help and description)."""
     add_task_args(p)
     p.add_argument("--out", type=Path, required=True, help="output directory (created atomically)")
     p.add_argument("--split", default="train", help="split to augment (default: train)")

@@ -17,7 +17,6 @@ import numpy as np
 
 from .. import metrics as task_metrics
 from ..errors import DataError
-from ..student import encode_texts, load_student, predict_logits, torch_threads
 from ..tasks import TaskSpec, read_split
 from . import StageResult
 from .common import add_task_args, data_dir, task_from_args
@@ -36,11 +35,15 @@ class EvalConfig:
 
 def evaluate_student(cfg: EvalConfig) -> dict:
     """{"task", "student", "splits": {split: {metric: value, "rows": n}}, "rows_per_s"}."""
+    from ..student import torch_threads  # torch: imported when the command runs, not for --help
+
     with torch_threads(cfg.threads):
         return _evaluate(cfg)
 
 
 def _evaluate(cfg: EvalConfig) -> dict:
+    from ..student import encode_texts, load_student, predict_logits
+
     student = load_student(cfg.student)
     task = cfg.task
     recorded = student.config.get("task") or {}
@@ -84,9 +87,8 @@ def run(cfg: EvalConfig) -> StageResult:
                        + f" -> {cfg.student}")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="evaluate a trained student on a task's dev split(s)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's options (the `distill` parser gives it its name, help and description)."""
     p.add_argument("--student", type=Path, required=True, help="the student directory (`distill train --out`)")
     add_task_args(p)
     p.add_argument("--split", default=None, help="split to evaluate (default: the task's dev split(s))")

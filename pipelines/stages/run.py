@@ -26,7 +26,7 @@ from .. import config as C
 from .. import store
 from ..errors import ConfigError, DistillError
 from ..tasks import TaskSpec, find_split_file, read_split
-from ..teacher import TrainSettings
+from ..settings import TrainSettings
 from . import StageResult
 from .augment import AugmentConfig
 from .finetune import FinetuneConfig
@@ -248,9 +248,8 @@ def _report(cfg: C.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfi
     return StageResult(path, False, f"report: {path}")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run the whole pipeline from a config (built-in name or YAML file)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's options (the `distill` parser gives it its name, help and description)."""
     p.add_argument("config", metavar="NAME_OR_PATH",
                    help=f"a built-in config ({', '.join(C.builtin_configs())}) or a YAML file")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: the config's out, or runs/NAME)")

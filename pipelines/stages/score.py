@@ -23,6 +23,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -31,12 +32,15 @@ import pyarrow.compute as pc
 from augment import MASK_SYMBOL
 
 from .. import store
-from .. import teacher as T
+from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_NAMES
 from ..errors import ConfigError, DataError
 from ..tasks import generic_task, read_split
 from . import StageResult
 from .augment import transfer_schema
 from .common import peak_memory_mb, progress
+
+if TYPE_CHECKING:
+    from .. import teacher as T
 
 STAGE = "score"
 STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
@@ -68,10 +72,10 @@ class ScoreConfig:
         for name in ("batch_tokens", "max_length", "shard_rows"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
-        if self.device not in T.DEVICES:
-            out.append(f"[device] must be one of {', '.join(T.DEVICES)}, got '{self.device}'")
-        if self.dtype not in T.DTYPES:
-            out.append(f"[dtype] must be one of {', '.join(T.DTYPES)}, got '{self.dtype}'")
+        if self.device not in DEVICES:
+            out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        if self.dtype not in DTYPE_NAMES:
+            out.append(f"[dtype] must be one of {', '.join(DTYPE_NAMES)}, got '{self.dtype}'")
         return out
 
 
@@ -146,6 +150,8 @@ def fingerprint_settings(cfg: ScoreConfig, device_type: str) -> dict:
 # ----------------------------------------------------------------------------------------------- the stage
 
 def run(cfg: ScoreConfig) -> StageResult:
+    from .. import teacher as T  # torch: imported when a stage runs, not for --help
+
     problems = cfg.problems()
     if problems:
         raise ConfigError(problems)
@@ -264,9 +270,8 @@ def score_shards(scorer: T.TeacherScorer, table: pa.Table, schema: pa.Schema, wo
 
 # ----------------------------------------------------------------------------------------------- command line
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="add a teacher's logits to every row of a transfer set",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's options (the `distill` parser gives it its name, help and description)."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--transfer", type=Path, help="transfer set written by `distill augment`")
     src.add_argument("--input", "--text-file", dest="input", type=Path,
@@ -277,10 +282,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--text-col", default=d.text_col, help="--input: text column (default: text)")
     p.add_argument("--text-pair-col", default=None, help="--input: second text column of pairs")
     p.add_argument("--batch-tokens", type=int, default=None,
-                   help=f"padded tokens per batch (default {T.DEFAULT_BATCH_TOKENS['cpu']:,} on CPU, "
-                        f"{T.DEFAULT_BATCH_TOKENS['cuda']:,} on CUDA)")
-    p.add_argument("--device", choices=T.DEVICES, default=d.device)
-    p.add_argument("--dtype", choices=tuple(T.DTYPES), default=d.dtype,
+                   help=f"padded tokens per batch (default {DEFAULT_BATCH_TOKENS['cpu']:,} on CPU, "
+                        f"{DEFAULT_BATCH_TOKENS['cuda']:,} on CUDA)")
+    p.add_argument("--device", choices=DEVICES, default=d.device)
+    p.add_argument("--dtype", choices=DTYPE_NAMES, default=d.dtype,
                    help="compute precision (autocast); logits are float32 either way")
     p.add_argument("--max-length", type=int, default=d.max_length, help=f"tokens per row (default {d.max_length})")
     p.add_argument("--shard-rows", type=int, default=d.shard_rows,

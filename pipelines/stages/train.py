@@ -20,39 +20,26 @@ The defaults were chosen on SST-2; how, with every number measured, is in docs/s
 from __future__ import annotations
 
 import argparse
-import copy
-import os
-import random
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import torch
-from torch.optim.swa_utils import AveragedModel
-
-from .. import metrics as task_metrics
 from .. import store
-from ..errors import ConfigError, DataError, TeacherMismatchError
-from ..export import export_student, parse_formats
-from ..losses import LOSSES, DistillLoss, check_loss
-from ..student import (METRICS, BiLSTMClassifier, Corpus, StudentConfig, Tokenizer, Vocab, build_model,
-                       count_parameters, encode_texts, init_embedding, load_metrics, load_vectors, pad_batch,
-                       predict_logits, pretrained_words, resolve_vectors, save_student, tokenize_corpus,
-                       torch_threads, vectors_identity)
+from ..devices import DEVICES
+from ..errors import ConfigError, TeacherMismatchError
+from ..settings import LOSSES, check_loss, parse_formats
 from ..tasks import TaskSpec, find_split_file, read_split
-from ..teacher import DEVICES, resolve_device
 from . import StageResult
-from .common import add_task_args, data_dir, progress, task_from_args
+from .common import add_task_args, data_dir, task_from_args
+
+if TYPE_CHECKING:
+    from ..student_training import TrainState
 
 STAGE = "train"
 # Bump when the bytes a config produces change. 2: the moving average ramps its decay up. 3: alpha mixes per row,
 # mse sums over classes (the squared L2 distance), rows without a target under `ce` are left out.
 STAGE_VERSION = 3
-CHECKPOINT = "checkpoint.pt"
 OPTIMIZERS = ("adam", "adadelta")
 SCHEDULES = ("constant", "linear")
 HARD_LABELS = ("gold", "teacher")
@@ -143,149 +130,10 @@ class TrainConfig:
             d.pop(k)
         d["device"] = device_type
         d["task"] = self.task.to_dict()
+        from ..student import resolve_vectors  # torch: only when a stage runs
+
         d["vectors"] = resolve_vectors(self.vectors)
         return d
-
-
-@dataclass
-class TrainState:
-    """The loop's counters, saved in every checkpoint."""
-
-    epoch: int = 0  # epochs finished
-    step: int = 0  # optimiser steps taken
-    best_score: float = float("-inf")
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best
-    stopped: bool = False  # early stopping fired
-    history: list[dict] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-@dataclass
-class TrainData:
-    """The training rows, tokenised once: ids per row (and per pair side), teacher logits, hard labels."""
-
-    a: Corpus
-    b: Corpus | None
-    teacher: np.ndarray  # float32 [N, C]
-    labels: np.ndarray  # int64 [N]: the hard label of each row (TrainConfig.hard_labels), -1 where it has none
-    vocab: Vocab
-    counts: dict
-
-    def __len__(self) -> int:
-        return len(self.a)
-
-    def lengths(self) -> np.ndarray:
-        return self.a.lengths + (self.b.lengths if self.b is not None else 0)
-
-
-def read_scored_table(cfg: TrainConfig, task: TaskSpec) -> pa.Table:
-    """The scored set's columns that training reads (memory-mapped), with `label` and `is_original` filled in
-    where it has none, cut to --limit; its logits checked against the task's label count."""
-    cols = ["text", "teacher_logits"] + (["text_pair"] if task.is_pair else [])
-    table = store.read_table(cfg.scored)
-    missing = [c for c in cols if c not in table.column_names]
-    if missing:
-        raise DataError(f"{cfg.scored}: the scored set has no column(s) {missing}; its columns are "
-                        f"{table.column_names}" + (" (a pair task needs text_pair)" if "text_pair" in missing else ""))
-    # Sets scored from plain text (`distill score --input`) have no gold labels and no originals.
-    if "label" not in table.column_names:
-        table = table.append_column("label", pa.nulls(table.num_rows, pa.int64()))
-    if "is_original" not in table.column_names:
-        table = table.append_column("is_original", pa.array(np.zeros(table.num_rows, dtype=bool)))
-    table = table.select([*cols, "label", "is_original"])
-    if cfg.limit is not None:
-        table = table.slice(0, cfg.limit)
-    logits_type = table.schema.field("teacher_logits").type
-    num_labels = logits_type.list_size if pa.types.is_fixed_size_list(logits_type) else None
-    if num_labels != task.num_labels:
-        raise TeacherMismatchError(
-            f"{cfg.scored}: teacher_logits has {num_labels} classes but task '{task.name}' has {task.num_labels} "
-            f"({', '.join(task.label_names)}); score with a teacher fine-tuned on this task")
-    return table
-
-
-def training_rows(cfg: TrainConfig, gold: np.ndarray, is_original: np.ndarray) -> np.ndarray | None:
-    """The rows the objective can learn from, as a mask (None: every row). The baseline keeps the gold-labelled
-    originals (the paper's "without distillation"). `ce` on gold labels keeps the gold-labelled rows: the others
-    have no target, and a length-sorted batch of only those would be an optimiser step without a gradient
-    (Adam's momentum and the moving average would still move the weights). Every other objective has a target
-    on every row: the teacher's logits, or its argmax."""
-    if cfg.baseline:
-        return is_original & (gold >= 0)
-    if cfg.loss == "ce" and cfg.hard_labels == "gold":
-        return gold >= 0
-    return None
-
-
-def hard_labels(cfg: TrainConfig, gold: np.ndarray, teacher: np.ndarray) -> np.ndarray:
-    """[N] int64 hard label per row (-1: none): the gold labels, or with hard_labels=teacher the teacher's argmax
-    on every row (the authors' code). The baseline has no teacher: gold labels whatever the setting."""
-    if cfg.hard_labels == "teacher" and not cfg.baseline:
-        return teacher.argmax(axis=1).astype(np.int64)
-    return gold
-
-
-def _no_rows_message(cfg: TrainConfig) -> str:
-    if cfg.baseline:
-        return f"{cfg.scored}: --baseline needs original rows with gold labels, found none"
-    if cfg.loss == "ce" and cfg.hard_labels == "gold":
-        return (f"{cfg.scored}: --loss ce with gold labels needs rows with gold labels, found none; "
-                "--hard-labels teacher trains on the teacher's argmax instead")
-    return f"{cfg.scored}: the scored set has no rows"
-
-
-def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
-    """Read the scored set, pick the rows, tokenise the distinct texts, build the vocabulary."""
-    table = read_scored_table(cfg, task)
-    gold = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
-    if gold.max(initial=-1) >= task.num_labels:
-        raise DataError(f"{cfg.scored}: label {gold.max()} is out of range for task '{task.name}'")
-    keep = training_rows(cfg, gold, table.column("is_original").fill_null(False).to_numpy(zero_copy_only=False))
-    if keep is not None:
-        table, gold = table.filter(pa.array(keep)), gold[keep]
-    if table.num_rows == 0:
-        raise DataError(_no_rows_message(cfg))
-    teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)  # a writable copy
-    teacher = teacher.reshape(-1, task.num_labels)  # [N, C]
-    if not np.isfinite(teacher).all():
-        raise DataError(f"{cfg.scored}: teacher_logits holds NaN or infinite values; score the set again")
-    labels = hard_labels(cfg, gold, teacher)
-
-    # Tokenise both sides of a pair together so they share one vocabulary, then split them apart again.
-    n = table.num_rows
-    text = table.column("text")
-    both = pa.chunked_array(text.chunks + table.column("text_pair").chunks) if task.is_pair else text
-    corpus, token_table, token_counts = tokenize_corpus(both, tokenizer)
-    vocab = Vocab.build(token_table, token_counts, cfg.min_count, cfg.max_vocab)
-    lut = vocab.lookup_table(token_table)
-    corpus = Corpus(lut[corpus.ids], corpus.offsets)
-    a = corpus.take(np.arange(n)) if task.is_pair else corpus
-    b = corpus.take(np.arange(n, 2 * n)) if task.is_pair else None
-    counts = {"rows": n, "original_rows": int(pc.sum(table.column("is_original").cast(pa.int64())).as_py() or 0),
-              "gold_rows": int((gold >= 0).sum()), "hard_label_rows": int((labels >= 0).sum()),
-              "tokens": int(len(corpus.ids)), "distinct_tokens": len(token_table), "vocab_size": len(vocab),
-              "unk_rate": round(float((corpus.ids == 1).mean()) if len(corpus.ids) else 0.0, 6)}
-    return TrainData(a, b, teacher, labels, vocab, counts)
-
-
-@dataclass
-class DevSplit:
-    name: str
-    a: Corpus
-    b: Corpus | None
-    labels: np.ndarray
-
-
-def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer, vocab: Vocab) -> list[DevSplit]:
-    out = []
-    for split in task.dev_splits:
-        s, _ = read_split(task, data_dir(task, cfg.data), split)
-        a = encode_texts(s.texts, tokenizer, vocab)
-        b = encode_texts(s.text_pairs, tokenizer, vocab) if task.is_pair else None
-        out.append(DevSplit(split, a, b, s.labels))
-    return out
 
 
 def hash_split_files(data: Path, splits: tuple[str, ...]) -> dict[str, str]:
@@ -311,119 +159,11 @@ def resolve_labels(task: TaskSpec, data: Path | None, scored_manifest: dict) -> 
     return task
 
 
-def expand_vocabulary(vocab: Vocab, vectors: str, limit: int, tokenizer: Tokenizer) -> tuple[Vocab, np.ndarray]:
-    """Vocabulary expansion: words among the `limit` most frequent of the pretrained vectors that training never
-    saw (and that the tokeniser keeps whole) get rows after the trained ones, holding their pretrained vectors
-    frozen. SST-2 dev has ~5% of its tokens (in over half of its sentences) outside SST-2 train's vocabulary;
-    without expansion they all read as UNK."""
-    words, vecs = pretrained_words(vectors, limit)
-    seen = set(vocab.index)
-    keep = []
-    for i, w in enumerate(words):
-        if w not in seen and tokenizer.chunk(w) == [w]:
-            seen.add(w)
-            keep.append(i)
-    if not keep:
-        return vocab, np.zeros((0, 0), dtype=np.float32)
-    return Vocab(vocab.tokens + [words[i] for i in keep]), vecs[keep]
-
-
-def evaluate(model: BiLSTMClassifier, dev: list[DevSplit], task: TaskSpec, max_len: int,
-             device: torch.device | None = None) -> dict[str, dict]:
-    """The task's metrics on every dev split."""
-    out = {}
-    for d in dev:
-        pred = predict_logits(model, d.a, d.b, max_len, device=device).argmax(1)
-        out[d.name] = task_metrics.compute(task.metrics, pred, d.labels)
-    return out
-
-
-def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
-    """The moving average's step for `AveragedModel`: decay min(decay, (1 + n) / (10 + n)) after n updates, as
-    TensorFlow's ExponentialMovingAverage with num_updates. A short run (the demo's few hundred steps) then
-    averages over a horizon it can fill, instead of staying near its initial weights."""
-    @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        n = int(num_averaged)
-        d = min(decay, (1 + n) / (10 + n))
-        for a, c in zip(averaged, current):
-            a.lerp_(c, 1.0 - d)
-    return update
-
-
-def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Row indices per batch: rows sorted by length (random order within a length), cut into batches, and the
-    batches shuffled. Padding is near zero, so an epoch costs about what its real tokens cost."""
-    perm = rng.permutation(len(lengths))
-    order = perm[np.argsort(lengths[perm], kind="stable")]
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(path: Path, fp: str, model, optimizer, scheduler, state: TrainState,
-                    best_model: dict | None, rng: np.random.Generator, ema: AveragedModel | None = None) -> None:
-    """Everything the loop needs to continue exactly; written to a temp file and renamed (never half-written)."""
-    ckpt = {
-        "fingerprint": fp,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "best_model": best_model,
-        "ema": ema.state_dict() if ema is not None else None,
-        "state": asdict(state),
-        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None},
-    }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(ckpt, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, fp: str, model, optimizer, scheduler, rng: np.random.Generator,
-                    ema: AveragedModel | None = None) -> tuple[TrainState, dict | None]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which, and how to start over
-        raise DataError(f"cannot read the checkpoint ({e}); delete it to train from scratch", str(path)) from e
-    if ckpt.get("fingerprint") != fp:
-        raise DataError("the checkpoint belongs to another configuration; delete it to train from scratch",
-                        str(path))
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    if ema is not None:
-        ema.load_state_dict(ckpt["ema"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    rng.bit_generator.state = ckpt["rng"]["numpy"]
-    py = ckpt["rng"]["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    return TrainState(**ckpt["state"]), ckpt["best_model"]
-
-
-# ----------------------------------------------------------------------------------------------- the stage
-
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, total_steps: int):
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-    else:  # AdaDelta, as Tang et al.; its lr multiplies its own adaptive step (1.0 is the usual value)
-        opt = torch.optim.Adadelta(params, lr=cfg.lr, rho=0.95, eps=1e-6)
-    if cfg.schedule == "linear":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(1, total_steps)))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return opt, sched
-
-
 def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, device_type: str) -> str:
     """Chains the scored set's fingerprint with the settings, the dev files, the vectors and the versions of the
     packages whose kernels compute the student (another torch may give other floats)."""
+    from ..student import resolve_vectors, vectors_identity
+
     dev_files = hash_split_files(data_dir(task, cfg.data), task.dev_splits)
     return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", scored_manifest["fingerprint"],
                              cfg.fingerprint_dict(device_type), task.to_dict(), dev_files,
@@ -433,6 +173,10 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
 def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
     """Train (or resume, or skip when the output is already complete). `on_epoch_end` is called after each
     epoch's checkpoint is written (tests use it to interrupt a run)."""
+    from ..student import load_metrics, torch_threads  # torch: imported when the stage runs, not for --help
+    from ..student_training import fit
+    from ..teacher import resolve_device
+
     problems = cfg.problems()
     if problems:
         raise ConfigError(problems)
@@ -448,209 +192,13 @@ def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None =
     out = Path(cfg.out)
     if store.is_complete(out, fp):
         return StageResult(out, True, _summary(load_metrics(out), out, cached=True))
-    with torch_threads(cfg.threads or DEFAULT_THREADS):
-        metrics_doc = _train(cfg, task, fp, scored_manifest, device, on_epoch_end)
-    return StageResult(out, False, _summary(metrics_doc, out))
-
-
-@dataclass
-class Student:
-    """The model being trained, and what its directory needs besides the weights."""
-
-    model: BiLSTMClassifier
-    config: StudentConfig
-    vocab: Vocab  # the trained rows, then the frozen expansion rows
-    expanded_rows: int
-    vectors_found: int  # trained-vocabulary words that had a pretrained vector
-
-
-def build_student(cfg: TrainConfig, task: TaskSpec, data: TrainData, tokenizer: Tokenizer) -> Student:
-    """Embeddings from pretrained vectors where the vocabulary has them, plus the expansion rows; the model."""
-    pretrained, found = load_vectors(cfg.vectors, data.vocab)
-    vocab, frozen = expand_vocabulary(data.vocab, cfg.vectors, cfg.expand_vocab, tokenizer)
-    embed_dim = pretrained.shape[1] if pretrained is not None else cfg.embed_dim
-    table = init_embedding(pretrained, len(data.vocab), embed_dim, cfg.seed)
-    mcfg = StudentConfig(
-        arch="siamese_bilstm" if task.is_pair else "bilstm", vocab_size=len(vocab),
-        num_labels=task.num_labels, embed_dim=embed_dim, hidden=cfg.hidden, fc=cfg.fc, dropout=cfg.dropout,
-        embed_dropout=cfg.embed_dropout, max_len=cfg.max_len, frozen_rows=len(frozen))
-    model = build_model(mcfg, np.concatenate([table, frozen]) if len(frozen) else table)
-    model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
-    return Student(model, mcfg, vocab, len(frozen), found)
-
-
-@dataclass
-class Fitter:
-    """What an optimiser step needs, set up once."""
-
-    model: BiLSTMClassifier
-    loss_fn: DistillLoss
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    ema: AveragedModel | None
-    clip: float
-
-    def step(self, inputs: list[torch.Tensor], teacher: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-        """Forward, loss, backward, clip, step; the batch loss and the gradient norm before clipping."""
-        loss = self.loss_fn(self.model(*inputs), teacher, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # With clip 0 the bound is infinite: the norm is still measured (scaling by 1.0 changes no bits). The
-        # norms tell how often the clip fires, which a change of the loss's scale moves (docs/student-tuning.md).
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip > 0 else float("inf"))
-        self.optimizer.step()
-        self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.model)
-        return loss.item(), float(norm)
-
-
-def train_epoch(fitter: Fitter, data: TrainData, batches: list[np.ndarray], teacher: torch.Tensor,
-                labels: torch.Tensor, max_len: int, device: torch.device, desc: str) -> dict:
-    """One pass over `batches`: the epoch's figures for the history. The loss is the mean over the rows that
-    have a target (a batch's loss is the mean over its own, so it is weighted by their count)."""
-    t0 = time.perf_counter()
-    fitter.model.train()
-    loss_sum, targets, rows_seen, clipped, norm_sum = 0.0, 0, 0, 0, 0.0
-    bar = progress(len(batches), desc, "batch")
-    for rows in batches:
-        inputs = [*pad_batch(data.a, rows, max_len)]  # ids [B, T], lengths [B]
-        if data.b is not None:
-            inputs += [*pad_batch(data.b, rows, max_len)]
-        inputs = [t.to(device, non_blocking=True) for t in inputs]
-        idx = torch.from_numpy(rows).to(device)
-        y = labels[idx]
-        loss, norm = fitter.step(inputs, teacher[idx], y)
-        n = fitter.loss_fn.targets(y)
-        loss_sum, targets, rows_seen = loss_sum + loss * n, targets + n, rows_seen + len(rows)
-        clipped += int(fitter.clip > 0 and norm > fitter.clip)
-        norm_sum += norm
-        bar.update(1)
-    bar.close()
-    train_s = time.perf_counter() - t0
-    steps = max(1, len(batches))
-    return {"train_loss": round(loss_sum / max(1, targets), 6), "train_s": round(train_s, 2),
-            "rows_per_s": round(rows_seen / train_s, 1), "grad_norm": round(norm_sum / steps, 4),
-            "clipped": round(clipped / steps, 4)}
-
-
-def record_epoch(state: TrainState, figures: dict, scores: dict, score: float, lr: float, patience: int) -> bool:
-    """Count the finished epoch into `state` (history, best score, early stopping); True when it is the best."""
-    state.epoch += 1
-    state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": figures["train_loss"],
-                          "dev": scores, "lr": lr, **{k: v for k, v in figures.items() if k != "train_loss"}})
-    if score > state.best_score:
-        state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
-        return True
-    state.bad_epochs += 1
-    state.stopped = state.bad_epochs >= patience
-    return False
-
-
-def _train(cfg: TrainConfig, task: TaskSpec, fp: str, scored_manifest: dict, device: torch.device,
-           on_epoch_end: Callable[[TrainState], None] | None) -> dict:
-    settings = _jsonable(cfg.fingerprint_dict(device.type))
     extra = {"task": task.name, "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline}
-    with store.stage_run(STAGE, Path(cfg.out), fp, settings, resumable=True, seed=cfg.seed,
-                         inputs={"scored": scored_manifest["fingerprint"]}, extra=extra) as stage:
-        t_start = time.perf_counter()
-        # ---- data: tokenise once, vocabulary
-        tokenizer = Tokenizer(lowercase=cfg.lowercase)
-        with stage.timed("tokenize"):
-            data = load_train_data(cfg, task, tokenizer)
-        # ---- model (seeded before anything draws), dev splits, objective, optimiser
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        random.seed(cfg.seed)
-        with stage.timed("vectors"):
-            student = build_student(cfg, task, data, tokenizer)
-        model = student.model.to(device)
-        with stage.timed("tokenize"):
-            dev = load_dev(cfg, task, tokenizer, student.vocab)
-        loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
-        steps_per_epoch = -(-len(data) // cfg.batch_size)
-        optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch * cfg.epochs)
-        # The weights that are evaluated and kept: the model's own, or their moving average.
-        ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema)) if cfg.ema else None
-        kept = ema.module if ema is not None else model
-        fitter = Fitter(model, loss_fn, optimizer, scheduler, ema, cfg.clip)
-        # ---- resume from the last finished epoch, if a killed run left one
-        ckpt_path = stage.work_dir / CHECKPOINT
-        state, best_model = TrainState(), None
-        if ckpt_path.is_file():
-            state, best_model = load_checkpoint(ckpt_path, fp, model, optimizer, scheduler, rng, ema)
-        # ---- the loop
-        teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
-        labels = torch.from_numpy(data.labels).to(device)  # [N]
-        lengths = data.lengths()
-        while state.epoch < cfg.epochs and not state.stopped:
-            batches = epoch_batches(lengths, cfg.batch_size, rng)
-            figures = train_epoch(fitter, data, batches, teacher, labels, cfg.max_len, device,
-                                  f"train epoch {state.epoch + 1}")
-            state.step += len(batches)
-            scores = evaluate(kept, dev, task, cfg.max_len, device)
-            if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
-                            scheduler.get_last_lr()[0], cfg.patience):
-                best_model = copy.deepcopy(kept.state_dict())
-            save_checkpoint(ckpt_path, fp, model, optimizer, scheduler, state, best_model, rng, ema)
-            if on_epoch_end is not None:
-                on_epoch_end(state)
-        stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
-
-        # ---- the best epoch's weights -> student directory (on the CPU, where students are served)
-        model.load_state_dict(best_model)
-        metrics_doc, exported = _write_student(stage, cfg, task, student, tokenizer, dev, state, settings, fp)
-        ckpt_path.unlink(missing_ok=True)
-        stage.stats.update(_stats(cfg, data, student, state, stage.timings, metrics_doc["dev"], exported, device))
-        stage.stats["total_s"] = round(time.perf_counter() - t_start, 2)
+    with torch_threads(cfg.threads or DEFAULT_THREADS), \
+            store.stage_run(STAGE, out, fp, _jsonable(cfg.fingerprint_dict(device.type)), resumable=True,
+                            seed=cfg.seed, inputs={"scored": scored_manifest["fingerprint"]}, extra=extra) as stage:
+        metrics_doc = fit(cfg, task, stage, device, on_epoch_end)
         stage.commit()
-    return metrics_doc
-
-
-def _write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, student: Student,
-                   tokenizer: Tokenizer, dev: list[DevSplit], state: TrainState, settings: dict,
-                   fp: str) -> tuple[dict, dict]:
-    """Weights, vocabulary, config, metrics.json and the exported files of the model (moved to the CPU) into the
-    stage's work directory; returns the metrics document and what the export wrote."""
-    model, mcfg = student.model.cpu().eval(), student.config
-    final = evaluate(model, dev, task, cfg.max_len)
-    work = stage.work_dir
-    tcfg = {**task.to_dict(), "label_names": list(task.label_names)}
-    save_student(work, model, mcfg, student.vocab, tokenizer, tcfg,
-                 extra={"train": settings, "stage_fingerprint": fp})
-    metrics_doc = {"task": task.name, "metric": task.metrics[0], "baseline": cfg.baseline,
-                   "loss": "ce" if cfg.baseline else cfg.loss, "best_epoch": state.best_epoch,
-                   "epochs_run": state.epoch, "stopped_early": state.stopped, "dev": final, "history": state.history}
-    store.write_json(work / METRICS, metrics_doc)
-    with stage.timed("export"):
-        exported = export_student(model, mcfg, work, parse_formats(cfg.export), _check_batch(dev, mcfg))
-    return metrics_doc, exported
-
-
-def _stats(cfg: TrainConfig, data: TrainData, student: Student, state: TrainState, timings: dict,
-           final: dict, exported: dict, device: torch.device) -> dict:
-    """stats.json's figures of a finished run (total_s aside)."""
-    params = count_parameters(student.model)
-    return {
-        **data.counts, "vectors": resolve_vectors(cfg.vectors), "vectors_found": student.vectors_found,
-        "vectors_coverage": round(student.vectors_found / max(1, len(data.vocab) - 3), 4),
-        "expanded_rows": student.expanded_rows, "params": params["total"], "params_embedding": params["embedding"],
-        "params_without_embedding": params["without_embedding"],
-        "params_frozen_embedding": params["frozen_embedding"],
-        "epochs_run": state.epoch, "best_epoch": state.best_epoch, "steps": state.step, "train_s": timings["train"],
-        "train_rows_per_s": round(len(data) * state.epoch / max(1e-9, timings["train"]), 1),
-        "export": exported, "dev": final, "threads": torch.get_num_threads(), "device": device.type,
-    }
-
-
-def _check_batch(dev: list[DevSplit], mcfg: StudentConfig) -> tuple[torch.Tensor, ...]:
-    """Up to 16 dev rows of mixed lengths: what the exported files are checked against."""
-    d = dev[0]
-    rows = np.arange(min(16, len(d.a)))
-    inputs = [*pad_batch(d.a, rows, mcfg.max_len)]
-    if d.b is not None:
-        inputs += [*pad_batch(d.b, rows, mcfg.max_len)]
-    return tuple(inputs)
+    return StageResult(out, False, _summary(metrics_doc, out))
 
 
 def _summary(m: dict, out: Path, cached: bool = False) -> str:
@@ -665,12 +213,6 @@ def _jsonable(d: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """The `train` sub-command, for a `distill` parser that leaves building it to the stage."""
-    add_arguments(subparsers.add_parser("train", help="train a BiLSTM student on a scored set", description=__doc__,
-                                        formatter_class=argparse.RawDescriptionHelpFormatter))
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's options (the `distill` parser gives it its name, help and description)."""

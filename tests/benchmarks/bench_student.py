@@ -43,7 +43,8 @@ def _record(section: str, results: dict) -> None:
 def _sst2_vocab():
     """The vocabulary (and frozen expansion rows) a default student trained on SST-2 has: the tokens of the
     originals (the transfer set adds none but the mask symbol), then the vocabulary expansion."""
-    from pipelines.stages.train import TrainConfig, expand_vocabulary
+    from pipelines.stages.train import TrainConfig
+    from pipelines.student_training import expand_vocabulary
     from pipelines.student import Tokenizer, Vocab, tokenize_corpus
     from pipelines.tasks import get_task, read_split
 

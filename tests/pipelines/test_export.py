@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from pipelines.errors import ConfigError
-from pipelines.export import check_exports, export_student, parse_formats, predict_source
+from pipelines.export import check_exports, export_student, predict_source
+from pipelines.settings import parse_formats
 from pipelines.stages import train as train_stage
 from pipelines.student import (StudentConfig, Tokenizer, build_model, encode_texts, load_student, predict_logits,
                                torch_threads)

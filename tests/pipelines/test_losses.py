@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pipelines.errors import ConfigError
-from pipelines.losses import LOSSES, DistillLoss, kl_soft, mse_logits
+from pipelines.losses import DistillLoss, kl_soft, mse_logits
+from pipelines.settings import LOSSES
 
 S = torch.tensor([[1.0, 2.0], [0.0, -1.0]])  # student logits [B=2, C=2]
 T = torch.tensor([[3.0, 0.0], [0.0, 1.0]])  # teacher logits

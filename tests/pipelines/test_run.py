@@ -42,8 +42,11 @@ def test_demo_config_runs_every_stage_and_writes_the_report(demo_run):
     names = [m["name"] for m in report["models"]]
     assert names[0].startswith("Teacher") and "distilled" in names[1] and "no distillation" in names[2]
     for m in report["models"]:
-        assert 0.0 <= m["dev"]["dev"]["accuracy"] <= 1.0 and m["params"] > 0 and m["sentences_per_s"] > 0
-    teacher, student = report["models"][0], report["models"][1]
+        assert m["params"] > 0 and m["sentences_per_s"] > 0
+    teacher, student, baseline = report["models"]
+    assert teacher["dev"]["dev"]["accuracy"] >= 0.7  # half the demo's dev sentences are positive
+    for m, directory in ((student, "student"), (baseline, "baseline")):  # the report shows what training measured
+        assert m["dev"] == json.loads((demo_run / directory / "metrics.json").read_text())["dev"]
     assert student["params_without_embedding"] < 0.01 * 85_054_464
     assert student["sentences_per_s"] > teacher["sentences_per_s"]
     assert report["transfer"]["originals"] == 320 and report["transfer"]["synthetic"] > 0

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines import cli, store
+from pipelines import student_training as training
 from pipelines.errors import ConfigError, DistillError, TeacherMismatchError
 from pipelines.stages import evaluate as eval_stage
 from pipelines.stages import train as train_stage
@@ -43,7 +44,7 @@ def test_train_stage_writes_student_dir(demo_scored, tmp_path):
     for name in ("model.safetensors", "vocab.json", "config.json", "metrics.json", "model.pt", "predict.py",
                  "manifest.json", "stats.json"):
         assert (out / name).is_file(), name
-    assert not (out / train_stage.CHECKPOINT).exists()
+    assert not (out / training.CHECKPOINT).exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "train" and manifest["inputs"]["scored"]
     metrics = json.loads((out / "metrics.json").read_text())
@@ -154,7 +155,7 @@ def test_train_stage_resume_gives_identical_weights(demo_scored, tmp_path, ema):
         train_stage.run(cfg, on_epoch_end=kill_after_first_epoch)
     assert not resumed.exists()
     partial = list(tmp_path.glob(".resumed.partial-*"))
-    assert len(partial) == 1 and (partial[0] / train_stage.CHECKPOINT).is_file()
+    assert len(partial) == 1 and (partial[0] / training.CHECKPOINT).is_file()
 
     epochs_seen = []
     train_stage.run(cfg, on_epoch_end=lambda s: epochs_seen.append(s.epoch))
@@ -180,7 +181,7 @@ def test_train_stage_ema_keeps_the_averaged_weights(demo_scored, tmp_path):
 
 
 def test_ema_update_ramps_its_decay_up():
-    update = train_stage.ema_update(0.999)
+    update = training.ema_update(0.999)
     avg, cur = [torch.zeros(2)], [torch.ones(2)]
     update(avg, cur, torch.tensor(0))  # decay 1/10: 90% of the way to the current weights
     torch.testing.assert_close(avg[0], torch.full((2,), 0.9))
@@ -258,7 +259,7 @@ def _batches_without_originals(scored, batch_size: int) -> int:
     is_original = np.array(table.column("is_original").to_pylist())
     assert is_original.mean() == pytest.approx(ORIGINALS / len(is_original)) and is_original.mean() < 0.08
     lengths = np.array([len(t.split()) for t in table.column("text").to_pylist()])
-    batches = train_stage.epoch_batches(lengths, batch_size, np.random.default_rng(0))
+    batches = training.epoch_batches(lengths, batch_size, np.random.default_rng(0))
     return sum(not is_original[b].any() for b in batches)
 
 
@@ -294,13 +295,13 @@ def test_hard_labels_are_gold_or_the_teachers_argmax(demo_scored, tmp_path):
     gold = np.array([1, -1, -1, 0])
     teacher = np.array([[0.0, 1.0], [2.0, -1.0], [0.1, 0.3], [5.0, 5.5]], dtype=np.float32)
     cfg = tiny_train_config(demo_scored, tmp_path / "s")
-    assert train_stage.hard_labels(cfg, gold, teacher).tolist() == [1, -1, -1, 0]
+    assert training.hard_labels(cfg, gold, teacher).tolist() == [1, -1, -1, 0]
     # The teacher's argmax on every row, originals included (row 3: the teacher says 1 where gold says 0).
     teacher_cfg = tiny_train_config(demo_scored, tmp_path / "s", hard_labels="teacher")
-    assert train_stage.hard_labels(teacher_cfg, gold, teacher).tolist() == [1, 0, 1, 1]
+    assert training.hard_labels(teacher_cfg, gold, teacher).tolist() == [1, 0, 1, 1]
     # The baseline has no teacher: gold labels whatever the setting.
     baseline = tiny_train_config(demo_scored, tmp_path / "s", hard_labels="teacher", baseline=True)
-    assert train_stage.hard_labels(baseline, gold, teacher).tolist() == [1, -1, -1, 0]
+    assert training.hard_labels(baseline, gold, teacher).tolist() == [1, -1, -1, 0]
 
 
 def test_train_stage_logs_gradient_norms_and_clipping(demo_scored, tmp_path):
