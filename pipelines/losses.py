@@ -61,11 +61,6 @@ class DistillLoss:
         self.name, self.alpha, self.temperature = name, alpha, temperature
         self.distill = DISTILL_LOSSES.get(name)
 
-    @property
-    def needs_teacher(self) -> bool:
-        # Even at alpha 1 the rows without a hard label learn from the teacher.
-        return self.distill is not None
-
     def has_target(self, labels: torch.Tensor) -> torch.Tensor:
         """[B] bool: the rows this objective can learn from (every row, except unlabelled ones under `ce`)."""
         return labels >= 0 if self.distill is None else torch.ones_like(labels, dtype=torch.bool)

@@ -50,7 +50,7 @@ def test_demo_config_runs_every_stage_and_writes_the_report(demo_run):
     assert student["params_without_embedding"] < 0.01 * 85_054_464
     assert student["sentences_per_s"] > teacher["sentences_per_s"]
     assert report["transfer"]["originals"] == 320 and report["transfer"]["synthetic"] > 0
-    assert 0.5 <= report["teacher_agreement"]["gold_agreement_on_originals"] <= 1.0
+    assert report["teacher_agreement"]["gold_agreement_on_originals"] >= 0.6  # the teacher learnt something
     md = (demo_run / "report.md").read_text()
     assert "| Model |" in md and "Transfer set" in md and "Teacher agreement" in md
     for png in report["plots"].values():

@@ -377,7 +377,8 @@ def test_train_and_eval_through_the_cli(demo_scored, tmp_path, capsys):
     assert line.startswith("train demo: distilled (mse) student") and "\n" not in line
     assert cli.main(["eval", "--student", str(out), "--task", "demo", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["task"] == "demo" and 0.0 <= doc["splits"]["dev"]["accuracy"] <= 1.0
+    trained = json.loads((out / "metrics.json").read_text())["dev"]["dev"]["accuracy"]
+    assert doc["task"] == "demo" and doc["splits"]["dev"]["accuracy"] == pytest.approx(trained)
     assert cli.main(["train", "--scored", str(tmp_path), "--task", "demo", "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err
 
