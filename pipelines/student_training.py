@@ -25,17 +25,16 @@ import pyarrow.compute as pc
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from . import metrics as task_metrics
-from . import store
+from . import metrics as task_metrics, store
 from .errors import DataError, TeacherMismatchError
 from .export import export_student
 from .losses import DistillLoss
+from .progress import progress
 from .settings import parse_formats
+from .tasks import TaskSpec, data_dir, read_split
 from .student import (METRICS, BiLSTMClassifier, Corpus, StudentConfig, Tokenizer, Vocab, build_model,
                       count_parameters, encode_texts, init_embedding, load_vectors, pad_batch, predict_logits,
                       pretrained_words, resolve_vectors, save_student, tokenize_corpus)
-from .stages.common import data_dir, progress
-from .tasks import TaskSpec, read_split
 
 if TYPE_CHECKING:
     from .stages.train import TrainConfig

@@ -110,6 +110,24 @@ class Split:
         return len(self.texts)
 
 
+def resolve_task(name: str | None, text_col: str | None = None, pair_col: str | None = None,
+                 label_col: str | None = "label", labels: list[str] | None = None) -> TaskSpec:
+    """A built-in task by name, or a generic one when a text column is given."""
+    if text_col:
+        return generic_task(text_col, pair_col, label_col, labels, name=name or "generic")
+    if not name or name == "generic":
+        raise DataError("pass --task with a built-in task name, or --text-col (and --label-col) for your own file")
+    return get_task(name)
+
+
+def data_dir(task: TaskSpec, data: Path | str | None) -> Path:
+    if data is not None:
+        return Path(data)
+    if task.default_data is not None:
+        return task.default_data
+    raise DataError(f"task '{task.name}' needs --data: the directory holding its train and dev files")
+
+
 # ----------------------------------------------------------------------------------------------- locating files
 
 def find_split_file(data: str | Path, split: str) -> Path:

@@ -25,9 +25,10 @@ from augment.tagging import (TaggerUnavailable, load_nltk_tagger, nltk_tagger_di
 from .. import store
 from ..devices import available_cpus
 from ..errors import ConfigError, DataError, MissingResourceError
-from ..tasks import Split, TaskSpec, find_split_file, read_split
+from ..progress import peak_memory_mb, progress
+from ..tasks import Split, TaskSpec, data_dir, find_split_file, read_split
 from . import StageResult
-from .common import add_task_args, data_dir, peak_memory_mb, progress, task_from_args
+from .common import add_task_args, task_from_args
 
 STAGE = "augment"
 # Bump whenever the bytes of the transfer set change for the same inputs. 2: rendered rows lose their leading and

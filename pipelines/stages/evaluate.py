@@ -17,9 +17,9 @@ import numpy as np
 
 from .. import metrics as task_metrics
 from ..errors import DataError
-from ..tasks import TaskSpec, read_split
+from ..tasks import TaskSpec, data_dir, read_split
 from . import StageResult
-from .common import add_task_args, data_dir, task_from_args
+from .common import add_task_args, task_from_args
 
 
 @dataclass

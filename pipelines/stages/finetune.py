@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 
 from .. import store
 from ..devices import DEVICES
-from ..settings import TrainSettings
 from ..errors import ConfigError
-from ..tasks import TaskSpec, find_split_file, read_split
+from ..progress import peak_memory_mb, progress
+from ..settings import TrainSettings
+from ..tasks import TaskSpec, data_dir, find_split_file, read_split
 from . import StageResult
-from .common import add_task_args, data_dir, peak_memory_mb, progress, task_from_args
+from .common import add_task_args, task_from_args
 
 if TYPE_CHECKING:
     import torch

@@ -22,15 +22,13 @@ from pathlib import Path
 
 from augment.recipe import RecipeConfig
 
-from .. import config as C
-from .. import store
+from .. import config as C, store
 from ..errors import ConfigError, DistillError
-from ..tasks import TaskSpec, find_split_file, read_split
 from ..settings import TrainSettings
+from ..tasks import TaskSpec, data_dir, find_split_file, read_split, resolve_task
 from . import StageResult
 from .augment import AugmentConfig
 from .finetune import FinetuneConfig
-from .common import data_dir, resolve_task
 from .score import ScoreConfig
 from .train import TrainConfig
 

@@ -34,10 +34,10 @@ from augment import MASK_SYMBOL
 from .. import store
 from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_NAMES
 from ..errors import ConfigError, DataError
+from ..progress import peak_memory_mb, progress
 from ..tasks import generic_task, read_split
 from . import StageResult
 from .augment import transfer_schema
-from .common import peak_memory_mb, progress
 
 if TYPE_CHECKING:
     from .. import teacher as T

@@ -29,9 +29,9 @@ from .. import store
 from ..devices import DEVICES
 from ..errors import ConfigError, TeacherMismatchError
 from ..settings import LOSSES, check_loss, parse_formats
-from ..tasks import TaskSpec, find_split_file, read_split
+from ..tasks import TaskSpec, data_dir, find_split_file, read_split
 from . import StageResult
-from .common import add_task_args, data_dir, task_from_args
+from .common import add_task_args, task_from_args
 
 if TYPE_CHECKING:
     from ..student_training import TrainState

@@ -1,14 +1,14 @@
-"""pipelines/stages/common.py: progress output in logs."""
+"""pipelines/progress.py: progress output in logs."""
 
 from __future__ import annotations
 
-from pipelines.stages import common
+from pipelines import progress
 
 
 def test_progress_in_a_log_is_plain_lines(capsys, monkeypatch):
     # Under pytest stderr is captured, i.e. not a terminal: the log form, one line per display.
     monkeypatch.setattr(common, "LOG_INTERVAL_S", 0.0)
-    bar = common.progress(3, "scoring", "row")
+    bar = progress.progress(3, "scoring", "row")
     for _ in range(3):
         bar.update(1)
     bar.close()
