@@ -7,7 +7,7 @@ from pipelines import progress
 
 def test_progress_in_a_log_is_plain_lines(capsys, monkeypatch):
     # Under pytest stderr is captured, i.e. not a terminal: the log form, one line per display.
-    monkeypatch.setattr(common, "LOG_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)
     bar = progress.progress(3, "scoring", "row")
     for _ in range(3):
         bar.update(1)
