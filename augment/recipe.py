@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -32,15 +32,20 @@ OP_MASK, OP_POS, OP_NGRAM = 1, 2, 4
 OP_NAMES = ("mask", "pos", "ngram")
 
 
+def _setting(default, help: str):
+    """A field with its help text (pipelines.flags turns it into a command-line flag)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class RecipeConfig:
     """The transfer-set recipe of Tang et al. (2019). Defaults are the paper's."""
 
-    p_mask: float = 0.1  # per-token probability of masking
-    p_pos: float = 0.1  # per-token probability of a same-POS replacement (exclusive with masking)
-    p_ng: float = 0.25  # per-draw probability of keeping only a random n-gram (n in 1..5)
-    n_iter: int | None = None  # draws per example; None: 20 for single sentences, 10 for pairs
-    seed: int = 0
+    p_mask: float = _setting(0.1, help="per-token probability of masking")
+    p_pos: float = _setting(0.1, help="per-token probability of a same-POS replacement (exclusive with masking)")
+    p_ng: float = _setting(0.25, help="per-draw probability of keeping only a random n-gram (n in 1..5)")
+    n_iter: int | None = _setting(None, help="draws per example; None: 20 for single sentences, 10 for pairs")
+    seed: int = _setting(0, help="seed of every draw (one generator per example)")
 
     def draws(self, is_pair: bool) -> int:
         return self.n_iter if self.n_iter is not None else (10 if is_pair else 20)

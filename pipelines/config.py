@@ -37,18 +37,9 @@ WIRED = {"task", "out", "data", "transfer", "scored", "input", "teacher", "model
          "text_pair_col", "label_col", "labels", "baseline"}
 
 
-def _sections() -> dict[str, tuple[type, ...]]:
-    """Section name -> the dataclasses whose fields it sets. Imported lazily: stage modules pull in torch."""
-    from augment.recipe import RecipeConfig
-
-    from .stages.augment import AugmentConfig
-    from .stages.finetune import FinetuneConfig
-    from .stages.score import ScoreConfig
-    from .stages.train import TrainConfig
-    from .settings import TrainSettings
-
-    return {"augment": (AugmentConfig, RecipeConfig), "finetune": (FinetuneConfig, TrainSettings),
-            "score": (ScoreConfig,), "student": (TrainConfig,)}
+# A run config's stage sections: section name -> the config dataclasses whose fields it sets. The run stage
+# (pipelines/stages/run.py) passes its own table, so this module knows no stage.
+Sections = dict[str, tuple[type, ...]]
 
 
 # The teacher section: a fine-tuned model to use as is, or a backbone to fine-tune first.
@@ -68,27 +59,34 @@ def _check(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
     """`value` checked (and lightly coerced: int → float, str → Path) against the annotation `tp`."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        options = [arg for arg in args if arg is not type(None)]
-        if len(options) == 1:  # `X | None`: X's own, more precise problems
-            return _check(value, options[0], path, problems)
-        for arg in args:
-            if arg is type(None):
-                continue
-            sub: list[str] = []
-            out = _check(value, arg, path, sub)
-            if not sub:
-                return out
-        problems.append(f"[{path}] expected {_type_name(tp)}, got {value!r}")
-        return value
+        return _check_union(value, tp, path, problems)
     if origin is list:
         (item,) = typing.get_args(tp) or (Any,)
         if not isinstance(value, list):
             problems.append(f"[{path}] expected a list, got {value!r}")
             return value
         return [_check(v, item, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    return _check_scalar(value, tp, path, problems)
+
+
+def _check_union(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
+    """`X | None` takes None or an X (with X's own problems); a wider union takes the first that fits."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    options = [arg for arg in args if arg is not type(None)]
+    if len(options) == 1:
+        return _check(value, options[0], path, problems)
+    for arg in options:
+        sub: list[str] = []
+        out = _check(value, arg, path, sub)
+        if not sub:
+            return out
+    problems.append(f"[{path}] expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _check_scalar(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
     if tp is Any:
         return value
     if tp is bool:
@@ -172,12 +170,12 @@ class RunConfig:
         return {**self.top, "teacher": self.teacher, **self.sections}
 
 
-def validate(raw: Any, name: str) -> RunConfig:
-    """Check a parsed config; raise one ConfigError listing every problem."""
+def validate(raw: Any, name: str, sections: Sections) -> RunConfig:
+    """Check a parsed config against the top-level keys, the teacher keys and `sections`; raise one
+    ConfigError listing every problem."""
     problems: list[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a mapping of settings, got {type(raw).__name__}")
-    sections = _sections()
     known = set(TOP_LEVEL) | {"teacher"} | set(sections)
     for key in raw:
         if key not in known:
@@ -227,7 +225,7 @@ def builtin_configs() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def load(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
+def load(name_or_path: str, overrides: list[str] | None, sections: Sections) -> RunConfig:
     """A built-in config by name (`demo`, `sst2`, `mrpc`, `custom-template`) or a YAML file, with overrides."""
     path = Path(name_or_path)
     if not path.is_file():
@@ -243,4 +241,4 @@ def load(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
     raw = apply_overrides(raw, overrides or [])
-    return validate(raw, path.stem)
+    return validate(raw, path.stem, sections)

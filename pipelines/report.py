@@ -94,11 +94,12 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     The dev metrics are read from `cache` when its fingerprint matches (evaluating a BERT-large teacher on a dev
     split takes minutes on a CPU, and nothing about it changes between runs that only retrain students);
     otherwise computed and written there. Speed is timed on the first `speed_rows` dev sentences only."""
-    from . import teacher as T
+    from .teacher import hub
+    from .teacher.scorer import TeacherScorer
 
-    files = T.locate_model(teacher, trust_remote_code)
-    scorer = T.TeacherScorer(files, device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
-                             trust_remote_code=trust_remote_code)
+    files = hub.locate_model(teacher, trust_remote_code)
+    scorer = TeacherScorer(files, device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
+                           trust_remote_code=trust_remote_code)
     dev_hashes = {name: store.hash_path(split.path) for name, split in dev.items()}
     fp = teacher_eval_fingerprint(files.identity(), dev_hashes, task, max_length, scorer.device.type, dtype)
     scores = cached_teacher_scores(cache, fp) if cache is not None else None
@@ -115,7 +116,7 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     total = sum(p.numel() for p in model.parameters())
     embeddings = getattr(model.base_model, "embeddings", None) or model.get_input_embeddings()
     emb = sum(p.numel() for p in embeddings.parameters())
-    size = sum(p.stat().st_size for p in T.weight_files(files.path))
+    size = sum(p.stat().st_size for p in hub.weight_files(files.path))
     return ModelRow(f"Teacher ({files.name})", scores, total, total - emb, rate, round(size / 2**20, 2),
                     str(files.path), device=scorer.device.type, dtype=dtype, speed_rows=len(texts))
 
@@ -123,22 +124,24 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
 def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:
     """Dev metrics (from the student's metrics.json), parameters, size and CPU speed of a trained student (timed
     on the first `speed_rows` dev sentences)."""
-    from . import student as S
+    from .student.io import WEIGHTS, count_parameters, load_metrics, load_student
+    from .student.models import predict_logits
+    from .student.vocab import encode_texts
 
-    loaded = S.load_student(student_dir)
-    doc = S.load_metrics(student_dir)
+    loaded = load_student(student_dir)
+    doc = load_metrics(student_dir)
     first = next(iter(dev.values()))
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
 
     def predict():
-        a = S.encode_texts(texts, loaded.tokenizer, loaded.vocab)
-        b = S.encode_texts(pairs, loaded.tokenizer, loaded.vocab) if pairs is not None else None
-        return S.predict_logits(loaded.model, a, b, loaded.cfg.max_len)
+        a = encode_texts(texts, loaded.tokenizer, loaded.vocab)
+        b = encode_texts(pairs, loaded.tokenizer, loaded.vocab) if pairs is not None else None
+        return predict_logits(loaded.model, a, b, loaded.cfg.max_len)
 
     rate = _timed_rate(predict, len(texts))
-    params = S.count_parameters(loaded.model)
-    size = (student_dir / S.WEIGHTS).stat().st_size
+    params = count_parameters(loaded.model)
+    size = (student_dir / WEIGHTS).stat().st_size
     return ModelRow(name, doc["dev"], params["total"], params["without_embedding"], rate, round(size / 2**20, 2),
                     str(student_dir), doc.get("history", []), speed_rows=len(texts))
 

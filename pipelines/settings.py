@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .flags import setting
 
 LOSSES = ("mse", "kl", "ce")  # distill train --loss: mse on logits, kl at a temperature, ce on hard labels only
 EXPORT_FORMATS = ("torchscript", "onnx")  # what `distill train --export` can write beside the weights
@@ -38,12 +39,16 @@ def parse_formats(spec: str) -> tuple[str, ...]:
 class TrainSettings:
     """Fine-tuning hyper-parameters of `distill finetune-teacher` (the reference teacher's recipe by default)."""
 
-    epochs: int = 2  # passes over the training split
-    lr: float = 5e-5  # AdamW peak learning rate
-    weight_decay: float = 0.01  # AdamW decoupled weight decay (not on biases and LayerNorm weights)
-    warmup_ratio: float = 0.06  # fraction of all steps spent warming up linearly from 0; then linear decay to 0
-    batch_tokens: int = 1024  # padded tokens per training batch (batches are grouped by length)
-    grad_clip: float = 1.0  # max global gradient norm
-    eval_steps: int = 0  # also evaluate every N optimizer steps (0: only at the end of each epoch)
-    eval_batch_tokens: int | None = None  # padded tokens per evaluation batch (speed only); None: per device
-    seed: int = 0  # batch order, dropout and the new classification head
+    epochs: int = setting(2, help="passes over the training split")
+    lr: float = setting(5e-5, help="AdamW peak learning rate")
+    weight_decay: float = setting(0.01, help="AdamW decoupled weight decay (not on biases and LayerNorm weights)")
+    warmup_ratio: float = setting(
+        0.06,
+        help="fraction of all steps spent warming up linearly from 0; then linear decay to 0")
+    batch_tokens: int = setting(1024, help="padded tokens per training batch (batches are grouped by length)")
+    grad_clip: float = setting(1.0, help="max global gradient norm")
+    eval_steps: int = setting(0, help="also evaluate every N optimizer steps (0: only at the end of each epoch)")
+    eval_batch_tokens: int | None = setting(
+        None,
+        help="padded tokens per evaluation batch (speed only); None: per device")
+    seed: int = setting(0, help="batch order, dropout and the new classification head")

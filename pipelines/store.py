@@ -9,9 +9,9 @@ Safe to point at a user's disk: a stage replaces only a directory whose manifest
 known stage, 64-hex fingerprint) or an empty one, and refuses anything else before it starts; the old output is
 swapped out atomically and only then deleted; a lock beside the output stops a second process on it at once.
 
-The data is written in the layout `datasets.Dataset.save_to_disk` uses (Arrow IPC stream files plus
-`state.json` and `dataset_info.json`), so `datasets.load_from_disk(dir)` memory-maps it, and plain pyarrow reads
-it too; but the bytes are ours and deterministic: the same rows give the same files.
+The data is written by `datasets` itself (`Dataset.save_to_disk`, and `ArrowWriter` for the shards of a
+resumable stage), so `datasets.load_from_disk(dir)` memory-maps it and plain pyarrow reads its Arrow files; the
+same rows give the same bytes. The schemas of the transfer and scored sets are declared here, once.
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ from .errors import DistillError
 MANIFEST = "manifest.json"
 STATS = "stats.json"
 STATE = "state.json"
-INFO = "dataset_info.json"
-SCHEMA_METADATA_KEY = b"distill"  # our provenance inside every Arrow file, beside datasets' b"huggingface"
 
 # Packages whose versions change results; recorded in every manifest.
 _VERSIONED = ("distill-pipelines", "numpy", "pyarrow", "datasets", "spacy", "torch", "transformers", "tokenizers")
@@ -219,12 +217,16 @@ class StageRun:
     stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    # What else must match before a killed run's finished work is resumed, beyond the fingerprint: scoring puts
+    # its device type here, so float32 shards of a CPU and a GPU never mix in one output.
+    work_key: str = ""
 
     @property
     def work_dir(self) -> Path:
-        # Named after the fingerprint, so a resumable stage killed mid-way (even kill -9) finds its finished
-        # shards again, and a run with other settings never mixes with them.
-        return self.out_dir.parent / f".{self.out_dir.name}.partial-{self.fingerprint[:16]}"
+        # Named after the fingerprint (and work key), so a resumable stage killed mid-way (even kill -9) finds its
+        # finished shards again, and a run with other settings never mixes with them.
+        key = fingerprint(self.fingerprint, self.work_key) if self.work_key else self.fingerprint
+        return self.out_dir.parent / f".{self.out_dir.name}.partial-{key[:16]}"
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -396,109 +398,131 @@ def stage_run(stage: str, out_dir: str | Path, fp: str, config: dict[str, Any], 
             raise
 
 
+# ----------------------------------------------------------------------------------------------- schemas
+
+def transfer_schema(is_pair: bool) -> pa.Schema:
+    """The transfer-set contract (DESIGN.md §4): the one place it is declared."""
+    fields = [pa.field("text", pa.string(), nullable=False)]
+    if is_pair:
+        fields.append(pa.field("text_pair", pa.string(), nullable=False))
+    fields += [
+        pa.field("label", pa.int64()),  # gold label id of originals; null for synthetic rows
+        pa.field("source_index", pa.int64(), nullable=False),  # row of the original in the split
+        pa.field("is_original", pa.bool_(), nullable=False),
+        pa.field("ops", pa.list_(pa.string()), nullable=False),  # rules that changed the row: mask, pos, ngram
+    ]
+    return pa.schema(fields)
+
+
+def scored_schema(source: pa.Schema, num_labels: int) -> pa.Schema:
+    """The scored-set contract (DESIGN.md §4): the input's columns, then one float32 logit per class."""
+    return source.append(pa.field("teacher_logits", pa.list_(pa.float32(), num_labels), nullable=False))
+
+
 # ----------------------------------------------------------------------------------------------- Arrow data
+#
+# Every output is written by datasets' own writers: `Dataset.save_to_disk` lays out the directory (Arrow files,
+# state.json, dataset_info.json), so `datasets.load_from_disk` keeps reading what we wrote whatever its layout
+# becomes; the shards a resumable stage keeps while it works are written with `datasets.arrow_writer.ArrowWriter`
+# (the Arrow IPC stream files datasets reads), each carrying the stage fingerprint in its metadata. The same rows
+# give the same bytes.
 
-def _features_json(schema: pa.Schema) -> dict[str, Any]:
-    import datasets  # local: heavy import, only needed when writing
-
-    return datasets.Features.from_arrow_schema(schema).to_dict()
-
-
-def provenance(stage: str, fp: str, **extra: Any) -> dict[str, Any]:
-    """What each Arrow file of a stage output says about itself: stage, fingerprint, and anything else a resumed
-    run must match before it trusts the file (the scoring device, for one)."""
-    return {"stage": stage, "fingerprint": fp, **extra}
+SHARDS = "shards"  # the sub-directory of a resumable stage's work directory holding its finished shards
 
 
-def with_provenance(schema: pa.Schema, stage: str, fp: str, **extra: Any) -> pa.Schema:
-    """The schema with datasets' feature metadata and our own provenance, so each file describes itself."""
-    hf = {"info": {"features": _features_json(schema)}}
-    meta = {b"huggingface": canonical_json(hf).encode(),
-            SCHEMA_METADATA_KEY: canonical_json(provenance(stage, fp, **extra)).encode()}
-    return schema.with_metadata(meta)
+@contextlib.contextmanager
+def _datasets_quiet() -> Iterator[None]:
+    """datasets draws a bar of its own while it saves; a stage shows only its own progress."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
 
 
-def write_arrow_file(path: Path, table: pa.Table, schema: pa.Schema, max_chunk_rows: int = 10_000) -> None:
-    """Write one Arrow IPC stream file atomically (datasets' on-disk format), cast to the declared schema."""
+def save_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, num_shards: int) -> None:
+    """Write `table` (cast to the declared schema) into directory `out` with `Dataset.save_to_disk`, in
+    `num_shards` contiguous files; the dataset's fingerprint is the stage's."""
+    import datasets
+    from datasets.table import InMemoryTable
+
     table = table.cast(schema) if table.schema != schema else table
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        for batch in table.to_batches(max_chunksize=max_chunk_rows):
-            writer.write_batch(batch)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    dataset = datasets.Dataset(InMemoryTable(table.replace_schema_metadata(None)), fingerprint=fp[:16])
+    with _datasets_quiet():
+        dataset.save_to_disk(str(out), num_shards=max(1, num_shards))
 
 
-def read_arrow_file(path: Path) -> pa.Table:
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_stream(source).read_all()
-
-
-def file_provenance(path: Path) -> dict[str, Any] | None:
-    """The provenance written into an Arrow file's schema metadata by `with_provenance` (None if absent)."""
-    with pa.memory_map(str(path)) as source:
-        meta = pa.ipc.open_stream(source).schema.metadata or {}
-    try:
-        doc = json.loads(meta[SCHEMA_METADATA_KEY])
-    except (KeyError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def file_provenance_of(schema: pa.Schema) -> dict[str, Any] | None:
-    """The provenance a schema made by `with_provenance` writes into each file."""
-    raw = (schema.metadata or {}).get(SCHEMA_METADATA_KEY)
-    return json.loads(raw) if raw is not None else None
-
-
-def shard_problem(path: Path, rows: int, expected: dict[str, Any]) -> str | None:
-    """Why a finished shard left by an earlier run cannot be trusted (None when it can): it must be a readable
-    Arrow stream of exactly `rows` rows whose provenance is `expected` (see `provenance`)."""
-    try:
-        found = file_provenance(path)
-        if found != expected:
-            return f"written by another run ({canonical_json(found)}, expected {canonical_json(expected)})"
-        n = read_arrow_file(path).num_rows
-    except (OSError, pa.ArrowException) as e:
-        return f"unreadable ({type(e).__name__})"
-    return None if n == rows else f"holds {n} rows, not {rows}"
+def write_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, rows_per_shard: int = 500_000) -> None:
+    """Write a whole table as a datasets directory, in files of at most `rows_per_shard` rows."""
+    save_dataset(out, table, schema, fp, -(-table.num_rows // rows_per_shard))
 
 
 def shard_name(i: int, n: int) -> str:
     return f"data-{i:05d}-of-{n:05d}.arrow"
 
 
-def write_dataset_metadata(out: Path, schema: pa.Schema, files: list[str], fp: str) -> None:
-    """`state.json` and `dataset_info.json` as datasets writes them, so `load_from_disk` accepts the directory."""
-    state = {
-        "_data_files": [{"filename": f} for f in files],
-        "_fingerprint": fp[:16],
-        "_format_columns": None,
-        "_format_kwargs": {},
-        "_format_type": None,
-        "_output_all_columns": False,
-        "_split": None,
-    }
-    info = {"citation": "", "description": "", "features": _features_json(schema), "homepage": "", "license": ""}
-    write_json(out / STATE, state)
-    write_json(out / INFO, info)
+def write_shard(path: Path, table: pa.Table, schema: pa.Schema, fp: str) -> None:
+    """One finished shard of a resumable stage, written atomically with datasets' ArrowWriter; its metadata
+    carries the stage fingerprint `fp`, which a resumed run checks before it trusts the file."""
+    from datasets.arrow_writer import ArrowWriter
+
+    table = table.cast(schema) if table.schema != schema else table
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with ArrowWriter(schema=schema, path=str(tmp), fingerprint=fp) as writer:
+        writer.write_table(table)
+        writer.finalize()
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
-def write_dataset(out: Path, table: pa.Table, schema: pa.Schema, stage: str, fp: str,
-                  rows_per_shard: int = 500_000) -> list[str]:
-    """Write a whole table as a datasets directory (shards of at most `rows_per_shard` rows)."""
-    schema = with_provenance(schema, stage, fp)
-    n = max(1, -(-table.num_rows // rows_per_shard))
-    files = [shard_name(i, n) for i in range(n)]
-    for i, name in enumerate(files):
-        write_arrow_file(out / name, table.slice(i * rows_per_shard, rows_per_shard), schema)
-    write_dataset_metadata(out, schema, files, fp)
-    return files
+def read_arrow_file(path: Path) -> pa.Table:
+    """One Arrow IPC stream file (the format datasets writes), memory-mapped."""
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
+def shard_fingerprint(path: Path) -> str | None:
+    """The fingerprint a shard was written with (ArrowWriter's `fingerprint`, in datasets' file metadata)."""
+    with pa.memory_map(str(path)) as source:
+        meta = pa.ipc.open_stream(source).schema.metadata or {}
+    try:
+        return json.loads(meta[b"huggingface"]).get("fingerprint")
+    except (KeyError, ValueError, AttributeError):
+        return None
+
+
+def shard_problem(path: Path, rows: int, fp: str) -> str | None:
+    """Why a finished shard left by an earlier run cannot be trusted (None when it can): it must be a readable
+    Arrow stream of exactly `rows` rows written with fingerprint `fp`."""
+    try:
+        found = shard_fingerprint(path)
+        if found != fp:
+            return f"written by another run (fingerprint {str(found)[:12]}, expected {fp[:12]})"
+        n = read_arrow_file(path).num_rows
+    except (OSError, pa.ArrowException) as e:
+        return f"unreadable ({type(e).__name__})"
+    return None if n == rows else f"holds {n} rows, not {rows}"
+
+
+def assemble_shards(work_dir: Path, schema: pa.Schema, fp: str) -> None:
+    """Turn the finished shards in `work_dir/shards` into the stage's dataset directory (one file per shard,
+    same names), then drop the shards."""
+    names = sorted(p.name for p in (work_dir / SHARDS).glob("data-*.arrow"))
+    tables = [read_arrow_file(work_dir / SHARDS / name) for name in names]
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]) if tables else schema.empty_table()
+    save_dataset(work_dir, table, schema, fp, len(names))
+    del tables, table  # the memory maps, before their files go
+    shutil.rmtree(work_dir / SHARDS)
 
 
 def dataset_files(in_dir: str | Path) -> list[Path]:
-    """The Arrow files of a stage output directory, in row order."""
+    """The Arrow files of a stage output directory, in row order (as its state.json lists them)."""
     state = json.loads((Path(in_dir) / STATE).read_text("utf-8"))
     return [Path(in_dir) / f["filename"] for f in state["_data_files"]]
 

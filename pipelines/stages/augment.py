@@ -24,6 +24,7 @@ from augment.tagging import (TaggerUnavailable, load_nltk_tagger, nltk_tagger_di
 
 from .. import store
 from ..devices import available_cpus
+from ..flags import add_flags, from_flags, setting
 from ..errors import ConfigError, DataError, MissingResourceError
 from ..progress import peak_memory_mb, progress
 from ..tasks import Split, TaskSpec, data_dir, find_split_file, read_split
@@ -41,15 +42,19 @@ class AugmentConfig:
     """Settings of the augment stage. `recipe` holds the paper's probabilities, draw count and seed."""
 
     task: TaskSpec
-    out: Path
+    out: Path = setting(help="output directory (created atomically)")
     data: Path | None = None  # task data directory or file; the demo task has a default
-    split: str = "train"
+    split: str = setting("train", help="split to augment")
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
-    limit: int | None = None  # only the first N examples
-    tagger: str = "spacy"  # spacy | nltk
-    spacy_model: str | None = None  # a spaCy package or directory; default: en_core_web_sm or its PyPI re-upload
-    workers: int = 0  # worker processes for tagging and generation; 0: one per CPU this process may use (its
-    # affinity mask and cgroup quota), and never more than that (the output is the same whatever the count)
+    limit: int | None = setting(None, help="only the first N examples")
+    tagger: str = setting("spacy", help="spacy | nltk", choices=("spacy", "nltk"))
+    spacy_model: str | None = setting(
+        None,
+        help="a spaCy package or directory; default: en_core_web_sm or its PyPI re-upload")
+    workers: int = setting(
+        0,
+        help="worker processes for tagging and generation; 0: one per CPU this process may use (its affinity "
+             "mask and cgroup quota), and never more than that (the output is the same whatever the count)")
 
     def problems(self) -> list[str]:
         out = [f"recipe.{p}" for p in self.recipe.problems()]
@@ -60,20 +65,6 @@ class AugmentConfig:
         if self.workers < 0:
             out.append(f"workers must be >= 0, got {self.workers}")
         return out
-
-
-def transfer_schema(is_pair: bool) -> pa.Schema:
-    """The transfer-set contract (DESIGN.md §4)."""
-    fields = [pa.field("text", pa.string(), nullable=False)]
-    if is_pair:
-        fields.append(pa.field("text_pair", pa.string(), nullable=False))
-    fields += [
-        pa.field("label", pa.int64()),  # gold label id of originals; null for synthetic rows
-        pa.field("source_index", pa.int64(), nullable=False),  # row of the original in the split
-        pa.field("is_original", pa.bool_(), nullable=False),
-        pa.field("ops", pa.list_(pa.string()), nullable=False),  # rules that changed the row: mask, pos, ngram
-    ]
-    return pa.schema(fields)
 
 
 def ops_array(bits: np.ndarray) -> pa.ListArray:
@@ -96,7 +87,7 @@ def to_table(rows: TransferRows, split: Split, is_pair: bool) -> pa.Table:
     columns["source_index"] = pa.array(rows.source_index)
     columns["is_original"] = pa.array(rows.is_original)
     columns["ops"] = ops_array(rows.ops)
-    return pa.table(columns, schema=transfer_schema(is_pair))
+    return pa.table(columns, schema=store.transfer_schema(is_pair))
 
 
 def _read_meta(model_dir: Path) -> dict:
@@ -211,7 +202,7 @@ def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
             rows = assemble(split.texts, split.text_pairs, generated)
         gen_s = time.perf_counter() - t1
         with run_.timed("write"):
-            store.write_dataset(run_.work_dir, to_table(rows, split, is_pair), transfer_schema(is_pair), STAGE, fp)
+            store.write_dataset(run_.work_dir, to_table(rows, split, is_pair), store.transfer_schema(is_pair), fp)
         run_.stats.update(rows.stats)
         run_.stats.update({
             "rows_in": len(split),
@@ -234,27 +225,11 @@ def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command's options (the `distill` parser gives it its name, help and description)."""
+    """The command's options, from AugmentConfig's fields (the `distill` parser gives it its name and help)."""
     add_task_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output directory (created atomically)")
-    p.add_argument("--split", default="train", help="split to augment (default: train)")
-    d = RecipeConfig()
-    p.add_argument("--n-iter", type=int, default=None, help="draws per example (default: 20 single, 10 pairs)")
-    p.add_argument("--p-mask", type=float, default=d.p_mask, help=f"masking probability (default {d.p_mask})")
-    p.add_argument("--p-pos", type=float, default=d.p_pos, help=f"POS replacement probability (default {d.p_pos})")
-    p.add_argument("--p-ng", type=float, default=d.p_ng, help=f"n-gram sampling probability (default {d.p_ng})")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--limit", type=int, default=None, help="only the first N examples (quick runs)")
-    p.add_argument("--tagger", choices=("spacy", "nltk"), default="spacy")
-    p.add_argument("--spacy-model", default=None, help="spaCy package or directory (default: en_core_web_sm)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="worker processes (default: one per CPU this process may use)")
+    add_flags(p, AugmentConfig, skip=("task", "data"))
     p.set_defaults(func=_from_args)
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    recipe = RecipeConfig(p_mask=args.p_mask, p_pos=args.p_pos, p_ng=args.p_ng, n_iter=args.n_iter, seed=args.seed)
-    return run(AugmentConfig(task=task_from_args(args), out=args.out, data=args.data, split=args.split,
-                             recipe=recipe, limit=args.limit, tagger=args.tagger, spacy_model=args.spacy_model,
-                             workers=args.workers))
-
+    return run(from_flags(AugmentConfig, args, task=task_from_args(args)))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics as task_metrics
+from ..flags import add_flags, from_flags, setting
 from ..errors import DataError
 from ..tasks import TaskSpec, data_dir, read_split
 from . import StageResult
@@ -24,25 +25,27 @@ from .common import add_task_args, task_from_args
 
 @dataclass
 class EvalConfig:
-    student: Path  # a `distill train` output directory
+    student: Path = setting(help="a `distill train` output directory")
     task: TaskSpec
     data: Path | None = None  # the task's files; the demo task has a default
-    split: str | None = None  # None: every dev split of the task (MNLI: dev_matched and dev_mismatched)
-    json: bool = False  # summary as one JSON object
-    batch_size: int = 256
-    threads: int | None = None
+    split: str | None = setting(None, help="split to evaluate (default: every dev split of the task)")
+    json: bool = setting(False, help="summary as one JSON object")
+    batch_size: int = setting(256, help="rows per inference batch")
+    threads: int | None = setting(None, help="torch CPU threads")
 
 
 def evaluate_student(cfg: EvalConfig) -> dict:
     """{"task", "student", "splits": {split: {metric: value, "rows": n}}, "rows_per_s"}."""
-    from ..student import torch_threads  # torch: imported when the command runs, not for --help
+    from ..devices import torch_threads  # torch: imported when the command runs, not for --help
 
     with torch_threads(cfg.threads):
         return _evaluate(cfg)
 
 
 def _evaluate(cfg: EvalConfig) -> dict:
-    from ..student import encode_texts, load_student, predict_logits
+    from ..student.io import load_student
+    from ..student.models import predict_logits
+    from ..student.vocab import encode_texts
 
     student = load_student(cfg.student)
     task = cfg.task
@@ -88,16 +91,11 @@ def run(cfg: EvalConfig) -> StageResult:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command's options (the `distill` parser gives it its name, help and description)."""
-    p.add_argument("--student", type=Path, required=True, help="the student directory (`distill train --out`)")
+    """The command's options, from EvalConfig's fields (the `distill` parser gives it its name and help)."""
+    add_flags(p, EvalConfig, skip=("task", "data"))
     add_task_args(p)
-    p.add_argument("--split", default=None, help="split to evaluate (default: the task's dev split(s))")
-    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_from_args)
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(EvalConfig(student=args.student, task=task_from_args(args), data=args.data, split=args.split,
-                          json=args.json, batch_size=args.batch_size, threads=args.threads))
+    return run(from_flags(EvalConfig, args, task=task_from_args(args)))

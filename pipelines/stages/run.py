@@ -22,7 +22,8 @@ from pathlib import Path
 
 from augment.recipe import RecipeConfig
 
-from .. import config as C, store
+from .. import config as run_config
+from .. import store
 from ..errors import ConfigError, DistillError
 from ..settings import TrainSettings
 from ..tasks import TaskSpec, data_dir, find_split_file, read_split, resolve_task
@@ -42,6 +43,16 @@ TEACHER_SPEED_ROWS = 256
 TEACHER_EVAL = "teacher-eval.json"  # the teacher's dev metrics, cached by fingerprint between runs
 
 
+# The stage sections of a run config and the config dataclasses whose fields each one sets.
+SECTIONS: run_config.Sections = {"augment": (AugmentConfig, RecipeConfig), "finetune": (FinetuneConfig, TrainSettings),
+                                 "score": (ScoreConfig,), "student": (TrainConfig,)}
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> run_config.RunConfig:
+    """A built-in run config by name or a YAML file, with `key=value` overrides, validated."""
+    return run_config.load(name_or_path, overrides, SECTIONS)
+
+
 def _split_fields(values: dict, cls: type) -> tuple[dict, dict]:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in values.items() if k in names}, {k: v for k, v in values.items() if k not in names}
@@ -50,7 +61,7 @@ def _split_fields(values: dict, cls: type) -> tuple[dict, dict]:
 class _Progress:
     """Records each stage's status in run.json (atomically, after every change) and prints a line per stage."""
 
-    def __init__(self, out: Path, cfg: C.RunConfig):
+    def __init__(self, out: Path, cfg: run_config.RunConfig):
         self.path = out / RUN_JSON
         self.doc = {"tool": store.TOOL, "config": cfg.name, "settings": cfg.to_dict(), "stages": []}
 
@@ -136,30 +147,30 @@ def _task_and_data(top: dict, problems: list[str]) -> tuple[TaskSpec | None, Pat
     return task, data
 
 
-def _teacher_problems(cfg: C.RunConfig, task: TaskSpec | None, plan_score: ScoreConfig, masks: bool) -> list[str]:
+def _teacher_problems(cfg: run_config.RunConfig, task: TaskSpec | None, plan_score: ScoreConfig, masks: bool) -> list[str]:
     """The teacher (or the backbone to fine-tune) exists, and a given teacher fits the task: label count and
     names, and a mask token its tokenizer keeps whole when the transfer set will have masked words."""
-    from .. import teacher as T
+    from ..teacher import checks, hub
 
     model, finetune = cfg.teacher["model"], cfg.teacher["finetune"]
     if not model and not finetune:
         return ["[teacher.model] is required: pass --teacher with a fine-tuned teacher directory or hub id; or "
                 "--set teacher.finetune=true to fine-tune a backbone (default MiniLM-L6) first"]
     try:
-        files = T.locate_model(model or T.default_backbone(), plan_score.trust_remote_code)
+        files = hub.locate_model(model or hub.default_backbone(), plan_score.trust_remote_code)
         if finetune:
             return []
-        model_config = T.load_config(files.path, plan_score.trust_remote_code)
+        model_config = hub.load_config(files.path, plan_score.trust_remote_code)
         if task is not None and task.label_names:
-            T.check_label_map(model_config, task.label_names, model, task.name)
+            checks.check_label_map(model_config, task.label_names, model, task.name)
         if masks:
-            T.check_mask_token(T.load_tokenizer(files.path, plan_score.trust_remote_code), model)
+            checks.check_mask_token(hub.load_tokenizer(files.path, plan_score.trust_remote_code), model)
     except DistillError as e:
         return [f"[teacher.model] {e}"]
     return []
 
 
-def _stage_configs(cfg: C.RunConfig, out: Path, task: TaskSpec | None, data: Path | None) -> RunPlan:
+def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, data: Path | None) -> RunPlan:
     """Every stage's config from the run config's sections (unchecked)."""
     seed = cfg.top["seed"]
     recipe_args, augment_args = _split_fields(cfg.sections["augment"], RecipeConfig)
@@ -180,7 +191,7 @@ def _stage_configs(cfg: C.RunConfig, out: Path, task: TaskSpec | None, data: Pat
     return RunPlan(out, task, data, augment, finetune, score, students)
 
 
-def plan_run(cfg: C.RunConfig, out: Path | None = None) -> RunPlan:
+def plan_run(cfg: run_config.RunConfig, out: Path | None = None) -> RunPlan:
     """Build every stage's config and check all of it before any work: the run directory, the task and its
     files, the teacher, and every range and combination a stage would refuse. One ConfigError lists every
     problem, each with its key path, within seconds (not after augmentation and hours of scoring)."""
@@ -199,7 +210,7 @@ def plan_run(cfg: C.RunConfig, out: Path | None = None) -> RunPlan:
     return plan
 
 
-def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
+def run(cfg: run_config.RunConfig, out: Path | None = None) -> StageResult:
     """Check everything (`plan_run`), then run the stages in order under the run directory's lock."""
     from .augment import run as augment
     from .finetune import run as finetune
@@ -221,35 +232,35 @@ def run(cfg: C.RunConfig, out: Path | None = None) -> StageResult:
     return StageResult(plan.out, False, f"run: done; report at {report}")
 
 
-def _report(cfg: C.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfig,
+def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfig,
             progress: _Progress) -> StageResult:
-    from .. import report as R
+    from .. import report
 
     dev = {}
     for split in task.dev_splits:
         dev[split], _ = read_split(task, data, split)
     teacher = score_cfg.teacher  # measured as the score stage ran it: same device, dtype and max_length
-    rows = [R.measure_teacher(teacher, task, dev, TEACHER_SPEED_ROWS, max_length=score_cfg.max_length,
+    rows = [report.measure_teacher(teacher, task, dev, TEACHER_SPEED_ROWS, max_length=score_cfg.max_length,
                               device=score_cfg.device, dtype=score_cfg.dtype, batch_tokens=score_cfg.batch_tokens,
                               trust_remote_code=score_cfg.trust_remote_code, cache=out / TEACHER_EVAL),
-            R.measure_student(out / STUDENT, "BiLSTM student (distilled)", dev, SPEED_ROWS)]
+            report.measure_student(out / STUDENT, "BiLSTM student (distilled)", dev, SPEED_ROWS)]
     if cfg.top["baseline"]:
-        rows.append(R.measure_student(out / BASELINE, "BiLSTM student (no distillation)", dev, SPEED_ROWS))
+        rows.append(report.measure_student(out / BASELINE, "BiLSTM student (no distillation)", dev, SPEED_ROWS))
     stages = [dict(s) for s in progress.doc["stages"] if s["stage"] != "report"]
-    path = R.write_report(
+    path = report.write_report(
         out, run_name=cfg.name, task=task, teacher=teacher, rows=rows,
         transfer_stats=json.loads((out / TRANSFER / store.STATS).read_text("utf-8")),
-        agreement=R.teacher_agreement(out / SCORED), stages=stages, settings=cfg.to_dict(),
+        agreement=report.teacher_agreement(out / SCORED), stages=stages, settings=cfg.to_dict(),
         speed_rows=min(SPEED_ROWS, len(next(iter(dev.values())))),
         command=" ".join(["distill", *sys.argv[1:]]) if sys.argv else "distill run",
-        machine=R.describe_machine(rows))
+        machine=report.describe_machine(rows))
     return StageResult(path, False, f"report: {path}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's options (the `distill` parser gives it its name, help and description)."""
     p.add_argument("config", metavar="NAME_OR_PATH",
-                   help=f"a built-in config ({', '.join(C.builtin_configs())}) or a YAML file")
+                   help=f"a built-in config ({', '.join(run_config.builtin_configs())}) or a YAML file")
     p.add_argument("--out", type=Path, default=None, help="run directory (default: the config's out, or runs/NAME)")
     p.add_argument("--data", default=None, metavar="DIR", help="the task's files: short for --set data=DIR")
     p.add_argument("--teacher", default=None, metavar="DIR_OR_HUB_ID",
@@ -267,4 +278,4 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(C.load(args.config, overrides_from_args(args)), args.out)
+    return run(load_config(args.config, overrides_from_args(args)), args.out)

@@ -2,28 +2,28 @@
 
 The output is the input's rows, in the same order, plus `teacher_logits` (fixed-size list<float32>, one
 pre-softmax value per class). The input is cut into fixed contiguous shards; each is scored and written
-atomically as its final data file, so a run that is killed (even with kill -9) resumes at the first missing shard
-and finishes with the same bytes as a run that never stopped. One thread tokenises the next shard and writes the
-previous one while the current one is scored.
+atomically (datasets' ArrowWriter) into the work directory, so a run that is killed (even with kill -9) resumes
+at the first missing shard and finishes with the same bytes as a run that never stopped; at the end the shards
+become the output through `Dataset.save_to_disk`. The local engine (pipelines/engine.py) tokenises the next
+shard and writes the previous one while the current one is scored.
 
 Fingerprint: the input's fingerprint, the teacher's weights, config and tokenizer hashes, max_length, dtype and
 shard_rows, the versions of torch, transformers and tokenizers, and for bf16/fp16 the device type. In float32
 the device and batch_tokens are left out on purpose: they only reorder float operations (logits agree to about
 1e-6), so scoring again on a GPU or with another batch budget reuses the existing output instead of recomputing
 it. Reduced precision rounds differently on a CPU and a GPU (differences at bf16 resolution, not 1e-6), so there
-the device type is part of the fingerprint. Either way no output mixes two devices: each shard file names the
-device type it was computed on, and a run resumed on another device scores the first device's shards again
-(as it does any shard whose row count or fingerprint is wrong). Both are recorded in the manifest.
+the device type is part of the fingerprint. Either way no output mixes two devices: the work directory of a
+killed run is keyed by the device type too, so a run resumed on another device starts over (and a kept shard
+is checked first: its row count, and the fingerprint in its metadata). Both are recorded in the manifest.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -32,15 +32,16 @@ import pyarrow.compute as pc
 from augment import MASK_SYMBOL
 
 from .. import store
+from ..engine import LocalEngine, Shards, missing_shards
 from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_NAMES
 from ..errors import ConfigError, DataError
+from ..flags import add_flags, from_flags, setting
 from ..progress import peak_memory_mb, progress
 from ..tasks import generic_task, read_split
 from . import StageResult
-from .augment import transfer_schema
 
 if TYPE_CHECKING:
-    from .. import teacher as T
+    from ..teacher.scorer import TeacherScorer
 
 STAGE = "score"
 STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
@@ -52,18 +53,27 @@ TRANSFER_COLUMNS = ("text", "label", "source_index", "is_original", "ops")
 class ScoreConfig:
     """Settings of the score stage. Exactly one of `transfer` and `input` is given."""
 
-    teacher: str  # a model directory (save_pretrained) or hub id of a sequence classifier
-    out: Path  # output directory (created atomically)
-    transfer: Path | None = None  # a `distill augment` output
-    input: Path | None = None  # or unlabelled rows: .txt (one a line), CSV/TSV/JSONL/Parquet, datasets dir
-    text_col: str = "text"  # --input: column holding the text
-    text_pair_col: str | None = None  # --input: column holding the second text of a pair
-    batch_tokens: int | None = None  # padded tokens per forward batch (speed and memory only); None: per device
-    device: str = "auto"  # auto | cpu | cuda
-    dtype: str = "float32"  # float32 | bf16 | fp16 (autocast; logits are float32 either way)
-    max_length: int = 128  # tokens per row, longer rows are truncated
-    shard_rows: int = 16_384  # rows per output file, the unit of resuming
-    trust_remote_code: bool = False  # let the teacher's directory run its own Python code
+    teacher: str = setting(help="a model directory (save_pretrained) or hub id of a sequence classifier")
+    out: Path = setting(help="output directory (created atomically)")
+    transfer: Path | None = setting(None, help="a `distill augment` output", exclusive="source")
+    input: Path | None = setting(
+        None,
+        help="or unlabelled rows: .txt (one a line), CSV/TSV/JSONL/Parquet, datasets dir",
+        exclusive="source", flags=("--input", "--text-file"))
+    text_col: str = setting("text", help="--input: column holding the text")
+    text_pair_col: str | None = setting(None, help="--input: column holding the second text of a pair")
+    batch_tokens: int | None = setting(
+        None,
+        help=f"padded tokens per forward batch, speed and memory only (default {DEFAULT_BATCH_TOKENS['cpu']:,} on "
+             f"CPU, {DEFAULT_BATCH_TOKENS['cuda']:,} on CUDA)")
+    device: str = setting("auto", help="auto | cpu | cuda", choices=DEVICES)
+    dtype: str = setting(
+        "float32",
+        help="float32 | bf16 | fp16 (autocast; logits are float32 either way)",
+        choices=DTYPE_NAMES)
+    max_length: int = setting(128, help="tokens per row, longer rows are truncated")
+    shard_rows: int = setting(16_384, help="rows per output file, the unit of resuming")
+    trust_remote_code: bool = setting(False, help="let the teacher's directory run its own Python code")
 
     def problems(self) -> list[str]:
         out = []
@@ -126,14 +136,9 @@ def open_plain(path: Path, text_col: str, pair_col: str | None) -> Source:
     columns.update(label=pa.nulls(n, pa.int64()), source_index=pa.array(np.arange(n, dtype=np.int64)),
                    is_original=pa.array(np.ones(n, dtype=bool)),
                    ops=pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())))
-    table = pa.table(columns, schema=transfer_schema(split.text_pairs is not None))
+    table = pa.table(columns, schema=store.transfer_schema(split.text_pairs is not None))
     fp = store.fingerprint("plain-input", store.hash_path(Path(split.path)), text_col, pair_col)
     return Source(table, fp, None, path)
-
-
-def scored_schema(source: pa.Schema, num_labels: int) -> pa.Schema:
-    """The scored-set contract (DESIGN.md §4): the input's columns, then one float32 logit per class."""
-    return source.append(pa.field("teacher_logits", pa.list_(pa.float32(), num_labels), nullable=False))
 
 
 def logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
@@ -150,44 +155,46 @@ def fingerprint_settings(cfg: ScoreConfig, device_type: str) -> dict:
 # ----------------------------------------------------------------------------------------------- the stage
 
 def run(cfg: ScoreConfig) -> StageResult:
-    from .. import teacher as T  # torch: imported when a stage runs, not for --help
+    # torch: imported when a stage runs, not for --help
+    from ..devices import resolve_device
+    from ..teacher import checks, hub
+    from ..teacher.scorer import TeacherScorer
 
     problems = cfg.problems()
     if problems:
         raise ConfigError(problems)
     source = open_transfer(Path(cfg.transfer)) if cfg.transfer is not None else \
         open_plain(Path(cfg.input), cfg.text_col, cfg.text_pair_col)
-    files = T.locate_model(cfg.teacher, cfg.trust_remote_code)
-    model_config = T.load_config(files.path, cfg.trust_remote_code)
+    files = hub.locate_model(cfg.teacher, cfg.trust_remote_code)
+    model_config = hub.load_config(files.path, cfg.trust_remote_code)
     if source.task is not None:
-        T.check_label_map(model_config, source.task["label_names"], cfg.teacher, source.task["name"])
-    label_names = T.label_names_of(model_config)
+        checks.check_label_map(model_config, source.task["label_names"], cfg.teacher, source.task["name"])
+    label_names = checks.label_names_of(model_config)
     task = source.task or generic_task(cfg.text_col, cfg.text_pair_col, None, label_names).to_dict()
 
-    settings = fingerprint_settings(cfg, T.resolve_device(cfg.device).type)
+    device_type = resolve_device(cfg.device).type
+    settings = fingerprint_settings(cfg, device_type)
     fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"score: up to date, {cfg.out} (fingerprint {fp[:12]})")
     if source.has_mask():
-        T.check_mask_token(T.load_tokenizer(files.path, cfg.trust_remote_code), cfg.teacher)
+        checks.check_mask_token(hub.load_tokenizer(files.path, cfg.trust_remote_code), cfg.teacher)
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    with store.stage_run(STAGE, cfg.out, fp, config, resumable=True,
+    # The device type keys the work directory: a float32 run (whose fingerprint leaves the device out, so a
+    # finished set is reused anywhere) killed on a CPU and resumed on a GPU starts over instead of mixing shards.
+    with store.stage_run(STAGE, cfg.out, fp, config, resumable=True, work_key=device_type,
                          inputs={"transfer" if cfg.transfer is not None else "input": source.fingerprint},
                          extra={"task": task, "num_labels": len(label_names), "is_pair": source.is_pair}) as run_:
         with run_.timed("load_teacher"):
-            scorer = T.TeacherScorer(files, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
-                                     batch_tokens=cfg.batch_tokens, trust_remote_code=cfg.trust_remote_code)
+            scorer = TeacherScorer(files, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
+                                   batch_tokens=cfg.batch_tokens, trust_remote_code=cfg.trust_remote_code)
         run_.extra["teacher"] = teacher_record(scorer, cfg)
-        # Each shard names the device type it was computed on: even in float32 (where the fingerprint leaves the
-        # device out, so a finished set is reused anywhere) a run resumed on another device rescores the shards
-        # of the first instead of mixing the two.
-        schema = store.with_provenance(scored_schema(source.table.schema, scorer.num_labels), STAGE, fp,
-                                       device_type=scorer.device.type)
+        schema = store.scored_schema(source.table.schema, scorer.num_labels)
         with run_.timed("score"):
-            counts = score_shards(scorer, source.table, schema, run_.work_dir, cfg.shard_rows)
-        shard_files = [store.shard_name(i, counts["shards"]) for i in range(counts["shards"])]
-        store.write_dataset_metadata(run_.work_dir, schema, shard_files, fp)
+            counts = score_shards(scorer, source.table, schema, run_.work_dir, cfg.shard_rows, fp)
+        with run_.timed("write"):
+            store.assemble_shards(run_.work_dir, schema, fp)
         seconds = max(run_.timings["score"], 1e-9)
         run_.stats.update(counts, rows=source.table.num_rows, device=str(scorer.device), dtype=cfg.dtype,
                           threads=scorer.threads, batch_tokens=scorer.batch_tokens,
@@ -202,7 +209,7 @@ def run(cfg: ScoreConfig) -> StageResult:
                        f"{cfg.dtype} -> {cfg.out}")
 
 
-def teacher_record(scorer: T.TeacherScorer, cfg: ScoreConfig) -> dict:
+def teacher_record(scorer: TeacherScorer, cfg: ScoreConfig) -> dict:
     """What the manifest says about the teacher: enough to find it again and to know it was the same one."""
     tok = scorer.tokenizer
     return {"name": cfg.teacher, "path": str(scorer.files.path), **scorer.files.identity(),
@@ -212,90 +219,44 @@ def teacher_record(scorer: T.TeacherScorer, cfg: ScoreConfig) -> dict:
             "device": str(scorer.device)}
 
 
-def shards_to_score(work_dir: Path, n: int, num_rows: int, shard_rows: int, expected: dict) -> list[int]:
-    """The shards without a trustworthy file in `work_dir`. A file left by an earlier run is checked before it
-    is kept (row count, and the provenance in its metadata: fingerprint and device type); one that fails is
-    logged, deleted and scored again."""
-    todo = []
-    for i in range(n):
-        path = work_dir / store.shard_name(i, n)
-        if not path.is_file():
-            todo.append(i)
-            continue
-        problem = store.shard_problem(path, min(shard_rows, num_rows - i * shard_rows), expected)
-        if problem is not None:
-            log.warning("%s: %s; scoring it again", path.name, problem)
-            path.unlink()
-            todo.append(i)
-    return todo
+def score_shards(scorer: Any, table: pa.Table, schema: pa.Schema, work_dir: Path, shard_rows: int,
+                 fp: str) -> dict[str, int]:
+    """Score every shard without a trustworthy file in `work_dir/shards` (engine.missing_shards), through the
+    local engine: tokenising the next shard and writing the previous one overlap the current one's scoring."""
+    shards = Shards(table.num_rows, shard_rows)
+    shard_dir = work_dir / store.SHARDS
+    shard_dir.mkdir(exist_ok=True)
+    todo = missing_shards(shard_dir, shards, fp)
+    counts = {"shards": shards.count, "shards_resumed": shards.count - len(todo), "rows_scored": 0, "tokens": 0}
 
-
-def score_shards(scorer: T.TeacherScorer, table: pa.Table, schema: pa.Schema, work_dir: Path,
-                 shard_rows: int) -> dict[str, int]:
-    """Score every shard whose file is not in `work_dir` yet. One helper thread tokenises the next shard and
-    writes the previous one, so the device is never idle waiting for either."""
-    n = max(1, -(-table.num_rows // shard_rows))
-    for stale in work_dir.glob(".*.tmp-*"):  # a half-written file of a killed run
-        stale.unlink()
-    expected = store.file_provenance_of(schema)
-    todo = shards_to_score(work_dir, n, table.num_rows, shard_rows, expected)
-    counts = {"shards": n, "shards_resumed": n - len(todo), "rows_scored": 0, "tokens": 0}
-
-    def prepare(i: int) -> tuple[pa.Table, T.Encoded]:
+    def prepare(i: int) -> tuple[pa.Table, Any]:
         rows = table.slice(i * shard_rows, shard_rows)
         pairs = rows["text_pair"].to_pylist() if "text_pair" in rows.column_names else None
         return rows, scorer.encode(rows["text"].to_pylist(), pairs)
 
-    def write(i: int, rows: pa.Table, logits: np.ndarray) -> None:
+    def write(i: int, prepared: tuple[pa.Table, Any], logits: np.ndarray) -> None:
+        rows, _ = prepared
         out = rows.append_column("teacher_logits", logits_array(logits))
-        store.write_arrow_file(work_dir / store.shard_name(i, n), out, schema)
+        store.write_shard(shard_dir / shards.name(i), out, schema, fp)
 
-    total_rows = sum(min(shard_rows, table.num_rows - i * shard_rows) for i in todo)
-    with ThreadPoolExecutor(max_workers=1) as pool, progress(total_rows, "scoring") as bar:
-        ahead: Future | None = pool.submit(prepare, todo[0]) if todo else None
-        writing: Future | None = None
-        for k, i in enumerate(todo):
-            rows, enc = ahead.result()
-            if writing is not None:
-                writing.result()  # at most one shard waits in memory for its write
-            ahead = pool.submit(prepare, todo[k + 1]) if k + 1 < len(todo) else None
-            logits = scorer.score(enc, progress=bar.update)
-            writing = pool.submit(write, i, rows, logits)
+    with progress(sum(shards.rows(i) for i in todo), "scoring") as bar:
+        def compute(prepared: tuple[pa.Table, Any]) -> np.ndarray:
+            _, enc = prepared
             counts["rows_scored"] += len(enc)
             counts["tokens"] += int(enc.lengths.sum())
-        if writing is not None:
-            writing.result()
+            return scorer.score(enc, progress=bar.update)
+
+        LocalEngine().run(todo, prepare, compute, write)
     return counts
 
 
 # ----------------------------------------------------------------------------------------------- command line
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command's options (the `distill` parser gives it its name, help and description)."""
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--transfer", type=Path, help="transfer set written by `distill augment`")
-    src.add_argument("--input", "--text-file", dest="input", type=Path,
-                     help="or plain unlabelled rows: .txt (one a line), CSV/TSV/JSONL/Parquet, datasets directory")
-    p.add_argument("--teacher", required=True, help="model directory or hub id of a sequence classifier")
-    p.add_argument("--out", type=Path, required=True, help="output directory (created atomically)")
-    d = ScoreConfig(teacher="", out=Path())
-    p.add_argument("--text-col", default=d.text_col, help="--input: text column (default: text)")
-    p.add_argument("--text-pair-col", default=None, help="--input: second text column of pairs")
-    p.add_argument("--batch-tokens", type=int, default=None,
-                   help=f"padded tokens per batch (default {DEFAULT_BATCH_TOKENS['cpu']:,} on CPU, "
-                        f"{DEFAULT_BATCH_TOKENS['cuda']:,} on CUDA)")
-    p.add_argument("--device", choices=DEVICES, default=d.device)
-    p.add_argument("--dtype", choices=DTYPE_NAMES, default=d.dtype,
-                   help="compute precision (autocast); logits are float32 either way")
-    p.add_argument("--max-length", type=int, default=d.max_length, help=f"tokens per row (default {d.max_length})")
-    p.add_argument("--shard-rows", type=int, default=d.shard_rows,
-                   help=f"rows per output file, the unit of resuming (default {d.shard_rows})")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow the teacher directory's own code")
+    """The command's options, from ScoreConfig's fields (the `distill` parser gives it its name and help)."""
+    add_flags(p, ScoreConfig)
     p.set_defaults(func=_from_args)
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(ScoreConfig(teacher=args.teacher, out=args.out, transfer=args.transfer, input=args.input,
-                           text_col=args.text_col, text_pair_col=args.text_pair_col, batch_tokens=args.batch_tokens,
-                           device=args.device, dtype=args.dtype, max_length=args.max_length,
-                           shard_rows=args.shard_rows, trust_remote_code=args.trust_remote_code))
+    return run(from_flags(ScoreConfig, args))

@@ -154,14 +154,14 @@ def _random_bert(out: Path, tokenizer_dir: Path, size: str) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from pipelines import teacher as T
+    from pipelines.teacher import hub
 
     hidden, layers, heads, ffn = BERT_SIZES[size]
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(hidden_size=hidden, num_hidden_layers=layers,
                                                      num_attention_heads=heads, intermediate_size=ffn,
                                                      num_labels=2))
-    T.save_teacher(model, T.load_tokenizer(tokenizer_dir), out)  # BERT's uncased WordPiece vocabulary
+    hub.save_teacher(model, hub.load_tokenizer(tokenizer_dir), out)  # BERT's uncased WordPiece vocabulary
     return out
 
 
@@ -180,7 +180,7 @@ def bench_score_gpu(sst2_dir, reference_teacher, tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    from pipelines import teacher as T
+    from pipelines.teacher.scorer import Encoded, TeacherScorer
 
     lines = (sst2_dir / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
     sentences = [line.split("\t")[0] for line in lines]
@@ -192,10 +192,10 @@ def bench_score_gpu(sst2_dir, reference_teacher, tmp_path):
     table = []
     for size in BERT_SIZES:
         model_dir = _random_bert(tmp_path / size, reference_teacher, size)
-        scorer = T.TeacherScorer(model_dir, device="cuda", dtype="bf16", batch_tokens=65_536)
+        scorer = TeacherScorer(model_dir, device="cuda", dtype="bf16", batch_tokens=65_536)
         for name, texts in workloads.items():
             enc = scorer.encode(texts)
-            scorer.score(T.Encoded(enc.input_ids[:2000], None, enc.lengths[:2000]))  # warm-up
+            scorer.score(Encoded(enc.input_ids[:2000], None, enc.lengths[:2000]))  # warm-up
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             scorer.score(enc)

@@ -44,8 +44,9 @@ def _sst2_vocab():
     """The vocabulary (and frozen expansion rows) a default student trained on SST-2 has: the tokens of the
     originals (the transfer set adds none but the mask symbol), then the vocabulary expansion."""
     from pipelines.stages.train import TrainConfig
-    from pipelines.student_training import expand_vocabulary
-    from pipelines.student import Tokenizer, Vocab, tokenize_corpus
+    from pipelines.student.tokenizer import Tokenizer
+    from pipelines.student.training import expand_vocabulary
+    from pipelines.student.vocab import Vocab, tokenize_corpus
     from pipelines.tasks import get_task, read_split
 
     split, _ = read_split(get_task("sst2"), shared_path("data", "glue", "SST-2"), "train")
@@ -58,7 +59,7 @@ def _sst2_vocab():
 
 def _default_student(vocab, frozen_rows: int):
     from pipelines.stages.train import TrainConfig
-    from pipelines.student import StudentConfig, build_model
+    from pipelines.student.models import StudentConfig, build_model
 
     d = TrainConfig(scored=Path(), task=None, out=Path())  # type: ignore[arg-type]
     cfg = StudentConfig("bilstm", len(vocab), 2, embed_dim=50, hidden=d.hidden, fc=d.fc, dropout=d.dropout,
@@ -75,7 +76,7 @@ def _teacher():
 
 
 def bench_student_params():
-    from pipelines.student import count_parameters
+    from pipelines.student.io import count_parameters
 
     vocab, frozen_rows = _sst2_vocab()
     student, _ = _default_student(vocab, frozen_rows)
@@ -112,8 +113,9 @@ def _rates(fns: dict, n_rows: int, rounds: int = 3) -> dict[str, float]:
 
 
 def bench_student_speed():
-    from pipelines.export import export_onnx, onnx_available
-    from pipelines.student import Tokenizer, encode_texts, pad_batch
+    from pipelines.student.export import export_onnx, onnx_available
+    from pipelines.student.tokenizer import Tokenizer
+    from pipelines.student.vocab import encode_texts, pad_batch
     from pipelines.tasks import get_task, read_split
 
     torch.set_num_threads(THREADS)

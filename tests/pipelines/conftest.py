@@ -15,7 +15,6 @@ import pytest
 
 from augment import MASK_SYMBOL
 from pipelines import store
-from pipelines.stages.augment import transfer_schema
 from pipelines.tasks import TASKS, TaskSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +64,9 @@ def make_teacher(out: Path, label_names: tuple[str, ...] | None = ("negative", "
         for p in model.parameters():
             if init_std is not None and p.ndim >= 2:
                 p.normal_(0, init_std)
-    from pipelines.teacher import save_teacher
+    from pipelines.teacher import hub
 
-    save_teacher(model, tokenizer, out)
+    hub.save_teacher(model, tokenizer, out)
     return out
 
 
@@ -92,12 +91,12 @@ def write_transfer_set(out: Path, texts: list[str], pairs: list[str] | None = No
         columns["text_pair"] = pairs
     columns.update(label=labels, source_index=[i // 3 for i in range(n)], is_original=[i % 3 == 0 for i in range(n)],
                    ops=[[] if i % 3 == 0 else ["mask"] for i in range(n)])
-    schema = transfer_schema(pairs is not None)
+    schema = store.transfer_schema(pairs is not None)
     table = pa.table(columns, schema=schema)
     fp = store.fingerprint("test-transfer", texts, pairs, labels)
     with store.stage_run("augment", out, fp, {"test": True},
                          extra={"task": task.to_dict(), "num_labels": task.num_labels}) as run:
-        store.write_dataset(run.work_dir, table, schema, "augment", fp, rows_per_shard=max(1, n // 2 + 1))
+        store.write_dataset(run.work_dir, table, schema, fp, rows_per_shard=max(1, n // 2 + 1))
         run.commit()
     return out
 

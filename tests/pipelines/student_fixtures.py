@@ -48,7 +48,7 @@ def write_scored_set(out: Path, texts: list[str], logits: np.ndarray, labels: li
     table = pa.table(cols).cast(schema)
     fp = store.fingerprint("test-scored", texts[:50], n, float(logits.sum()), pairs is not None)
     with store.stage_run("score", out, fp, {"test": True}, seed=0, extra={"teacher": "test"}) as run:
-        store.write_dataset(run.work_dir, table, schema, "score", fp)
+        store.write_dataset(run.work_dir, table, schema, fp)
         run.stats["rows"] = n
         run.commit()
     return Path(out)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import config as C
+from pipelines import config as run_config
 from pipelines.errors import ConfigError
+from pipelines.stages.run import load_config
 
 
 def test_every_builtin_config_validates():
-    assert set(C.builtin_configs()) == {"demo", "sst2", "mrpc", "custom-template"}
-    for name in C.builtin_configs():
-        cfg = C.load(name)
+    assert set(run_config.builtin_configs()) == {"demo", "sst2", "mrpc", "custom-template"}
+    for name in run_config.builtin_configs():
+        cfg = load_config(name)
         assert cfg.top["task"]
 
 
 def test_overrides_reach_any_key_and_parse_yaml_scalars():
-    cfg = C.load("demo", ["student.epochs=3", "augment.p_mask=0.2", "teacher.model=some/model", "baseline=false",
+    cfg = load_config("demo", ["student.epochs=3", "augment.p_mask=0.2", "teacher.model=some/model", "baseline=false",
                           "data=/tmp/x", "finetune.lr=3e-5"])
     assert cfg.sections["student"]["epochs"] == 3
     assert cfg.sections["augment"]["p_mask"] == 0.2
@@ -26,7 +27,7 @@ def test_overrides_reach_any_key_and_parse_yaml_scalars():
 
 def test_all_problems_reported_at_once_with_key_paths():
     with pytest.raises(ConfigError) as err:
-        C.load("demo", ["student.epochz=3", "augment.p_mask=high", "seed=x", "bogus=1", "teacher.model=5",
+        load_config("demo", ["student.epochz=3", "augment.p_mask=high", "seed=x", "bogus=1", "teacher.model=5",
                         "student.baseline=true"])
     msg = str(err.value)
     for expected in ("[student.epochz] unknown key; did you mean epochs?", "[augment.p_mask] expected a number",
@@ -38,30 +39,30 @@ def test_all_problems_reported_at_once_with_key_paths():
 
 def test_unknown_config_name_lists_builtins(tmp_path):
     with pytest.raises(ConfigError, match="built-in configs: custom-template, demo, mrpc, sst2"):
-        C.load("nope")
+        load_config("nope")
 
 
 def test_bad_yaml_names_line_and_column(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("task: sst2\nstudent:\n  epochs: [1, 2\n")
     with pytest.raises(ConfigError, match=r"bad.yaml:\d+:\d+: not valid YAML"):
-        C.load(str(path))
+        load_config(str(path))
 
 
 def test_yaml_cannot_run_code(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("task: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        C.load(str(path))
+        load_config(str(path))
 
 
 def test_malformed_set_is_refused():
     with pytest.raises(ConfigError, match="expected key=value"):
-        C.load("demo", ["student.epochs"])
+        load_config("demo", ["student.epochs"])
 
 
 def test_yaml_booleans_where_a_string_is_expected_are_explained():
-    from pipelines.config import load
+    from pipelines.stages.run import load_config as load
     from pipelines.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"\[labels\[0\]\] expected a string, got False .*quote the value"):

@@ -1,23 +1,32 @@
-"""pipelines/export.py: TorchScript, ONNX and predict.py give the trained model's logits, at any batch/length."""
+"""pipelines/student/export.py: TorchScript, ONNX and predict.py give the trained model's logits, at any
+batch/length; predict.py is copied unchanged and runs without this project."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+import inspect
 import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from augment import MASK_SYMBOL
 from pipelines.errors import ConfigError
-from pipelines.export import check_exports, export_student, predict_source
+from pipelines.devices import torch_threads
 from pipelines.settings import parse_formats
 from pipelines.stages import train as train_stage
-from pipelines.student import (StudentConfig, Tokenizer, build_model, encode_texts, load_student, predict_logits,
-                               torch_threads)
+from pipelines.student import predict as predict_module, tokenizer as tokenizer_module, vocab as vocab_module
+from pipelines.student.export import check_exports, export_student, predict_source
+from pipelines.student.io import load_student
+from pipelines.student.models import StudentConfig, build_model, predict_logits
+from pipelines.student.tokenizer import Tokenizer
+from pipelines.student.vocab import encode_texts
 
 from .student_fixtures import demo_scored_set, tiny_train_config
 
@@ -113,6 +122,60 @@ def test_export_predict_helper_command_line(student_dir, tmp_path):
     assert all(abs(sum(r["probs"]) - 1) < 1e-6 and r["label"] in ("negative", "positive") for r in rows)
 
 
+
+def test_export_predict_helper_is_the_packages_predict_py(student_dir):
+    """Every student directory gets pipelines/student/predict.py byte for byte (no generated code)."""
+    assert (student_dir / "predict.py").read_bytes() == Path(predict_module.__file__).read_bytes()
+    assert predict_source() == Path(predict_module.__file__).read_text("utf-8")
+
+
+def test_export_predict_helper_tokenizer_copy_is_verbatim():
+    """predict.py carries its own copy of the tokeniser and the constants it needs: they must not drift."""
+    assert inspect.getsource(predict_module.Tokenizer) == inspect.getsource(tokenizer_module.Tokenizer)
+    assert predict_module.MASK_SYMBOL == MASK_SYMBOL
+    assert (predict_module.PAD, predict_module.UNK) == (vocab_module.PAD, vocab_module.UNK)
+
+
+def test_export_predict_helper_imports_only_its_runtimes():
+    """predict.py may import the standard library and numpy, onnxruntime or torch; nothing of this project."""
+    tree = ast.parse(Path(predict_module.__file__).read_text("utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert not any(isinstance(node, ast.ImportFrom) and node.level for node in ast.walk(tree))
+    assert imported <= {"__future__", "argparse", "json", "math", "re", "sys", "pathlib", "warnings", "numpy",
+                        "onnxruntime", "torch"}
+
+
+# Runs predict.py with `pipelines` and `augment` made unimportable, from a copy of the student directory.
+_BLOCKED_RUN = """
+import importlib.abc, runpy, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pipelines", "augment"):
+            raise ImportError(f"predict.py imported {name}")
+sys.meta_path.insert(0, Block())
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_export_predict_helper_runs_stand_alone(student_dir, tmp_path, backend):
+    copy = tmp_path / "served"
+    copy.mkdir()
+    for name in ("predict.py", "config.json", "vocab.json", "model.onnx", "model.pt"):
+        (copy / name).write_bytes((student_dir / name).read_bytes())
+    proc = subprocess.run([sys.executable, "-I", "-c", _BLOCKED_RUN, str(copy / "predict.py"), "--backend", backend,
+                           "--json", *TEXTS[:3]], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    got = [json.loads(line)["probs"] for line in proc.stdout.splitlines()]
+    s = load_student(student_dir)
+    want = predict_logits(s.model, encode_texts(TEXTS[:3], s.tokenizer, s.vocab), None, s.cfg.max_len)
+    np.testing.assert_allclose(got, torch.softmax(torch.from_numpy(want), 1).numpy(), atol=1e-5)
+
 def test_export_pair_model(tmp_path):
     torch.manual_seed(0)
     cfg = StudentConfig("siamese_bilstm", vocab_size=30, num_labels=3, embed_dim=6, hidden=5, fc=7)
@@ -149,7 +212,7 @@ def test_onnx_export_is_part_of_the_default_install():
     """`pip install distill-pipelines` alone brings what `distill train`'s default export needs for model.onnx."""
     from importlib import metadata
 
-    from pipelines.export import onnx_available
+    from pipelines.student.export import onnx_available
 
     required = metadata.requires("distill-pipelines") or []
     default = {r.split(">")[0].split("=")[0].strip() for r in required if "extra ==" not in r}

@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 
 from pipelines import cli, store
-from pipelines import teacher as T
 from pipelines.errors import ConfigError, MissingResourceError
+from pipelines.settings import TrainSettings
 from pipelines.stages import finetune, score
 from pipelines.stages.finetune import FinetuneConfig
+from pipelines.teacher import hub
+from pipelines.teacher.scorer import TeacherScorer
 from pipelines.tasks import TASKS
 
 from .conftest import make_teacher
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-FAST = T.TrainSettings(epochs=3, lr=5e-3, batch_tokens=128, warmup_ratio=0.1, eval_steps=7, seed=1)
+FAST = TrainSettings(epochs=3, lr=5e-3, batch_tokens=128, warmup_ratio=0.1, eval_steps=7, seed=1)
 
 
 def write_toy_sst2(out: Path, n_train: int = 160, n_dev: int = 48) -> Path:
@@ -63,11 +65,11 @@ def test_finetune_stage_writes_a_teacher_that_score_accepts(toy_data, backbone, 
     assert metrics["best"]["dev"]["dev"]["accuracy"] == max(h["dev"]["dev"]["accuracy"] for h in metrics["history"])
     manifest = store.read_manifest(out)
     assert manifest["stage"] == "finetune-teacher" and manifest["precision"] == "float32"
-    assert manifest["base_model"]["weights_sha256"] == T.locate_model(backbone).weights_sha256
+    assert manifest["base_model"]["weights_sha256"] == hub.locate_model(backbone).weights_sha256
 
     # The weights kept are the best evaluation's: scoring dev with the saved teacher reproduces its accuracy.
     dev = (toy_data / "dev.tsv").read_text().splitlines()[1:]
-    scorer = T.TeacherScorer(out, device="cpu")
+    scorer = TeacherScorer(out, device="cpu")
     pred = scorer.predict([line.split("\t")[0] for line in dev]).argmax(1)
     gold = np.array([int(line.split("\t")[1]) for line in dev])
     assert float(np.mean(pred == gold)) == pytest.approx(metrics["dev"]["dev"]["accuracy"])
@@ -90,7 +92,7 @@ def test_finetune_stage_cli(toy_data, backbone, tmp_path, capsys):
 
 
 def test_finetune_stage_reports_every_config_problem(tmp_path):
-    bad = T.TrainSettings(epochs=0, lr=-1.0, warmup_ratio=1.5)
+    bad = TrainSettings(epochs=0, lr=-1.0, warmup_ratio=1.5)
     with pytest.raises(ConfigError) as e:
         finetune.run(FinetuneConfig(task=TASKS["sst2"], out=tmp_path / "t", train=bad, limit=0))
     assert len(e.value.problems) == 4 and "[epochs] must be >= 1" in str(e.value)
@@ -111,13 +113,13 @@ def test_finetune_stage_real_minilm_then_score(sst2_dir, tmp_path):
     from pipelines.stages.augment import run as augment
 
     teacher = finetune.run(FinetuneConfig(task=TASKS["sst2"], data=sst2_dir, out=tmp_path / "teacher", limit=64,
-                                          train=T.TrainSettings(epochs=1), device="cpu")).out_dir
+                                          train=TrainSettings(epochs=1), device="cpu")).out_dir
     metrics = json.loads((teacher / "metrics.json").read_text())
     assert metrics["train_rows"] == 64
     # The reported dev accuracy is the saved teacher's: scoring dev with it again gives the same figure.
     lines = (sst2_dir / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     texts, gold = [ln.split("\t")[0] for ln in lines], np.array([int(ln.split("\t")[1]) for ln in lines])
-    predicted = T.TeacherScorer(teacher, device="cpu").predict(texts).argmax(1)
+    predicted = TeacherScorer(teacher, device="cpu").predict(texts).argmax(1)
     assert metrics["dev"]["dev"]["accuracy"] == pytest.approx(float(np.mean(predicted == gold)), abs=1e-4)
     assert json.loads((teacher / "config.json").read_text())["id2label"] == {"0": "negative", "1": "positive"}
     transfer = augment(AugmentConfig(task=TASKS["sst2"], data=sst2_dir, out=tmp_path / "transfer", limit=20,

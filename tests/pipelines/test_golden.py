@@ -95,7 +95,9 @@ def test_golden_scored_set(sst2_transfer, reference_teacher, tmp_path):
 @pytest.mark.slow
 def test_golden_demo_student_dev_predictions(tmp_path):
     from pipelines.stages.train import run as train
-    from pipelines.student import encode_texts, load_student, predict_logits
+    from pipelines.student.io import load_student
+    from pipelines.student.models import predict_logits
+    from pipelines.student.vocab import encode_texts
     from pipelines.tasks import get_task, read_split
 
     scored = demo_scored_set(tmp_path / "scored", synthetic_per_row=2)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines import metrics as M
+from pipelines import metrics
 
 # tp = 2 (rows 0, 1), fn = 2 (rows 2, 3), fp = 1 (row 4), tn = 5 (rows 5..9)
 GOLD = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
@@ -16,25 +16,25 @@ PRED = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0, 0])
 
 
 def test_accuracy_f1_and_mcc_match_the_hand_computed_confusion_matrix():
-    assert M.accuracy(PRED, GOLD) == 0.7  # 7 of 10
-    assert M.f1(PRED, GOLD) == pytest.approx(4 / 7)  # 2tp / (2tp + fp + fn) = 4 / (4 + 1 + 2)
+    assert metrics.accuracy(PRED, GOLD) == 0.7  # 7 of 10
+    assert metrics.f1(PRED, GOLD) == pytest.approx(4 / 7)  # 2tp / (2tp + fp + fn) = 4 / (4 + 1 + 2)
     # (tp·tn − fp·fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn)) = (10 − 2) / sqrt(3·4·6·7)
-    assert M.mcc(PRED, GOLD) == pytest.approx(8 / math.sqrt(504))
+    assert metrics.mcc(PRED, GOLD) == pytest.approx(8 / math.sqrt(504))
 
 
 def test_f1_of_the_other_class_counts_class_zero_as_positive():
     # with 0 as the positive class: tp = 5, fp = 2, fn = 1
-    assert M.f1(PRED, GOLD, positive=0) == pytest.approx(10 / 13)
+    assert metrics.f1(PRED, GOLD, positive=0) == pytest.approx(10 / 13)
 
 
 def test_perfect_and_inverted_predictions():
-    assert (M.accuracy(GOLD, GOLD), M.f1(GOLD, GOLD), M.mcc(GOLD, GOLD)) == (1.0, 1.0, 1.0)
+    assert (metrics.accuracy(GOLD, GOLD), metrics.f1(GOLD, GOLD), metrics.mcc(GOLD, GOLD)) == (1.0, 1.0, 1.0)
     inverted = 1 - GOLD
-    assert (M.accuracy(inverted, GOLD), M.f1(inverted, GOLD), M.mcc(inverted, GOLD)) == (0.0, 0.0, -1.0)
+    assert (metrics.accuracy(inverted, GOLD), metrics.f1(inverted, GOLD), metrics.mcc(inverted, GOLD)) == (0.0, 0.0, -1.0)
 
 
 def test_mcc_is_symmetric_in_the_labels():
-    assert M.mcc(1 - PRED, 1 - GOLD) == pytest.approx(M.mcc(PRED, GOLD))
+    assert metrics.mcc(1 - PRED, 1 - GOLD) == pytest.approx(metrics.mcc(PRED, GOLD))
 
 
 @pytest.mark.parametrize("pred, gold, expected", [
@@ -50,23 +50,23 @@ def test_mcc_is_symmetric_in_the_labels():
 ])
 def test_degenerate_confusion_matrices_give_defined_metrics(pred, gold, expected):
     with np.errstate(all="raise"):  # a 0/0 or sqrt of nothing would raise here instead of slipping out as NaN
-        got = M.compute(("accuracy", "f1", "mcc"), np.array(pred), np.array(gold))
+        got = metrics.compute(("accuracy", "f1", "mcc"), np.array(pred), np.array(gold))
     assert got == expected
 
 
 def test_compute_skips_unlabelled_rows_and_keeps_the_requested_order():
     pred = np.array([1, 0, 1, 1])
     gold = np.array([1, -1, 0, -1])  # rows 1 and 3 have no gold label
-    got = M.compute(("f1", "accuracy"), pred, gold)
+    got = metrics.compute(("f1", "accuracy"), pred, gold)
     assert list(got) == ["f1", "accuracy"]
     assert got == {"f1": pytest.approx(2 / 3), "accuracy": 0.5}  # over rows 0 and 2 only: tp = 1, fp = 1
 
 
 def test_compute_rounds_to_six_places():
-    assert M.compute(("f1",), PRED, GOLD) == {"f1": 0.571429}
+    assert metrics.compute(("f1",), PRED, GOLD) == {"f1": 0.571429}
 
 
 def test_no_labelled_rows_at_all_gives_zeros_not_nan():
     with np.errstate(all="raise"):
-        got = M.compute(("accuracy", "f1", "mcc"), np.array([1, 0]), np.array([-1, -1]))
+        got = metrics.compute(("accuracy", "f1", "mcc"), np.array([1, 0]), np.array([-1, -1]))
     assert got == {"accuracy": 0.0, "f1": 0.0, "mcc": 0.0}

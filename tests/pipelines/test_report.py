@@ -9,11 +9,14 @@ import shutil
 import numpy as np
 import pytest
 
-from pipelines import metrics
-from pipelines import report as R
-from pipelines import teacher as T
+from pipelines.stages.run import load_config
+from pipelines import metrics, report
 from pipelines.cli import main
+from pipelines.settings import TrainSettings
 from pipelines.tasks import DEMO_DIR, get_task, read_split
+from pipelines.teacher import hub
+from pipelines.teacher.finetune import plan_epochs
+from pipelines.teacher.scorer import TeacherScorer, encode
 
 from .conftest import make_teacher
 
@@ -21,8 +24,8 @@ DEMO = get_task("demo")
 DEV_ROWS = 100  # data/demo/dev.tsv
 
 
-def _row(name: str, accuracy: float, params: int, rate: float, **how) -> R.ModelRow:
-    return R.ModelRow(name, {"dev": {"accuracy": accuracy}}, params, params // 10, rate, 1.0, "/x",
+def _row(name: str, accuracy: float, params: int, rate: float, **how) -> report.ModelRow:
+    return report.ModelRow(name, {"dev": {"accuracy": accuracy}}, params, params // 10, rate, 1.0, "/x",
                       **{"speed_rows": 2, **how})
 
 
@@ -30,7 +33,7 @@ def _write(tmp_path, rows):
     agreement = {"gold_agreement_on_originals": 0.9, "_confidence": np.array([0.9, 0.6]),
                  "_original": np.array([True, False])}
     transfer = {"originals": 1, "synthetic": 1, "rows": 2, "rows_per_rule": {"mask": 1}}
-    path = R.write_report(tmp_path, run_name="t", task=get_task("sst2"), teacher="teacher", rows=rows,
+    path = report.write_report(tmp_path, run_name="t", task=get_task("sst2"), teacher="teacher", rows=rows,
                           transfer_stats=transfer, agreement=agreement, stages=[], settings={}, speed_rows=2,
                           command="distill run t", machine="2 CPU cores")
     return path.read_text(), json.loads((tmp_path / "report.json").read_text())
@@ -74,13 +77,13 @@ def demo_dev():
 def predicted_rows(monkeypatch) -> list[int]:
     """The number of rows of every TeacherScorer.predict call, in order."""
     calls: list[int] = []
-    predict = T.TeacherScorer.predict
+    predict = TeacherScorer.predict
 
     def counting(self, texts, pairs=None):
         calls.append(len(texts))
         return predict(self, texts, pairs)
 
-    monkeypatch.setattr(T.TeacherScorer, "predict", counting)
+    monkeypatch.setattr(TeacherScorer, "predict", counting)
     return calls
 
 
@@ -88,15 +91,15 @@ def predicted_rows(monkeypatch) -> list[int]:
 def test_teacher_dev_metrics_are_cached_and_speed_is_timed_on_a_sample(tiny_teacher, demo_dev, tmp_path,
                                                                        predicted_rows):
     cache = tmp_path / "teacher-eval.json"
-    first = R.measure_teacher(str(tiny_teacher), DEMO, demo_dev, 16, cache=cache)
+    first = report.measure_teacher(str(tiny_teacher), DEMO, demo_dev, 16, cache=cache)
     assert predicted_rows == [DEV_ROWS, 16, 16, 16]  # the whole dev split once; warm-up + 2 timed passes of 16
-    logits = T.TeacherScorer(str(tiny_teacher), device="cpu").predict(demo_dev["dev"].texts)
+    logits = TeacherScorer(str(tiny_teacher), device="cpu").predict(demo_dev["dev"].texts)
     assert first.dev == {"dev": metrics.compute(DEMO.metrics, logits.argmax(1), demo_dev["dev"].labels)}
     assert (first.speed_rows, first.device, first.dtype) == (16, "cpu", "float32")
     assert json.loads(cache.read_text())["dev"] == first.dev
 
     predicted_rows.clear()
-    second = R.measure_teacher(str(tiny_teacher), DEMO, demo_dev, 16, cache=cache)
+    second = report.measure_teacher(str(tiny_teacher), DEMO, demo_dev, 16, cache=cache)
     assert predicted_rows == [16, 16, 16]  # only the timing: the dev metrics come from the cache
     assert second.dev == first.dev
 
@@ -106,7 +109,7 @@ def test_teacher_dev_metrics_are_cached_and_speed_is_timed_on_a_sample(tiny_teac
 def test_teacher_is_evaluated_again_when_what_its_metrics_depend_on_changes(change, tiny_teacher, demo_dev,
                                                                             tmp_path, predicted_rows):
     cache = tmp_path / "teacher-eval.json"
-    R.measure_teacher(str(tiny_teacher), DEMO, demo_dev, 8, cache=cache)
+    report.measure_teacher(str(tiny_teacher), DEMO, demo_dev, 8, cache=cache)
     teacher, dev, kwargs = str(tiny_teacher), demo_dev, {}
     if change == "max_length":
         kwargs["max_length"] = 64
@@ -123,7 +126,7 @@ def test_teacher_is_evaluated_again_when_what_its_metrics_depend_on_changes(chan
     else:
         cache.write_text("{not json", "utf-8")
     predicted_rows.clear()
-    row = R.measure_teacher(teacher, DEMO, dev, 8, cache=cache, **kwargs)
+    row = report.measure_teacher(teacher, DEMO, dev, 8, cache=cache, **kwargs)
     assert predicted_rows == [DEV_ROWS, 8, 8, 8]
     assert json.loads(cache.read_text())["dev"] == row.dev  # the cache now holds the new evaluation
 
@@ -161,12 +164,11 @@ def test_demo_teacher_is_fine_tuned_for_enough_steps_to_teach():
     distilled student; 36 fit it. Counted from the demo config's settings and the backbone's tokenizer."""
     import dataclasses
 
-    from pipelines import config as C
 
-    names = {f.name for f in dataclasses.fields(T.TrainSettings)}
-    finetune = C.load("demo", []).sections["finetune"]
-    settings = T.TrainSettings(**{k: v for k, v in finetune.items() if k in names})
-    tokenizer = T.load_tokenizer(T.locate_model(T.default_backbone()).path)
+    names = {f.name for f in dataclasses.fields(TrainSettings)}
+    finetune = load_config("demo", []).sections["finetune"]
+    settings = TrainSettings(**{k: v for k, v in finetune.items() if k in names})
+    tokenizer = hub.load_tokenizer(hub.locate_model(hub.default_backbone()).path)
     train = read_split(DEMO, DEMO_DIR, "train")[0]
-    lengths = T.encode(tokenizer, train.texts, None, 128).lengths
-    assert sum(len(epoch) for epoch in T.plan_epochs(lengths, settings)) >= 30
+    lengths = encode(tokenizer, train.texts, None, 128).lengths
+    assert sum(len(epoch) for epoch in plan_epochs(lengths, settings)) >= 30

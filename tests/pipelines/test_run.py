@@ -103,7 +103,7 @@ def test_missing_teacher_is_explained(tmp_path, capsys, sst2_dir):
 
 def test_data_and_teacher_shortcuts_are_overrides():
     from pipelines.cli import build_parser
-    from pipelines.config import load
+    from pipelines.stages.run import load_config as load
     from pipelines.stages.run import overrides_from_args
 
     args = build_parser().parse_args(["run", "sst2", "--data", "glue/SST 2", "--teacher", "null",

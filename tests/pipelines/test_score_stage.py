@@ -16,11 +16,12 @@ import pytest
 
 from augment import MASK_SYMBOL
 from pipelines import cli, store
-from pipelines import teacher as T
 from pipelines.errors import TeacherMismatchError
 from pipelines.stages import score
 from pipelines.stages.score import ScoreConfig
 from pipelines.tasks import TASKS
+from pipelines.teacher import hub
+from pipelines.teacher.scorer import TeacherScorer
 
 from .conftest import REPO_ROOT, make_teacher, random_sentences, write_transfer_set
 from .test_teacher import reference_logits
@@ -55,13 +56,18 @@ def test_score_stage_writes_the_scored_set(tiny_transfer, tiny_teacher, tmp_path
     teacher = manifest["teacher"]
     assert manifest["stage"] == "score" and manifest["num_labels"] == 2 and manifest["task"]["name"] == "sst2"
     assert teacher["id2label"] == {"0": "negative", "1": "positive"} and teacher["mask_token"] == "[MASK]"
-    assert teacher["weights_sha256"] == T.locate_model(tiny_teacher).weights_sha256
+    assert teacher["weights_sha256"] == hub.locate_model(tiny_teacher).weights_sha256
     assert {teacher["dtype"], teacher["device"], teacher["max_length"]} == {"float32", "cpu", 128}
     assert manifest["inputs"] == {"transfer": store.read_manifest(tiny_transfer)["fingerprint"]}
     stats = json.loads((result.out_dir / "stats.json").read_text())
     assert stats["rows_scored"] == 300 and stats["tokens_per_s"] > 0
-    meta = store.read_arrow_file(store.dataset_files(result.out_dir)[0]).schema.metadata[store.SCHEMA_METADATA_KEY]
-    assert json.loads(meta) == {"stage": "score", "fingerprint": manifest["fingerprint"], "device_type": "cpu"}
+    # Plain pyarrow reads the same rows as datasets: the files are Arrow IPC streams.
+    import pyarrow as pa
+
+    plain = pa.concat_tables([pa.ipc.open_stream(p.read_bytes()).read_all() for p in store.dataset_files(result.out_dir)])
+    assert plain["text"].to_pylist() == source["text"] and plain.num_rows == 300
+    state = json.loads((result.out_dir / "state.json").read_text())  # written by datasets' save_to_disk
+    assert state["_fingerprint"] == manifest["fingerprint"][:16] and not (result.out_dir / "shards").exists()
 
 
 def test_score_stage_rerun_is_a_noop_unless_results_change(tiny_transfer, tiny_teacher, tmp_path):
@@ -126,8 +132,8 @@ def test_score_stage_plain_csv_pairs(tiny_teacher, tmp_path):
 
 def test_score_stage_loads_the_teacher_once(tiny_transfer, tiny_teacher, tmp_path, monkeypatch):
     calls = []
-    init = T.TeacherScorer.__init__
-    monkeypatch.setattr(T.TeacherScorer, "__init__", lambda self, *a, **k: calls.append(1) or init(self, *a, **k))
+    init = TeacherScorer.__init__
+    monkeypatch.setattr(TeacherScorer, "__init__", lambda self, *a, **k: calls.append(1) or init(self, *a, **k))
     score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=tmp_path / "s", shard_rows=50))
     assert len(calls) == 1 and len(store.dataset_files(tmp_path / "s")) == 6
 
@@ -146,14 +152,14 @@ def test_score_stage_cli(tiny_transfer, tiny_teacher, tmp_path, capsys):
 _SLOW_RUN = """
 import sys, time
 from pathlib import Path
-from pipelines import teacher as T
 from pipelines.stages import score
-real = T.TeacherScorer.score
+from pipelines.teacher.scorer import TeacherScorer
+real = TeacherScorer.score
 def slow(self, *a, **k):
     out = real(self, *a, **k)
     time.sleep(0.5)
     return out
-T.TeacherScorer.score = slow
+TeacherScorer.score = slow
 score.run(score.ScoreConfig(teacher=sys.argv[1], transfer=Path(sys.argv[2]), out=Path(sys.argv[3]), shard_rows=32))
 """
 
@@ -164,7 +170,7 @@ def test_score_stage_kill_and_resume_is_byte_identical(tiny_transfer, tiny_teach
                             cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".killed.partial-*/data-00000-*.arrow")):
+        while not list(tmp_path.glob(".killed.partial-*/shards/data-00000-*.arrow")):
             assert proc.poll() is None, "the run ended before its first shard appeared"
             assert time.monotonic() < deadline, "no shard written within 120 s"
             time.sleep(0.02)
@@ -172,7 +178,7 @@ def test_score_stage_kill_and_resume_is_byte_identical(tiny_transfer, tiny_teach
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     partial = next(tmp_path.glob(".killed.partial-*"))
-    done_before = len(list(partial.glob("data-*.arrow")))
+    done_before = len(list(partial.glob("shards/data-*.arrow")))
     assert 1 <= done_before < 10 and not killed.exists()
 
     resumed = score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=killed, shard_rows=32))
@@ -223,52 +229,49 @@ def arrow_bytes(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.glob("data-*.arrow"))}
 
 
-def _killed_partial(tiny_transfer, tiny_teacher, out) -> Path:
-    """The work directory a killed run leaves: a finished run's shards, put back beside a missing output."""
-    score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=32))
-    fp = store.read_manifest(out)["fingerprint"]
-    partial = out.parent / f".{out.name}.partial-{fp[:16]}"
-    out.rename(partial)
-    for name in ("manifest.json", "stats.json", "state.json", "dataset_info.json"):
-        (partial / name).unlink()
-    return partial
+def _killed_partial(tiny_transfer, tiny_teacher, out, monkeypatch) -> Path:
+    """The work directory a run killed after scoring its last shard leaves: every shard, no output."""
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "assemble_shards", killed)
+        with pytest.raises(KeyboardInterrupt):
+            score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=32))
+    assert not out.exists()
+    (partial,) = out.parent.glob(f".{out.name}.partial-*")
+    return partial / "shards"
 
 
-def test_resumed_shards_are_checked_before_they_are_trusted(tiny_transfer, tiny_teacher, tmp_path):
+def test_resumed_shards_are_checked_before_they_are_trusted(tiny_transfer, tiny_teacher, tmp_path, monkeypatch):
+    straight = score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=tmp_path / "straight",
+                                     shard_rows=32)).out_dir
     out = tmp_path / "s"
-    partial = _killed_partial(tiny_transfer, tiny_teacher, out)
-    good = arrow_bytes(partial)
-    shards = sorted(partial.glob("data-*.arrow"))
+    shards = sorted(_killed_partial(tiny_transfer, tiny_teacher, out, monkeypatch).glob("data-*.arrow"))
+    assert len(shards) == 10
     # shard 1: truncated (a disk-full write); shard 2: another shard's rows (wrong count); shard 3: written with
     # other settings (another fingerprint in its metadata)
     shards[1].write_bytes(shards[1].read_bytes()[:300])
     shards[2].write_bytes(shards[9].read_bytes())
     table = store.read_arrow_file(shards[3])
-    meta = dict(table.schema.metadata)
-    meta[store.SCHEMA_METADATA_KEY] = meta[store.SCHEMA_METADATA_KEY].replace(b'"fingerprint":"', b'"fingerprint":"0')
-    store.write_arrow_file(shards[3], table.replace_schema_metadata(meta), table.schema.with_metadata(meta))
+    store.write_shard(shards[3], table, table.schema.with_metadata(None), "0" * 64)
     resumed = score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=32))
     stats = json.loads((out / "stats.json").read_text())
     assert stats["shards_resumed"] == len(shards) - 3 and "resumed" in resumed.summary
-    assert arrow_bytes(out) == good
+    assert arrow_bytes(out) == arrow_bytes(straight)
 
 
-def test_a_float32_run_resumed_on_another_device_rescores_the_first_devices_shards(tiny_transfer, tiny_teacher,
-                                                                                  tmp_path):
+def test_a_float32_run_resumed_on_another_device_starts_over(tiny_transfer, tiny_teacher, tmp_path, monkeypatch):
     out = tmp_path / "s"
-    partial = _killed_partial(tiny_transfer, tiny_teacher, out)
-    good = arrow_bytes(partial)
-    first = sorted(partial.glob("data-*.arrow"))[0]
-    table = store.read_arrow_file(first)
-    meta = dict(table.schema.metadata)  # as if this shard had been scored on a GPU before the kill
-    meta[store.SCHEMA_METADATA_KEY] = meta[store.SCHEMA_METADATA_KEY].replace(b'"device_type":"cpu"',
-                                                                               b'"device_type":"cuda"')
-    assert b"cuda" in meta[store.SCHEMA_METADATA_KEY]
-    store.write_arrow_file(first, table.replace_schema_metadata(meta), table.schema.with_metadata(meta))
+    shard_dir = _killed_partial(tiny_transfer, tiny_teacher, out, monkeypatch)
+    cpu_partial = shard_dir.parent
+    fp = json.loads((cpu_partial / store.PARTIAL_MARKER).read_text())["fingerprint"]
+    gpu_partial = store.StageRun("score", out, fp, {}, work_key="cuda").work_dir
+    assert gpu_partial != cpu_partial
+    cpu_partial.rename(gpu_partial)  # as if these shards had been scored on a GPU before the kill
     score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=32, device="cpu"))
-    assert json.loads((out / "stats.json").read_text())["shards_resumed"] == 9
-    assert arrow_bytes(out) == good
-    assert all(store.file_provenance(p)["device_type"] == "cpu" for p in store.dataset_files(out))
+    assert json.loads((out / "stats.json").read_text())["shards_resumed"] == 0  # none of the GPU's shards kept
+    assert not gpu_partial.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s"]
 
 
 def test_score_fingerprint_covers_the_library_versions(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""pipelines/student.py: tokeniser, corpus encoding, vocabulary, vectors, and the BiLSTM models."""
+"""pipelines/student/: tokeniser, corpus encoding, vocabulary, vectors, and the BiLSTM models."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from augment import MASK_SYMBOL
 from pipelines.errors import ConfigError, DataError
-from pipelines.student import (MASK, PAD, SPECIALS, UNK, BiLSTMEncoder, Corpus, StudentConfig, Tokenizer, Vocab,
-                               build_model, count_parameters, encode_texts, glove_package_installed,
-                               init_embedding, load_student, load_vectors, pad_batch, save_student,
-                               tokenize_corpus, torch_threads)
+from pipelines.devices import torch_threads
+from pipelines.student.io import count_parameters, load_student, save_student
+from pipelines.student.models import BiLSTMEncoder, StudentConfig, build_model
+from pipelines.student.tokenizer import Tokenizer
+from pipelines.student.vectors import glove_package_installed, init_embedding, load_vectors
+from pipelines.student.vocab import MASK, PAD, SPECIALS, UNK, Corpus, Vocab, encode_texts, pad_batch, tokenize_corpus
 
 
 @pytest.fixture(autouse=True)
@@ -289,7 +291,7 @@ def test_student_spacy_vectors_need_a_model_with_vectors():
 
 
 def test_student_frozen_rows_look_up_pretrained_vectors_and_get_no_gradient():
-    from pipelines.student import StudentEmbedding
+    from pipelines.student.models import StudentEmbedding
 
     emb = StudentEmbedding(rows=6, dim=3, frozen_rows=2)
     with torch.no_grad():
@@ -315,7 +317,7 @@ def test_student_model_with_frozen_rows_round_trips(tmp_path):
 
 
 def test_student_expand_vocabulary_adds_unseen_whole_words(tmp_path):
-    from pipelines.student_training import expand_vocabulary
+    from pipelines.student.training import expand_vocabulary
 
     vectors = tmp_path / "v.txt"
     vectors.write_text("the 1 1\nfilm 2 2\nwell-made 3 3\nmesmerizing 4 4\n, 5 5\nsuperb 6 6\n", "utf-8")

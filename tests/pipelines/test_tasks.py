@@ -77,8 +77,9 @@ def test_bad_glue_input_names_file_line_and_problem(tmp_path, name, body, proble
 
 def test_invalid_utf8_names_the_line(tmp_path):
     path = write(tmp_path / "train.tsv", b"sentence\tlabel\ngood\t1\nbad \xff film\t0\n")
-    with pytest.raises(DataError, match=r"train.tsv:3: invalid UTF-8 \(byte 0xff at byte column 5\)"):
+    with pytest.raises(DataError, match=r"train.tsv:3: invalid UTF-8 \(byte 0xff at byte column 5\)") as err:
         read_split(get_task("sst2"), tmp_path, "train")
+    assert err.value.path == str(path) and err.value.line == 3
 
 
 def test_missing_column_lists_the_columns(tmp_path):

@@ -1,4 +1,5 @@
-"""pipelines/teacher.py: batching, the scoring core against a plain forward pass, checks, OOM halving, fine-tuning."""
+"""pipelines/teacher/ (hub, checks, scorer, finetune) and its batches (pipelines/batching.py): the scoring core
+against a plain forward pass, checks, OOM halving, fine-tuning."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ import pytest
 import torch
 
 from augment import MASK_SYMBOL
-from pipelines import teacher as T
+from pipelines import batching, devices
 from pipelines.errors import ConfigError, DistillError, MissingResourceError, TeacherMismatchError
+from pipelines.settings import TrainSettings
+from pipelines.teacher import checks, hub
+from pipelines.teacher.finetune import LabelledRows, finetune, lr_schedule
+from pipelines.teacher.scorer import (Encoded, TeacherScorer, collate, encode, render_masks, run_with_halving,
+                                      validate_logits)
 
 from .conftest import make_teacher, random_sentences
 
@@ -37,7 +43,7 @@ def reference_logits(model_dir, texts, pairs=None) -> np.ndarray:
 
 @pytest.fixture
 def scorer(tiny_teacher, one_torch_thread):
-    return T.TeacherScorer(tiny_teacher, device="cpu")
+    return TeacherScorer(tiny_teacher, device="cpu")
 
 
 # ----------------------------------------------------------------------------------------------- scoring core
@@ -60,21 +66,21 @@ def test_teacher_pair_logits_equal_one_row_forward(scorer, tiny_teacher):
 
 
 def test_teacher_truncates_at_max_length(tiny_teacher):
-    scorer = T.TeacherScorer(tiny_teacher, device="cpu", max_length=8)
+    scorer = TeacherScorer(tiny_teacher, device="cpu", max_length=8)
     enc = scorer.encode(["the movie was very very very good and fun and sad and boring"])
     assert enc.lengths.tolist() == [8]
 
 
 def test_teacher_refuses_max_length_beyond_positions(tiny_teacher):
     with pytest.raises(ConfigError, match=r"max_length 129 exceeds .* \(128 tokens\)"):
-        T.TeacherScorer(tiny_teacher, device="cpu", max_length=129)
+        TeacherScorer(tiny_teacher, device="cpu", max_length=129)
 
 
 def test_teacher_renders_mask_symbol_to_mask_token(scorer):
     enc = scorer.encode([f"the {MASK_SYMBOL} movie", "no mask here"])
     mask_id = scorer.tokenizer.mask_token_id
     assert enc.input_ids[0].count(mask_id) == 1 and mask_id not in enc.input_ids[1]
-    assert T.render_masks([f"a {MASK_SYMBOL}{MASK_SYMBOL}"], "[MASK]") == ["a [MASK][MASK]"]
+    assert render_masks([f"a {MASK_SYMBOL}{MASK_SYMBOL}"], "[MASK]") == ["a [MASK][MASK]"]
 
 
 def test_teacher_scorer_call_is_a_batch_function(scorer):
@@ -90,9 +96,9 @@ def test_teacher_empty_input(scorer):
 # ----------------------------------------------------------------------------------------------- batching
 
 @pytest.mark.parametrize("batch_tokens", [1, 7, 50, 10_000])
-def test_teacher_plan_batches_cover_rows_once_within_budget(batch_tokens):
+def test_teacher_scoring_batches_cover_rows_once_within_budget(batch_tokens):
     lengths = np.random.default_rng(0).integers(1, 40, size=500)
-    batches = T.plan_batches(lengths, batch_tokens)
+    batches = batching.by_tokens(lengths, batch_tokens)
     assert sorted(np.concatenate(batches).tolist()) == list(range(500))
     for b in batches:
         assert len(b) == 1 or len(b) * lengths[b].max() <= batch_tokens
@@ -100,11 +106,11 @@ def test_teacher_plan_batches_cover_rows_once_within_budget(batch_tokens):
     assert firsts == sorted(firsts, reverse=True)  # longest first
 
 
-def test_teacher_plan_train_batches_shuffled_and_reproducible():
+def test_teacher_training_batches_shuffled_and_reproducible():
     lengths = np.random.default_rng(0).integers(1, 40, size=5000)
-    a = T.plan_train_batches(lengths, 512, np.random.default_rng(1), group_rows=1000)
-    b = T.plan_train_batches(lengths, 512, np.random.default_rng(1), group_rows=1000)
-    c = T.plan_train_batches(lengths, 512, np.random.default_rng(2), group_rows=1000)
+    a = batching.by_tokens(lengths, 512, np.random.default_rng(1), group_rows=1000)
+    b = batching.by_tokens(lengths, 512, np.random.default_rng(1), group_rows=1000)
+    c = batching.by_tokens(lengths, 512, np.random.default_rng(2), group_rows=1000)
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(len(x) == len(y) and np.array_equal(x, y) for x, y in zip(a, c, strict=False))
     assert sorted(np.concatenate(a).tolist()) == list(range(5000))
@@ -113,11 +119,11 @@ def test_teacher_plan_train_batches_shuffled_and_reproducible():
 
 
 def test_teacher_collate_pads_and_masks():
-    enc = T.Encoded([[1, 2, 3], [4], [5, 6]], None, np.array([3, 1, 2]))
-    batch = T.collate(enc, np.array([0, 1]), pad_id=0)
+    enc = Encoded([[1, 2, 3], [4], [5, 6]], None, np.array([3, 1, 2]))
+    batch = collate(enc, np.array([0, 1]), pad_id=0)
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert "attention_mask" not in T.collate(enc, np.array([0]), pad_id=0)  # nothing padded: no mask
+    assert "attention_mask" not in collate(enc, np.array([0]), pad_id=0)  # nothing padded: no mask
 
 
 # ----------------------------------------------------------------------------------------------- OOM halving
@@ -132,7 +138,7 @@ def test_teacher_oom_halving_keeps_every_row_once():
         return torch.as_tensor(rows, dtype=torch.float32)[:, None]
 
     rows = np.arange(13)
-    pieces = T.run_with_halving(forward, rows)
+    pieces = run_with_halving(forward, rows)
     assert np.concatenate([r for r, _ in pieces]).tolist() == rows.tolist()
     assert torch.cat([t for _, t in pieces])[:, 0].tolist() == rows.tolist()
     assert calls[0] == 13 and max(len(r) for r, _ in pieces) <= 3
@@ -143,7 +149,7 @@ def test_teacher_oom_on_one_row_is_a_clear_error():
         raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
     with pytest.raises(DistillError, match="single row"):
-        T.run_with_halving(forward, np.arange(4))
+        run_with_halving(forward, np.arange(4))
 
 
 def test_teacher_predict_logits_with_oom_equals_without(scorer, monkeypatch):
@@ -165,77 +171,77 @@ def test_teacher_predict_logits_with_oom_equals_without(scorer, monkeypatch):
 
 def test_teacher_validate_logits_rejects_bad_batches():
     good = np.zeros((3, 2), dtype=np.float32)
-    assert T.validate_logits(good, 3, 2, "t") is good
+    assert validate_logits(good, 3, 2, "t") is good
     with pytest.raises(DistillError, match=r"shape \(3, 3\)"):
-        T.validate_logits(np.zeros((3, 3), np.float32), 3, 2, "t")
+        validate_logits(np.zeros((3, 3), np.float32), 3, 2, "t")
     with pytest.raises(DistillError, match="float64"):
-        T.validate_logits(np.zeros((3, 2)), 3, 2, "t")
+        validate_logits(np.zeros((3, 2)), 3, 2, "t")
     bad = good.copy()
     bad[1, 0] = np.nan
     with pytest.raises(DistillError, match="row 1"):
-        T.validate_logits(bad, 3, 2, "t")
+        validate_logits(bad, 3, 2, "t")
 
 
 def test_teacher_label_map_checks(tmp_path):
     sst2 = ("negative", "positive")
-    three = T.load_config(make_teacher(tmp_path / "three", ("a", "b", "c")))
+    three = hub.load_config(make_teacher(tmp_path / "three", ("a", "b", "c")))
     with pytest.raises(TeacherMismatchError, match=r"3 labels .* has 2"):
-        T.check_label_map(three, sst2, "three", "sst2")
-    swapped = T.load_config(make_teacher(tmp_path / "swapped", ("positive", "negative")))
+        checks.check_label_map(three, sst2, "three", "sst2")
+    swapped = hub.load_config(make_teacher(tmp_path / "swapped", ("positive", "negative")))
     with pytest.raises(TeacherMismatchError, match="positive, negative"):
-        T.check_label_map(swapped, sst2, "swapped", "sst2")
-    T.check_label_map(T.load_config(make_teacher(tmp_path / "generic", None)), sst2, "generic", "sst2")
-    T.check_label_map(T.load_config(make_teacher(tmp_path / "case", ("Negative", "POSITIVE"))), sst2, "case", "sst2")
+        checks.check_label_map(swapped, sst2, "swapped", "sst2")
+    checks.check_label_map(hub.load_config(make_teacher(tmp_path / "generic", None)), sst2, "generic", "sst2")
+    checks.check_label_map(hub.load_config(make_teacher(tmp_path / "case", ("Negative", "POSITIVE"))), sst2, "case", "sst2")
 
 
 def test_teacher_mask_token_checks(tmp_path, scorer):
-    assert T.mask_token_problem(scorer.tokenizer) is None
-    split = T.load_tokenizer(make_teacher(tmp_path / "split", split_special_tokens=True))
-    assert "splits its mask token '[MASK]' into 3 pieces" in T.mask_token_problem(split)
-    none = T.load_tokenizer(make_teacher(tmp_path / "none", mask_token=None))
-    assert T.mask_token_problem(none) == "has no mask token"
+    assert checks.mask_token_problem(scorer.tokenizer) is None
+    split = hub.load_tokenizer(make_teacher(tmp_path / "split", split_special_tokens=True))
+    assert "splits its mask token '[MASK]' into 3 pieces" in checks.mask_token_problem(split)
+    none = hub.load_tokenizer(make_teacher(tmp_path / "none", mask_token=None))
+    assert checks.mask_token_problem(none) == "has no mask token"
     with pytest.raises(TeacherMismatchError, match="--p-mask 0"):
-        T.check_mask_token(split, "split")
+        checks.check_mask_token(split, "split")
 
 
 def test_teacher_scorer_refuses_masked_text_it_cannot_render(tmp_path):
-    scorer = T.TeacherScorer(make_teacher(tmp_path / "split", split_special_tokens=True), device="cpu")
+    scorer = TeacherScorer(make_teacher(tmp_path / "split", split_special_tokens=True), device="cpu")
     assert scorer.predict(["fine without masks"]).shape == (1, 2)
     with pytest.raises(TeacherMismatchError, match="splits its mask token"):
         scorer.predict([f"the {MASK_SYMBOL} movie"])
 
 
 def test_teacher_locate_model_errors_and_hashes(tmp_path, tiny_teacher):
-    files = T.locate_model(tiny_teacher)
+    files = hub.locate_model(tiny_teacher)
     assert files.path == tiny_teacher.resolve() and len(files.weights_sha256) == 64
-    assert T.locate_model(str(tiny_teacher)).identity() == files.identity()
+    assert hub.locate_model(str(tiny_teacher)).identity() == files.identity()
     with pytest.raises(MissingResourceError, match="no such model directory"):
-        T.locate_model(tmp_path / "nowhere")
+        hub.locate_model(tmp_path / "nowhere")
     with pytest.raises(MissingResourceError, match="could not be fetched"):
-        T.locate_model("someone/not-cached-model")  # HF_HUB_OFFLINE=1 in tests
+        hub.locate_model("someone/not-cached-model")  # HF_HUB_OFFLINE=1 in tests
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingResourceError, match=r"no config\.json"):
-        T.locate_model(tmp_path / "empty")
+        hub.locate_model(tmp_path / "empty")
 
 
 def test_teacher_remote_code_is_hashed_and_fetched_only_when_trusted(tmp_path, tiny_teacher, monkeypatch):
     import huggingface_hub
 
-    plain = T.locate_model(tiny_teacher)
+    plain = hub.locate_model(tiny_teacher)
     assert "code_sha256" not in plain.identity()
     coded = tmp_path / "coded"
     shutil.copytree(tiny_teacher, coded)
     (coded / "modeling_custom.py").write_text("X = 1\n")
-    first = T.locate_model(coded).identity()
+    first = hub.locate_model(coded).identity()
     assert first["code_sha256"] and first["weights_sha256"] == plain.weights_sha256
     (coded / "modeling_custom.py").write_text("X = 2\n")  # other code computes other logits
-    assert T.locate_model(coded).identity()["code_sha256"] != first["code_sha256"]
+    assert hub.locate_model(coded).identity()["code_sha256"] != first["code_sha256"]
 
     asked = []
     monkeypatch.setattr(huggingface_hub, "snapshot_download",
                         lambda repo_id, allow_patterns: asked.append(allow_patterns) or str(tiny_teacher))
-    T.locate_model("someone/model")
-    T.locate_model("someone/model", trust_remote_code=True)
+    hub.locate_model("someone/model")
+    hub.locate_model("someone/model", trust_remote_code=True)
     assert "*.py" not in asked[0] and "*.py" in asked[1] and "*.safetensors" in asked[0]
 
 
@@ -245,26 +251,38 @@ def test_teacher_corrupt_weights_are_named(tmp_path, tiny_teacher):
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(MissingResourceError, match=r"broken: cannot read its weights"):
-        T.load_classifier(broken, torch.device("cpu"))
+        hub.load_classifier(broken, torch.device("cpu"))
 
 
 def test_teacher_device_and_dtype_choices():
-    assert T.resolve_device("cpu").type == "cpu"
-    assert T.autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
+    assert devices.resolve_device("cpu").type == "cpu"
+    assert devices.autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
     with pytest.raises(DistillError, match="fp16 needs a CUDA device"):
-        T.autocast_dtype("fp16", torch.device("cpu"))
+        devices.autocast_dtype("fp16", torch.device("cpu"))
     with pytest.raises(DistillError, match="device must be one of"):
-        T.resolve_device("tpu")
+        devices.resolve_device("tpu")
 
 
 # ----------------------------------------------------------------------------------------------- fine-tuning
 
+def _multipliers(total: int, warmup_ratio: float) -> list[float]:
+    """The learning-rate multiplier at steps 0..total of the fine-tuning schedule (base lr 1)."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = lr_schedule(optimizer, total, warmup_ratio)
+    out = []
+    for _ in range(total + 1):
+        out.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    return out
+
+
 def test_teacher_warmup_linear_schedule():
-    assert [T.warmup_linear(s, 2, 10) for s in (0, 1, 2, 6, 10)] == [0.0, 0.5, 1.0, 0.5, 0.0]
-    assert T.warmup_linear(0, 0, 4) == 1.0
+    assert [_multipliers(10, 0.2)[s] for s in (0, 1, 2, 6, 10)] == [0.0, 0.5, 1.0, 0.5, 0.0]
+    assert _multipliers(4, 0.0)[0] == 1.0
 
 
-def _toy_rows(tokenizer, n: int, seed: int) -> T.LabelledRows:
+def _toy_rows(tokenizer, n: int, seed: int) -> LabelledRows:
     """A task the tiny model can learn in seconds: does the sentence contain 'good'?"""
     rng = np.random.default_rng(seed)
     filler = ["the", "movie", "was", "a", "film", "story", "very"]
@@ -274,14 +292,14 @@ def _toy_rows(tokenizer, n: int, seed: int) -> T.LabelledRows:
         words.insert(int(rng.integers(0, len(words))), "good" if i % 2 else "bad")
         texts.append(" ".join(words))
         labels.append(i % 2)
-    return T.LabelledRows(T.encode(tokenizer, texts, None, 32), np.array(labels, dtype=np.int64))
+    return LabelledRows(encode(tokenizer, texts, None, 32), np.array(labels, dtype=np.int64))
 
 
 def _finetuned(teacher_dir, settings):
     torch.manual_seed(settings.seed)
-    tok = T.load_tokenizer(teacher_dir)
-    model = T.load_classifier(teacher_dir, torch.device("cpu"), label_names=("negative", "positive"))
-    result = T.finetune(model, _toy_rows(tok, 128, 0), {"dev": _toy_rows(tok, 64, 1)}, ("accuracy",), settings,
+    tok = hub.load_tokenizer(teacher_dir)
+    model = hub.load_classifier(teacher_dir, torch.device("cpu"), label_names=("negative", "positive"))
+    result = finetune(model, _toy_rows(tok, 128, 0), {"dev": _toy_rows(tok, 64, 1)}, ("accuracy",), settings,
                         device=torch.device("cpu"), amp_dtype=None, pad_id=0)
     return model, result
 
@@ -293,7 +311,7 @@ def trainable_teacher(tmp_path_factory):
 
 def test_teacher_finetune_learns_and_is_reproducible(trainable_teacher):
     tiny_teacher = trainable_teacher
-    settings = T.TrainSettings(epochs=4, lr=5e-3, batch_tokens=128, eval_steps=5, warmup_ratio=0.1, seed=3)
+    settings = TrainSettings(epochs=4, lr=5e-3, batch_tokens=128, eval_steps=5, warmup_ratio=0.1, seed=3)
     model, result = _finetuned(tiny_teacher, settings)
     assert result.best["dev"]["dev"]["accuracy"] >= 0.9
     assert len(result.history) > settings.epochs  # per-epoch and every-5-steps evaluations
@@ -315,11 +333,11 @@ def _bin_only_copy(tiny_teacher: Path, out: Path, extra: dict | None = None) -> 
 
 
 def test_teacher_bin_only_weights_load_safely_and_score_the_same(tmp_path, tiny_teacher):
-    binary = T.locate_model(_bin_only_copy(tiny_teacher, tmp_path / "bin"))
-    assert binary.weights_format == "bin" and T.locate_model(tiny_teacher).weights_format == "safetensors"
+    binary = hub.locate_model(_bin_only_copy(tiny_teacher, tmp_path / "bin"))
+    assert binary.weights_format == "bin" and hub.locate_model(tiny_teacher).weights_format == "safetensors"
     texts = ["a good film", "the plot was not fun"]
-    expected = T.TeacherScorer(tiny_teacher, device="cpu").predict(texts)
-    np.testing.assert_allclose(T.TeacherScorer(binary, device="cpu").predict(texts), expected, atol=1e-6)
+    expected = TeacherScorer(tiny_teacher, device="cpu").predict(texts)
+    np.testing.assert_allclose(TeacherScorer(binary, device="cpu").predict(texts), expected, atol=1e-6)
 
 
 class _RunsCode:
@@ -331,7 +349,7 @@ def test_teacher_bin_weights_that_would_run_code_are_refused(tmp_path, tiny_teac
     _RunsCode.marker = tmp_path / "ran"
     evil = _bin_only_copy(tiny_teacher, tmp_path / "evil", {"payload": _RunsCode()})
     with pytest.raises(MissingResourceError, match=r"evil: its \.bin weights hold Python objects"):
-        T.load_classifier(evil, torch.device("cpu"))
+        hub.load_classifier(evil, torch.device("cpu"))
     assert not _RunsCode.marker.exists()
 
 
@@ -342,10 +360,10 @@ def test_teacher_hub_bin_weights_are_fetched_only_without_safetensors(tmp_path, 
     asked = []
     monkeypatch.setattr(huggingface_hub, "snapshot_download",
                         lambda repo_id, allow_patterns: asked.append(allow_patterns) or str(binary))
-    assert T.locate_model("someone/bin-only").weights_format == "bin"
-    assert asked == [T.HUB_PATTERNS, ["pytorch_model*.bin"]]
+    assert hub.locate_model("someone/bin-only").weights_format == "bin"
+    assert asked == [hub.HUB_PATTERNS, ["pytorch_model*.bin"]]
     asked.clear()
     monkeypatch.setattr(huggingface_hub, "snapshot_download",
                         lambda repo_id, allow_patterns: asked.append(allow_patterns) or str(tiny_teacher))
-    T.locate_model("someone/safe")
-    assert asked == [T.HUB_PATTERNS]  # with safetensors, no pickle is ever downloaded
+    hub.locate_model("someone/safe")
+    assert asked == [hub.HUB_PATTERNS]  # with safetensors, no pickle is ever downloaded

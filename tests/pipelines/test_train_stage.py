@@ -10,12 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipelines.stages.run import load_config
 from pipelines import cli, store
-from pipelines import student_training as training
+from pipelines.student import training
 from pipelines.errors import ConfigError, DistillError, TeacherMismatchError
 from pipelines.stages import evaluate as eval_stage
 from pipelines.stages import train as train_stage
-from pipelines.student import torch_threads
+from pipelines.devices import torch_threads
 from pipelines.tasks import get_task
 
 from .student_fixtures import ROOT, SST2, TEACHER, demo_scored_set, tiny_train_config, write_scored_set
@@ -117,9 +118,8 @@ def test_train_help_points_at_the_tuning_doc_and_claims_no_device_equivalence(ca
 
 
 def test_run_config_sets_hard_labels():
-    from pipelines import config
 
-    assert config.load("demo", ["student.hard_labels=teacher"]).sections["student"]["hard_labels"] == "teacher"
+    assert load_config("demo", ["student.hard_labels=teacher"]).sections["student"]["hard_labels"] == "teacher"
     with pytest.raises(ConfigError, match="hard_labels"):
         train_stage.run(tiny_train_config(Path("x"), Path("y"), hard_labels="argmax"))
 

@@ -2,10 +2,11 @@
 checkpoints, and the student directory it writes. `distill train` (pipelines/stages/train.py) checks the config,
 fingerprints it and opens the stage; `fit` does the rest.
 
-The loop reads top to bottom in `fit`: load the scored set -> tokenise once -> vocabulary and embeddings ->
-model -> optimiser -> resume -> epochs (batch, forward, loss, backward, clip, step; dev evaluation, early
-stopping, checkpoint) -> best weights -> student directory (weights, vocab, config, metrics, TorchScript, ONNX,
-predict.py).
+`fit` reads top to bottom on one screen, in three parts. Set-up: load the scored set -> tokenise once ->
+vocabulary and embeddings -> model -> optimiser -> resume. The loop: epochs (batch, forward, loss, backward, clip,
+step; dev evaluation, early stopping, checkpoint). Evaluation: the best weights on dev. What it writes (the
+student directory: weights, vocab, config, metrics, TorchScript, ONNX, predict.py; stats) is in the functions
+below it.
 """
 
 from __future__ import annotations
@@ -23,21 +24,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from . import metrics as task_metrics, store
-from .errors import DataError, TeacherMismatchError
+from .. import batching, metrics as task_metrics, store
+from ..errors import DataError, TeacherMismatchError
+from ..losses import DistillLoss
+from ..progress import progress
+from ..settings import parse_formats
+from ..tasks import TaskSpec, data_dir, read_split
 from .export import export_student
-from .losses import DistillLoss
-from .progress import progress
-from .settings import parse_formats
-from .tasks import TaskSpec, data_dir, read_split
-from .student import (METRICS, BiLSTMClassifier, Corpus, StudentConfig, Tokenizer, Vocab, build_model,
-                      count_parameters, encode_texts, init_embedding, load_vectors, pad_batch, predict_logits,
-                      pretrained_words, resolve_vectors, save_student, tokenize_corpus)
+from .io import METRICS, count_parameters, save_student
+from .models import StudentConfig, build_model, predict_logits
+from .tokenizer import Tokenizer
+from .vectors import init_embedding, load_vectors, pretrained_words, resolve_vectors
+from .vocab import Corpus, Vocab, encode_texts, pad_batch, tokenize_corpus
 
 if TYPE_CHECKING:
-    from .stages.train import TrainConfig
+    from .config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -200,7 +204,7 @@ def expand_vocabulary(vocab: Vocab, vectors: str, limit: int, tokenizer: Tokeniz
     return Vocab(vocab.tokens + [words[i] for i in keep]), vecs[keep]
 
 
-def evaluate(model: BiLSTMClassifier, dev: list[DevSplit], task: TaskSpec, max_len: int,
+def evaluate(model: nn.Module, dev: list[DevSplit], task: TaskSpec, max_len: int,
              device: torch.device | None = None) -> dict[str, dict]:
     """The task's metrics on every dev split."""
     out = {}
@@ -225,79 +229,17 @@ def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices per batch: rows sorted by length (random order within a length), cut into batches, and the
-    batches shuffled. Padding is near zero, so an epoch costs about what its real tokens cost."""
-    perm = rng.permutation(len(lengths))
-    order = perm[np.argsort(lengths[perm], kind="stable")]
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
+    batches shuffled (batching.by_rows). Padding is near zero, so an epoch costs about what its real tokens cost."""
+    return batching.by_rows(lengths, batch_size, rng)
 
 
-# ----------------------------------------------------------------------------------------------- checkpoints
-
-def save_checkpoint(path: Path, fp: str, model, optimizer, scheduler, state: TrainState,
-                    best_model: dict | None, rng: np.random.Generator, ema: AveragedModel | None = None) -> None:
-    """Everything the loop needs to continue exactly; written to a temp file and renamed (never half-written)."""
-    ckpt = {
-        "fingerprint": fp,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "best_model": best_model,
-        "ema": ema.state_dict() if ema is not None else None,
-        "state": asdict(state),
-        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None},
-    }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(ckpt, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, fp: str, model, optimizer, scheduler, rng: np.random.Generator,
-                    ema: AveragedModel | None = None) -> tuple[TrainState, dict | None]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which, and how to start over
-        raise DataError(f"cannot read the checkpoint ({e}); delete it to train from scratch", str(path)) from e
-    if ckpt.get("fingerprint") != fp:
-        raise DataError("the checkpoint belongs to another configuration; delete it to train from scratch",
-                        str(path))
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    if ema is not None:
-        ema.load_state_dict(ckpt["ema"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    rng.bit_generator.state = ckpt["rng"]["numpy"]
-    py = ckpt["rng"]["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    return TrainState(**ckpt["state"]), ckpt["best_model"]
-
-
-# ----------------------------------------------------------------------------------------------- the stage
-
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, total_steps: int):
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-    else:  # AdaDelta, as Tang et al.; its lr multiplies its own adaptive step (1.0 is the usual value)
-        opt = torch.optim.Adadelta(params, lr=cfg.lr, rho=0.95, eps=1e-6)
-    if cfg.schedule == "linear":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(1, total_steps)))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return opt, sched
-
+# ----------------------------------------------------------------------------------------------- model, optimiser
 
 @dataclass
 class Student:
     """The model being trained, and what its directory needs besides the weights."""
 
-    model: BiLSTMClassifier
+    model: nn.Module
     config: StudentConfig
     vocab: Vocab  # the trained rows, then the frozen expansion rows
     expanded_rows: int
@@ -319,16 +261,36 @@ def build_student(cfg: TrainConfig, task: TaskSpec, data: TrainData, tokenizer: 
     return Student(model, mcfg, vocab, len(frozen), found)
 
 
+def make_optimizer(cfg: TrainConfig, model: nn.Module, total_steps: int):
+    """The optimiser and its learning-rate schedule: linear decay from lr to 0 over all steps (no warm-up), or
+    constant. transformers' schedules are LambdaLRs, checkpointed like any scheduler (their state is the step)."""
+    from transformers import get_constant_schedule, get_linear_schedule_with_warmup  # ~1 s: only when training
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+    else:  # AdaDelta, as Tang et al.; its lr multiplies its own adaptive step (1.0 is the usual value)
+        opt = torch.optim.Adadelta(params, lr=cfg.lr, rho=0.95, eps=1e-6)
+    if cfg.schedule == "linear":
+        return opt, get_linear_schedule_with_warmup(opt, num_warmup_steps=0, num_training_steps=total_steps)
+    return opt, get_constant_schedule(opt)
+
+
 @dataclass
 class Fitter:
     """What an optimiser step needs, set up once."""
 
-    model: BiLSTMClassifier
+    model: nn.Module
     loss_fn: DistillLoss
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     ema: AveragedModel | None
     clip: float
+
+    @property
+    def kept(self) -> nn.Module:
+        """The weights that are evaluated and kept: the model's own, or their moving average."""
+        return self.ema.module if self.ema is not None else self.model
 
     def step(self, inputs: list[torch.Tensor], teacher: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
         """Forward, loss, backward, clip, step; the batch loss and the gradient norm before clipping."""
@@ -344,6 +306,74 @@ class Fitter:
             self.ema.update_parameters(self.model)
         return loss.item(), float(norm)
 
+
+def make_fitter(cfg: TrainConfig, model: nn.Module, total_steps: int) -> Fitter:
+    """The objective (cross-entropy alone for the baseline), the optimiser and schedule over `total_steps`, and
+    the moving average of the weights when cfg.ema is set."""
+    loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
+    optimizer, scheduler = make_optimizer(cfg, model, total_steps)
+    ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema)) if cfg.ema else None
+    return Fitter(model, loss_fn, optimizer, scheduler, ema, cfg.clip)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed torch (weight initialisation, dropout) and Python's random; the returned numpy Generator draws the
+    batches, and the checkpoint saves its state with the others."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    random.seed(seed)
+    return rng
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path: Path, fp: str, fitter: Fitter, state: TrainState, best_model: dict | None,
+                    rng: np.random.Generator) -> None:
+    """Everything the loop needs to continue exactly; written to a temp file and renamed (never half-written)."""
+    ckpt = {
+        "fingerprint": fp,
+        "model": fitter.model.state_dict(),
+        "optimizer": fitter.optimizer.state_dict(),
+        "scheduler": fitter.scheduler.state_dict(),
+        "best_model": best_model,
+        "ema": fitter.ema.state_dict() if fitter.ema is not None else None,
+        "state": asdict(state),
+        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None},
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(ckpt, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, fp: str, fitter: Fitter, rng: np.random.Generator
+                    ) -> tuple[TrainState, dict | None]:
+    """Restore `fitter` and every RNG from a checkpoint of this configuration; the loop counters and the best
+    weights so far."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, and how to start over
+        raise DataError(f"cannot read the checkpoint ({e}); delete it to train from scratch", str(path)) from e
+    if ckpt.get("fingerprint") != fp:
+        raise DataError("the checkpoint belongs to another configuration; delete it to train from scratch",
+                        str(path))
+    fitter.model.load_state_dict(ckpt["model"])
+    fitter.optimizer.load_state_dict(ckpt["optimizer"])
+    fitter.scheduler.load_state_dict(ckpt["scheduler"])
+    if fitter.ema is not None:
+        fitter.ema.load_state_dict(ckpt["ema"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    rng.bit_generator.state = ckpt["rng"]["numpy"]
+    py = ckpt["rng"]["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    return TrainState(**ckpt["state"]), ckpt["best_model"]
+
+
+# ----------------------------------------------------------------------------------------------- the loop
 
 def train_epoch(fitter: Fitter, data: TrainData, batches: list[np.ndarray], teacher: torch.Tensor,
                 labels: torch.Tensor, max_len: int, device: torch.device, desc: str) -> dict:
@@ -391,34 +421,26 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
         on_epoch_end: Callable[[TrainState], None] | None = None) -> dict:
     """Train the student of `cfg` into `stage`'s work directory (or finish a killed run from its checkpoint there)
     and write its files; returns the metrics document. The caller commits the stage."""
-    fp, settings = stage.fingerprint, stage.config
     t_start = time.perf_counter()
     # ---- data: tokenise once, vocabulary
     tokenizer = Tokenizer(lowercase=cfg.lowercase)
     with stage.timed("tokenize"):
         data = load_train_data(cfg, task, tokenizer)
-    # ---- model (seeded before anything draws), dev splits, objective, optimiser
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    random.seed(cfg.seed)
+    # ---- model (seeded before anything draws), dev splits, objective, optimiser over every epoch's steps
+    rng = seed_everything(cfg.seed)
     with stage.timed("vectors"):
         student = build_student(cfg, task, data, tokenizer)
     model = student.model.to(device)
     with stage.timed("tokenize"):
         dev = load_dev(cfg, task, tokenizer, student.vocab)
-    loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
-    steps_per_epoch = -(-len(data) // cfg.batch_size)
-    optimizer, scheduler = make_optimizer(cfg, model, steps_per_epoch * cfg.epochs)
-    # The weights that are evaluated and kept: the model's own, or their moving average.
-    ema = AveragedModel(model, multi_avg_fn=ema_update(cfg.ema)) if cfg.ema else None
-    kept = ema.module if ema is not None else model
-    fitter = Fitter(model, loss_fn, optimizer, scheduler, ema, cfg.clip)
+    steps_per_epoch = -(-len(data) // cfg.batch_size)  # the last batch may be short
+    fitter = make_fitter(cfg, model, steps_per_epoch * cfg.epochs)
     # ---- resume from the last finished epoch, if a killed run left one
     ckpt_path = stage.work_dir / CHECKPOINT
     state, best_model = TrainState(), None
     if ckpt_path.is_file():
-        state, best_model = load_checkpoint(ckpt_path, fp, model, optimizer, scheduler, rng, ema)
-    # ---- the loop
+        state, best_model = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
+    # ---- the loop: an epoch of steps, then dev evaluation (best weights, early stopping) and a checkpoint
     teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
     labels = torch.from_numpy(data.labels).to(device)  # [N]
     lengths = data.lengths()
@@ -427,35 +449,35 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
         figures = train_epoch(fitter, data, batches, teacher, labels, cfg.max_len, device,
                               f"train epoch {state.epoch + 1}")
         state.step += len(batches)
-        scores = evaluate(kept, dev, task, cfg.max_len, device)
+        scores = evaluate(fitter.kept, dev, task, cfg.max_len, device)
         if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
-                        scheduler.get_last_lr()[0], cfg.patience):
-            best_model = copy.deepcopy(kept.state_dict())
-        save_checkpoint(ckpt_path, fp, model, optimizer, scheduler, state, best_model, rng, ema)
+                        fitter.scheduler.get_last_lr()[0], cfg.patience):
+            best_model = copy.deepcopy(fitter.kept.state_dict())
+        save_checkpoint(ckpt_path, stage.fingerprint, fitter, state, best_model, rng)
         if on_epoch_end is not None:
             on_epoch_end(state)
     stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
-
-    # ---- the best epoch's weights -> student directory (on the CPU, where students are served)
+    # ---- evaluation: the best epoch's weights, on the CPU (where students are served)
     model.load_state_dict(best_model)
-    metrics_doc, exported = _write_student(stage, cfg, task, student, tokenizer, dev, state, settings, fp)
+    final = evaluate(model.cpu().eval(), dev, task, cfg.max_len)
+    metrics_doc, exported = write_student(stage, cfg, task, student, tokenizer, dev, state, final)
     ckpt_path.unlink(missing_ok=True)
-    stage.stats.update(_stats(cfg, data, student, state, stage.timings, metrics_doc["dev"], exported, device))
+    stage.stats.update(run_stats(cfg, data, student, state, stage.timings, final, exported, device))
     stage.stats["total_s"] = round(time.perf_counter() - t_start, 2)
     return metrics_doc
 
 
-def _write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, student: Student,
-                   tokenizer: Tokenizer, dev: list[DevSplit], state: TrainState, settings: dict,
-                   fp: str) -> tuple[dict, dict]:
-    """Weights, vocabulary, config, metrics.json and the exported files of the model (moved to the CPU) into the
-    stage's work directory; returns the metrics document and what the export wrote."""
-    model, mcfg = student.model.cpu().eval(), student.config
-    final = evaluate(model, dev, task, cfg.max_len)
-    work = stage.work_dir
+# ----------------------------------------------------------------------------------------------- outputs
+
+def write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, student: Student, tokenizer: Tokenizer,
+                  dev: list[DevSplit], state: TrainState, final: dict) -> tuple[dict, dict]:
+    """Weights, vocabulary, config, metrics.json (`final`: the dev metrics of the kept weights) and the exported
+    files of the (CPU) model into the stage's work directory; returns the metrics document and what the export
+    wrote."""
+    model, mcfg, work = student.model, student.config, stage.work_dir
     tcfg = {**task.to_dict(), "label_names": list(task.label_names)}
     save_student(work, model, mcfg, student.vocab, tokenizer, tcfg,
-                 extra={"train": settings, "stage_fingerprint": fp})
+                 extra={"train": stage.config, "stage_fingerprint": stage.fingerprint})
     metrics_doc = {"task": task.name, "metric": task.metrics[0], "baseline": cfg.baseline,
                    "loss": "ce" if cfg.baseline else cfg.loss, "best_epoch": state.best_epoch,
                    "epochs_run": state.epoch, "stopped_early": state.stopped, "dev": final, "history": state.history}
@@ -465,8 +487,8 @@ def _write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, stud
     return metrics_doc, exported
 
 
-def _stats(cfg: TrainConfig, data: TrainData, student: Student, state: TrainState, timings: dict,
-           final: dict, exported: dict, device: torch.device) -> dict:
+def run_stats(cfg: TrainConfig, data: TrainData, student: Student, state: TrainState, timings: dict,
+              final: dict, exported: dict, device: torch.device) -> dict:
     """stats.json's figures of a finished run (total_s aside)."""
     params = count_parameters(student.model)
     return {
@@ -489,5 +511,3 @@ def _check_batch(dev: list[DevSplit], mcfg: StudentConfig) -> tuple[torch.Tensor
     if d.b is not None:
         inputs += [*pad_batch(d.b, rows, mcfg.max_len)]
     return tuple(inputs)
-
-

@@ -1,0 +1,13 @@
+"""The students of Tang et al. (2019), and how they are trained and served. Callers import the submodules:
+
+  tokenizer.py  the regex word tokeniser (PTB/spaCy token boundaries)
+  vocab.py      Vocab, Corpus (token ids in CSR form), tokenize_corpus, encode_texts, pad_batch
+  vectors.py    pretrained word vectors (GloVe package, text files, spaCy) and the initial embedding table
+  models.py     StudentConfig and the models, registered by name (BiLSTM, siamese BiLSTM); predict_logits
+  io.py         student directories: save_student, load_student, load_metrics; count_parameters
+  training.py   `fit`: the training loop behind `distill train`, with its data, checkpoints and outputs
+  export.py     TorchScript and ONNX files, checked against the model; copies predict.py
+  predict.py    the stand-alone predictor copied into every student directory (torch or onnxruntime only)
+
+Nothing is imported here: the submodules import torch, and the CLI's help must not.
+"""

@@ -1,0 +1,135 @@
+"""The settings of a BiLSTM student (`distill train`, the `student` section of a run config): what decides it,
+and what its fingerprint holds. Importable without torch: the command's flags are derived from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..devices import DEVICES
+from ..errors import ConfigError
+from ..flags import setting
+from ..settings import LOSSES, check_loss, parse_formats
+from ..tasks import TaskSpec
+
+OPTIMIZERS = ("adam", "adadelta")
+SCHEDULES = ("constant", "linear")
+HARD_LABELS = ("gold", "teacher")
+# The student's matrices are small (batch 128 x 150 LSTM units): on SST-2 a second CPU thread made an epoch
+# slower (about 180 s against 140 s with one), as the threads spend more time meeting than computing.
+DEFAULT_THREADS = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the student. Defaults were chosen on SST-2 (docs/student-tuning.md)."""
+
+    scored: Path = setting(help="the output of `distill score`")
+    task: TaskSpec  # a built-in task (tasks.get_task) or a generic one (tasks.generic_task)
+    out: Path = setting(help="the student directory to write")
+    data: Path | None = None  # the task's files (dev splits are evaluated from here); the demo task has a default
+    loss: str = setting(
+        "mse",
+        help="mse (on logits, the paper) | kl (soft targets, T^2-scaled) | ce (hard labels only)",
+        choices=LOSSES)
+    alpha: float = setting(
+        0.0,
+        help="per row with a hard label: weight of its cross-entropy; 1 - alpha goes to distillation")
+    hard_labels: str = setting(
+        "gold",
+        help="gold (the originals' labels) | teacher (its argmax on every row, as the authors' code)",
+        choices=HARD_LABELS)
+    temperature: float = setting(1.0, help="softmax temperature of the kl loss")
+    epochs: int = setting(4, help="passes over the scored set (early stopping may end sooner)")
+    patience: int = setting(2, help="stop after this many epochs without a better dev score")
+    baseline: bool = setting(
+        False,
+        help="train on original gold-labelled rows only, with cross-entropy (no distillation)")
+    vectors: str = setting(
+        "auto",
+        help="auto (glove-50d when installed, else none) | glove-50d | spacy[:MODEL] | none | PATH")
+    optimizer: str = setting("adam", help="adam | adadelta (the paper's)", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, help="peak learning rate (AdaDelta: 1.0)")
+    schedule: str = setting("linear", help="constant | linear (decay to 0 over all steps)", choices=SCHEDULES)
+    batch_size: int = setting(
+        64,
+        help="rows per step; batches hold rows of similar length (64 beat 128 on SST-2: see the doc)")
+    clip: float = setting(
+        10.0,
+        help="gradient norm clip (0: off); 10 since mse sums over classes (5 before: docs/student-tuning.md)")
+    ema: float = setting(
+        0.999,
+        help="decay per step of a moving average of the weights (0: off); with it on, dev evaluation, early "
+             "stopping and the saved student use the averaged weights")
+    hidden: int = setting(150, help="LSTM units per direction")
+    fc: int = setting(200, help="ReLU layer width")
+    dropout: float = setting(
+        0.0,
+        help="on sentence features and the ReLU layer (the transfer set is the regulariser)")
+    embed_dropout: float = setting(0.0, help="on word embeddings")
+    embed_dim: int = setting(300, help="only without pretrained vectors (they set the width)")
+    freeze_embeddings: bool = setting(False, help="keep the initial word vectors (the paper fine-tunes them)")
+    max_len: int = setting(128, help="tokens kept per text")
+    max_vocab: int | None = setting(
+        100_000,
+        help="vocabulary rows learnt from the scored set at most (specials included)")
+    min_count: int = setting(1, help="drop tokens seen fewer times from the vocabulary")
+    expand_vocab: int = setting(
+        100_000,
+        help="frozen pretrained rows for unseen words among the vectors' N most frequent")
+    lowercase: bool = setting(True, help="lower-case text before tokenising (GloVe-6B is uncased)")
+    seed: int = setting(0, help="seed of the initialisation and the batch order")
+    limit: int | None = setting(None, help="use only the first N rows of the scored set")
+    export: str = setting("auto", help="torchscript,onnx | auto (both; onnx skipped if not installed) | none")
+    threads: int | None = setting(None, help=f"torch CPU threads (default {DEFAULT_THREADS})")
+    device: str = setting(
+        "auto", choices=DEVICES,
+        help="auto (cuda when available) | cpu | cuda, float32 either way; the resolved device type enters the "
+             "fingerprint, as a GPU gives a slightly different student")
+
+    def problems(self) -> list[str]:
+        out = check_loss(self.loss, self.alpha, self.temperature)
+        for name in ("epochs", "batch_size", "hidden", "fc", "embed_dim", "max_len", "min_count"):
+            if getattr(self, name) < 1:
+                out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
+        if self.patience < 1:
+            out.append(f"[patience] must be >= 1, got {self.patience}")
+        if self.device not in DEVICES:
+            out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        if self.hard_labels not in HARD_LABELS:
+            out.append(f"[hard_labels] must be one of {', '.join(HARD_LABELS)}, got '{self.hard_labels}'")
+        if self.optimizer not in OPTIMIZERS:
+            out.append(f"[optimizer] unknown optimizer '{self.optimizer}'; choose one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            out.append(f"[schedule] unknown schedule '{self.schedule}'; choose one of {', '.join(SCHEDULES)}")
+        if not 0.0 <= self.ema < 1.0:
+            out.append(f"[ema] must be in [0, 1), got {self.ema}")
+        if not self.lr > 0:
+            out.append(f"[lr] must be > 0, got {self.lr}")
+        for name in ("dropout", "embed_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                out.append(f"[{name}] must be in [0, 1), got {getattr(self, name)}")
+        if self.max_vocab is not None and self.max_vocab < 4:
+            out.append(f"[max_vocab] must be >= 4 (3 special rows + 1), got {self.max_vocab}")
+        if self.limit is not None and self.limit < 1:
+            out.append(f"[limit] must be >= 1, got {self.limit}")
+        try:
+            parse_formats(self.export)
+        except ConfigError as e:
+            out.extend(e.problems)
+        return out
+
+    def fingerprint_dict(self, device_type: str) -> dict:
+        """The settings that change the result, with the device resolved to its type (`cpu` or `cuda`): cuDNN's
+        LSTM sums in another order than the CPU's, so the two train students that agree only up to accumulated
+        rounding (and may score differently on dev); a student made on one is not reused for the other. `auto`
+        enters as the device it resolved to. Paths and thread counts do not enter."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for k in ("scored", "out", "data", "threads"):
+            d.pop(k)
+        d["device"] = device_type
+        d["task"] = self.task.to_dict()
+        from ..student.vectors import resolve_vectors  # torch: only when a stage runs
+
+        d["vectors"] = resolve_vectors(self.vectors)
+        return d

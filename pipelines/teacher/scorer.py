@@ -1,0 +1,203 @@
+"""Scoring: a teacher's logits for many rows, fast and in row order.
+
+Speed comes from work not done: rows are tokenised in one bulk call without padding, sorted by length and packed
+into batches whose padded size stays under a token budget (`batching.by_tokens`, so little compute goes to
+padding), and run under `torch.inference_mode` with SDPA attention. On CUDA, host batches are pinned and copied
+without blocking, and a batch that runs out of memory is retried as two halves (never dropping or repeating a row).
+
+Fine-tuning evaluates with the same `encode`, `collate` and `predict_logits`, so the dev accuracy a fine-tuning
+run reports is measured by the same code path the scorer later labels the transfer set with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from augment import MASK_SYMBOL
+
+from .. import batching
+from ..devices import autocast, autocast_dtype, default_batch_tokens, resolve_device, set_cpu_threads
+from ..errors import DistillError
+from .checks import check_mask_token, check_max_length, label_names_of, mask_token_problem
+from .hub import ModelFiles, load_classifier, load_tokenizer, locate_model
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------- tokens and batches
+
+@dataclass
+class Encoded:
+    """Token ids of many rows, unpadded, in row order."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None  # only for pairs, and only for models that take them
+    lengths: np.ndarray  # [n] int64
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def render_masks(texts: Sequence[str], mask_token: str | None) -> list[str]:
+    """Replace the neutral mask symbol by the model's own mask token (a plain string replace)."""
+    if mask_token is None:
+        return list(texts)
+    return [t.replace(MASK_SYMBOL, mask_token) if MASK_SYMBOL in t else t for t in texts]
+
+
+def encode(tokenizer: Any, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> Encoded:
+    """Tokenise all rows in one bulk call to the fast tokenizer: no padding (batches pad later, each to its own
+    longest row), truncated to `max_length` tokens."""
+    if len(texts) == 0:
+        return Encoded([], None, np.zeros(0, dtype=np.int64))
+    types = pairs is not None and "token_type_ids" in tokenizer.model_input_names
+    enc = tokenizer(list(texts), list(pairs) if pairs is not None else None, truncation=True,
+                    max_length=max_length, padding=False, return_attention_mask=False,
+                    return_token_type_ids=types)
+    ids = enc["input_ids"]
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    return Encoded(ids, enc["token_type_ids"] if types else None, lengths)
+
+
+def collate(enc: Encoded, rows: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
+    """Pad the given rows to their longest. The attention mask is left out when no row is padded (common
+    after sorting by length), which lets SDPA take its unmasked kernels."""
+    lens = enc.lengths[rows]
+    width = int(lens.max())
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)  # [B, T]
+    for j, r in enumerate(rows):
+        ids[j, :lens[j]] = enc.input_ids[r]
+    batch = {"input_ids": ids}
+    if (lens < width).any():
+        batch["attention_mask"] = (np.arange(width)[None, :] < lens[:, None]).astype(np.int64)  # [B, T]
+    if enc.token_type_ids is not None:
+        types = np.zeros((len(rows), width), dtype=np.int64)  # [B, T]
+        for j, r in enumerate(rows):
+            types[j, :lens[j]] = enc.token_type_ids[r]
+        batch["token_type_ids"] = types
+    return batch
+
+
+def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """On CUDA: pinned host memory and a non-blocking copy, so the next batch is prepared while this one runs."""
+    tensors = {k: torch.from_numpy(v) for k, v in batch.items()}
+    if device.type != "cuda":
+        return tensors
+    return {k: t.pin_memory().to(device, non_blocking=True) for k, t in tensors.items()}
+
+
+# ----------------------------------------------------------------------------------------------- forward passes
+
+def run_with_halving(forward: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray,
+                     ) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """`forward(rows)`, and on CUDA out-of-memory the same rows as two halves (recursively). Returns
+    (rows, logits) pieces that together cover `rows` exactly once, in order."""
+    try:
+        return [(rows, forward(rows))]
+    except torch.cuda.OutOfMemoryError as e:
+        if len(rows) == 1:
+            raise DistillError("CUDA ran out of memory on a single row; lower --max-length, use --dtype bf16, "
+                               "or score on a larger GPU or with --device cpu") from e
+    # Outside the except block, so the failed attempt's tensors (held by the traceback) are freed first.
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = len(rows) // 2
+    log.warning("CUDA out of memory on a batch of %d rows; retrying as %d + %d", len(rows), half, len(rows) - half)
+    return run_with_halving(forward, rows[:half]) + run_with_halving(forward, rows[half:])
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, enc: Encoded, *, batch_tokens: int, device: torch.device,
+                   amp_dtype: torch.dtype | None = None, pad_id: int = 0,
+                   progress: Callable[[int], Any] | None = None) -> np.ndarray:
+    """float32 logits [n, num_labels] of all rows, in row order. The model must be in eval mode."""
+    def forward(rows: np.ndarray) -> torch.Tensor:
+        batch = to_device(collate(enc, rows, pad_id), device)
+        with autocast(device, amp_dtype):
+            return model(**batch).logits.float()  # [B, C]; float32 whatever the compute dtype
+
+    pieces: list[tuple[np.ndarray, torch.Tensor]] = []
+    for rows in batching.by_tokens(enc.lengths, batch_tokens):
+        pieces += run_with_halving(forward, rows)
+        if progress is not None:
+            progress(len(rows))
+    num_labels = int(model.config.num_labels)
+    if not pieces:
+        return np.zeros((0, num_labels), dtype=np.float32)
+    # One device-to-host copy per call (not per batch), then scatter back to the input order.
+    logits = torch.cat([p for _, p in pieces]).cpu().numpy()
+    out = np.empty_like(logits)
+    out[np.concatenate([r for r, _ in pieces])] = logits
+    return out
+
+
+def validate_logits(logits: Any, num_rows: int, num_labels: int, teacher: str) -> np.ndarray:
+    """Check a batch of results at the boundary: [n, num_labels], float32, finite."""
+    if not isinstance(logits, np.ndarray) or logits.shape != (num_rows, num_labels):
+        shape = getattr(logits, "shape", type(logits).__name__)
+        raise DistillError(f"teacher {teacher} returned logits of shape {shape} for {num_rows} rows, expected "
+                           f"[{num_rows}, {num_labels}]; is it a sequence classifier with {num_labels} labels?")
+    if logits.dtype != np.float32:
+        raise DistillError(f"teacher {teacher} returned {logits.dtype} logits, expected float32")
+    bad = ~np.isfinite(logits).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DistillError(f"teacher {teacher} returned NaN or infinite logits for {len(rows)} rows (first: row "
+                           f"{int(rows[0])}); fp16 can overflow, so try --dtype bf16 or float32, and check the "
+                           "weights")
+    return logits
+
+
+class TeacherScorer:
+    """Logits of a teacher for batches of rows: the model and tokenizer are loaded once in `__init__`, and
+    `__call__` is a pure batch function (Ray Data's callable-class shape, so it can be handed to `map_batches`
+    unchanged). The `score` stage reads shards, calls it, and writes what it returns."""
+
+    def __init__(self, teacher: str | Path | ModelFiles, *, device: str = "auto", dtype: str = "float32",
+                 max_length: int = 128, batch_tokens: int | None = None, trust_remote_code: bool = False):
+        self.files = teacher if isinstance(teacher, ModelFiles) else locate_model(teacher, trust_remote_code)
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        self.amp_dtype = autocast_dtype(dtype, self.device)
+        self.max_length = max_length
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
+        self.threads = set_cpu_threads()
+        self.tokenizer = load_tokenizer(self.files.path, trust_remote_code)
+        self.model = load_classifier(self.files.path, self.device, trust_remote_code=trust_remote_code).eval()
+        check_max_length(self.model.config, self.tokenizer, max_length, self.files.name)
+        self.num_labels = int(self.model.config.num_labels)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self._mask_problem = mask_token_problem(self.tokenizer)
+
+    @property
+    def label_names(self) -> list[str]:
+        return label_names_of(self.model.config)
+
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> Encoded:
+        """Render mask symbols to this teacher's mask token, then tokenise (CPU only: may run in another
+        thread while the device computes)."""
+        has_mask = any(MASK_SYMBOL in t for t in texts) or (pairs is not None and any(MASK_SYMBOL in t for t in pairs))
+        if has_mask and self._mask_problem is not None:
+            check_mask_token(self.tokenizer, self.files.name, self._mask_problem)
+        mask = self.tokenizer.mask_token if has_mask else None
+        return encode(self.tokenizer, render_masks(texts, mask),
+                      render_masks(pairs, mask) if pairs is not None else None, self.max_length)
+
+    def score(self, enc: Encoded, progress: Callable[[int], Any] | None = None) -> np.ndarray:
+        logits = predict_logits(self.model, enc, batch_tokens=self.batch_tokens, device=self.device,
+                                amp_dtype=self.amp_dtype, pad_id=self.pad_id, progress=progress)
+        return validate_logits(logits, len(enc), self.num_labels, self.files.name)
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        return self.score(self.encode(texts, pairs))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        pairs = list(batch["text_pair"]) if "text_pair" in batch else None
+        return {**batch, "teacher_logits": self.predict(list(batch["text"]), pairs)}
