@@ -6,6 +6,7 @@ need torch import it where they run. Both the teacher and the student code use t
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -14,12 +15,15 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     import torch
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DEVICES = ("auto", "cpu", "cuda")  # --device choices
-DTYPE_NAMES = ("float32", "bf16", "fp16")  # --dtype choices of scoring (autocast; logits are float32 either way)
+DTYPE_NAMES = ("float32", "bf16", "fp16")  # compute precisions of scoring (autocast; logits are float32 either way)
+DTYPE_CHOICES = ("auto", *DTYPE_NAMES)  # --dtype: auto picks one per device (resolve_dtype)
 # Padded tokens per inference batch when none is given: on CPU, batches of 512-2,048 tokens keep MiniLM's
 # activations in cache and measured fastest; a GPU needs large batches to fill its cores.
 DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 32_768}
@@ -56,20 +60,64 @@ def available_cpus(root: Path = CGROUP_ROOT) -> int:
     return max(1, cpus)
 
 
-def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name and its vector extensions that decide model speed (AVX2, AVX-512, bf16, AMX), for
-    every figure the tool reports: the same code runs several times faster on one CPU than on another."""
+CPUINFO = Path("/proc/cpuinfo")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # CPU instructions that compute bf16 matmuls natively
+
+
+def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:
     try:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
+        return None
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name)), None)
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+    return frozenset((_cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_description(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's model name and its vector extensions that decide model speed (AVX2, AVX-512, bf16, AMX), for
+    every figure the tool reports: the same code runs several times faster on one CPU than on another."""
+    model = _cpuinfo_field("model name", cpuinfo)
+    if model is None:
         import platform
 
         return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                 "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = cpu_flags(cpuinfo)
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
     return f"{model} ({', '.join(f for f in wanted if f in flags) or 'no AVX2'})"
+
+
+_warned: set[str] = set()
+
+
+def resolve_dtype(name: str, device_type: str, *, flags: frozenset[str] | None = None,
+                  cuda_bf16: bool | None = None) -> str:
+    """The compute precision a --dtype name means on this device. `auto`: bf16 on CUDA devices that support it
+    (fp16 on older ones); on a CPU bf16 only with native bf16 instructions (AVX512-BF16 or AMX), float32
+    otherwise: on an AVX2-only CPU bf16 is emulated, and scoring ran about 8x slower than float32. An explicit
+    bf16 there is honoured, with one warning saying why it is slow."""
+    if name not in ("auto", *DTYPE_NAMES):
+        raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPE_NAMES)}, got '{name}'")
+    if device_type == "cuda":
+        if name != "auto":
+            return name
+        if cuda_bf16 is None:
+            import torch
+
+            cuda_bf16 = torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp16"
+    native = any(f in (cpu_flags() if flags is None else flags) for f in NATIVE_BF16_FLAGS)
+    if name == "auto":
+        return "bf16" if native else "float32"
+    if name == "bf16" and not native and "bf16" not in _warned:
+        _warned.add("bf16")
+        log.warning("--dtype bf16 on a CPU without native bf16 instructions (%s): bf16 is emulated there and "
+                    "runs several times slower than float32; --dtype auto picks float32 on this CPU",
+                    cpu_description())
+    return name
 
 
 # ----------------------------------------------------------------------------------------------- torch devices

@@ -85,7 +85,7 @@ def evaluate_teacher(scorer: Any, task: TaskSpec, dev: dict[str, Split]) -> dict
 
 
 def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_rows: int, *,
-                    max_length: int = 128, device: str = "cpu", dtype: str = "float32",
+                    max_length: int = 128, device: str = "cpu", dtype: str = "auto",
                     batch_tokens: int | None = None, trust_remote_code: bool = False,
                     cache: Path | None = None) -> ModelRow:
     """Dev metrics, size and speed of the teacher, run as the score stage ran it (device, dtype, the
@@ -101,7 +101,7 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     scorer = TeacherScorer(files, device=device, dtype=dtype, max_length=max_length, batch_tokens=batch_tokens,
                            trust_remote_code=trust_remote_code)
     dev_hashes = {name: store.hash_path(split.path) for name, split in dev.items()}
-    fp = teacher_eval_fingerprint(files.identity(), dev_hashes, task, max_length, scorer.device.type, dtype)
+    fp = teacher_eval_fingerprint(files.identity(), dev_hashes, task, max_length, scorer.device.type, scorer.dtype)
     scores = cached_teacher_scores(cache, fp) if cache is not None else None
     if scores is None:
         scores = evaluate_teacher(scorer, task, dev)
@@ -118,7 +118,7 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     emb = sum(p.numel() for p in embeddings.parameters())
     size = sum(p.stat().st_size for p in hub.weight_files(files.path))
     return ModelRow(f"Teacher ({files.name})", scores, total, total - emb, rate, round(size / 2**20, 2),
-                    str(files.path), device=scorer.device.type, dtype=dtype, speed_rows=len(texts))
+                    str(files.path), device=scorer.device.type, dtype=scorer.dtype, speed_rows=len(texts))
 
 
 def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:

@@ -33,7 +33,7 @@ from augment import MASK_SYMBOL
 
 from .. import store
 from ..engine import LocalEngine, Shards, missing_shards
-from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_NAMES
+from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_CHOICES, resolve_dtype
 from ..errors import ConfigError, DataError
 from ..flags import add_flags, from_flags, setting
 from ..progress import peak_memory_mb, progress
@@ -68,9 +68,9 @@ class ScoreConfig:
              f"CPU, {DEFAULT_BATCH_TOKENS['cuda']:,} on CUDA)")
     device: str = setting("auto", help="auto | cpu | cuda", choices=DEVICES)
     dtype: str = setting(
-        "float32",
-        help="float32 | bf16 | fp16 (autocast; logits are float32 either way)",
-        choices=DTYPE_NAMES)
+        "auto", choices=DTYPE_CHOICES,
+        help="compute precision (autocast; logits are float32 either way): auto picks bf16 on GPUs that have it "
+             "(fp16 on older ones) and on CPUs with native bf16 (AVX512-BF16, AMX), float32 elsewhere")
     max_length: int = setting(128, help="tokens per row, longer rows are truncated")
     shard_rows: int = setting(16_384, help="rows per output file, the unit of resuming")
     trust_remote_code: bool = setting(False, help="let the teacher's directory run its own Python code")
@@ -84,8 +84,8 @@ class ScoreConfig:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
         if self.device not in DEVICES:
             out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
-        if self.dtype not in DTYPE_NAMES:
-            out.append(f"[dtype] must be one of {', '.join(DTYPE_NAMES)}, got '{self.dtype}'")
+        if self.dtype not in DTYPE_CHOICES:
+            out.append(f"[dtype] must be one of {', '.join(DTYPE_CHOICES)}, got '{self.dtype}'")
         return out
 
 
@@ -145,11 +145,11 @@ def logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), logits.shape[1])
 
 
-def fingerprint_settings(cfg: ScoreConfig, device_type: str) -> dict:
+def fingerprint_settings(cfg: ScoreConfig, device_type: str, dtype: str) -> dict:
     """The settings that decide the logits' bytes (module docstring): the device only in reduced precision."""
-    settings = {"max_length": cfg.max_length, "dtype": cfg.dtype, "shard_rows": cfg.shard_rows,
+    settings = {"max_length": cfg.max_length, "dtype": dtype, "shard_rows": cfg.shard_rows,
                 "mask_symbol": MASK_SYMBOL, "versions": store.result_versions()}
-    return settings if cfg.dtype == "float32" else {**settings, "device_type": device_type}
+    return settings if dtype == "float32" else {**settings, "device_type": device_type}
 
 
 # ----------------------------------------------------------------------------------------------- the stage
@@ -173,7 +173,8 @@ def run(cfg: ScoreConfig) -> StageResult:
     task = source.task or generic_task(cfg.text_col, cfg.text_pair_col, None, label_names).to_dict()
 
     device_type = resolve_device(cfg.device).type
-    settings = fingerprint_settings(cfg, device_type)
+    dtype = resolve_dtype(cfg.dtype, device_type)  # the precision used (auto resolved) enters the fingerprint
+    settings = fingerprint_settings(cfg, device_type, dtype)
     fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"score: up to date, {cfg.out} (fingerprint {fp[:12]})")
@@ -187,7 +188,7 @@ def run(cfg: ScoreConfig) -> StageResult:
                          inputs={"transfer" if cfg.transfer is not None else "input": source.fingerprint},
                          extra={"task": task, "num_labels": len(label_names), "is_pair": source.is_pair}) as run_:
         with run_.timed("load_teacher"):
-            scorer = TeacherScorer(files, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
+            scorer = TeacherScorer(files, device=cfg.device, dtype=dtype, max_length=cfg.max_length,
                                    batch_tokens=cfg.batch_tokens, trust_remote_code=cfg.trust_remote_code)
         run_.extra["teacher"] = teacher_record(scorer, cfg)
         schema = store.scored_schema(source.table.schema, scorer.num_labels)
@@ -196,7 +197,7 @@ def run(cfg: ScoreConfig) -> StageResult:
         with run_.timed("write"):
             store.assemble_shards(run_.work_dir, schema, fp)
         seconds = max(run_.timings["score"], 1e-9)
-        run_.stats.update(counts, rows=source.table.num_rows, device=str(scorer.device), dtype=cfg.dtype,
+        run_.stats.update(counts, rows=source.table.num_rows, device=str(scorer.device), dtype=dtype,
                           threads=scorer.threads, batch_tokens=scorer.batch_tokens,
                           rows_per_s=round(counts["rows_scored"] / seconds, 1),
                           tokens_per_s=round(counts["tokens"] / seconds, 1), peak_memory_mb=peak_memory_mb())
@@ -206,7 +207,7 @@ def run(cfg: ScoreConfig) -> StageResult:
     return StageResult(Path(cfg.out), False,
                        f"score: {s['rows']:,} rows × {len(label_names)} logits from {cfg.teacher} "
                        f"({s['shards']} shards{resumed}) at {s['rows_per_s']:,.0f} rows/s on {s['device']} "
-                       f"{cfg.dtype} -> {cfg.out}")
+                       f"{dtype} -> {cfg.out}")
 
 
 def teacher_record(scorer: TeacherScorer, cfg: ScoreConfig) -> dict:
@@ -215,7 +216,7 @@ def teacher_record(scorer: TeacherScorer, cfg: ScoreConfig) -> dict:
     return {"name": cfg.teacher, "path": str(scorer.files.path), **scorer.files.identity(),
             "weights_format": scorer.files.weights_format,
             "tokenizer": f"{type(tok).__name__}({tok.name_or_path})", "mask_token": tok.mask_token,
-            "id2label": dict(enumerate(scorer.label_names)), "max_length": cfg.max_length, "dtype": cfg.dtype,
+            "id2label": dict(enumerate(scorer.label_names)), "max_length": cfg.max_length, "dtype": scorer.dtype,
             "device": str(scorer.device)}
 
 

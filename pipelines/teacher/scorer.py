@@ -23,7 +23,8 @@ import torch
 from augment import MASK_SYMBOL
 
 from .. import batching
-from ..devices import autocast, autocast_dtype, default_batch_tokens, resolve_device, set_cpu_threads
+from ..devices import (autocast, autocast_dtype, default_batch_tokens, resolve_device, resolve_dtype,
+                       set_cpu_threads)
 from ..errors import DistillError
 from .checks import check_mask_token, check_max_length, label_names_of, mask_token_problem
 from .hub import ModelFiles, load_classifier, load_tokenizer, locate_model
@@ -164,8 +165,8 @@ class TeacherScorer:
                  max_length: int = 128, batch_tokens: int | None = None, trust_remote_code: bool = False):
         self.files = teacher if isinstance(teacher, ModelFiles) else locate_model(teacher, trust_remote_code)
         self.device = resolve_device(device)
-        self.dtype = dtype
-        self.amp_dtype = autocast_dtype(dtype, self.device)
+        self.dtype = resolve_dtype(dtype, self.device.type)  # `auto`: the fast precision of this device
+        self.amp_dtype = autocast_dtype(self.dtype, self.device)
         self.max_length = max_length
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
         self.threads = set_cpu_threads()

@@ -17,7 +17,7 @@ import os
 from .conftest import BENCH_DIR, PYTHON, save, shared_path, timed_process
 
 LIMIT = os.environ.get("DISTILL_BENCH_RUN_LIMIT", "10000")
-DTYPE = os.environ.get("DISTILL_BENCH_RUN_DTYPE", "bf16")
+DTYPE = os.environ.get("DISTILL_BENCH_RUN_DTYPE", "auto")
 
 
 def bench_sst2_run():

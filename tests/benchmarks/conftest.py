@@ -44,17 +44,13 @@ def save(name: str, results: dict) -> None:
 
 
 def machine() -> str:
+    """The CPU model with its vector extensions (AVX2, AVX-512, bf16, AMX: bf16 speed depends on them), the CPUs
+    this process may use, and Python: printed beside every benchmark figure."""
     import platform
 
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+    from pipelines.devices import available_cpus, cpu_description
+
+    return f"{available_cpus()} CPUs of {os.cpu_count()}, {cpu_description()}, Python {platform.python_version()}"
 
 
 PYTHON = sys.executable

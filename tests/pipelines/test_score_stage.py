@@ -219,10 +219,10 @@ def test_score_stage_reference_teacher_gets_sst2_dev_right(sst2_dir, reference_t
 
 def test_score_fingerprint_names_the_device_only_in_reduced_precision(tmp_path):
     f32 = ScoreConfig(teacher="t", out=tmp_path, transfer=tmp_path)
-    assert score.fingerprint_settings(f32, "cpu") == score.fingerprint_settings(f32, "cuda")
+    assert score.fingerprint_settings(f32, "cpu", "float32") == score.fingerprint_settings(f32, "cuda", "float32")
     bf16 = ScoreConfig(teacher="t", out=tmp_path, transfer=tmp_path, dtype="bf16")
     # bf16 rounds differently on a CPU and a GPU: a run resumed on the other device must not mix their shards.
-    assert score.fingerprint_settings(bf16, "cpu") != score.fingerprint_settings(bf16, "cuda")
+    assert score.fingerprint_settings(bf16, "cpu", "bf16") != score.fingerprint_settings(bf16, "cuda", "bf16")
 
 
 def arrow_bytes(directory: Path) -> dict[str, bytes]:
@@ -276,6 +276,6 @@ def test_a_float32_run_resumed_on_another_device_starts_over(tiny_transfer, tiny
 
 def test_score_fingerprint_covers_the_library_versions(tmp_path, monkeypatch):
     cfg = ScoreConfig(teacher="t", out=tmp_path, transfer=tmp_path)
-    before = score.fingerprint_settings(cfg, "cpu")
+    before = score.fingerprint_settings(cfg, "cpu", "float32")
     monkeypatch.setattr(store, "result_versions", lambda: {"torch": "9.9", "transformers": "1", "tokenizers": "1"})
-    assert score.fingerprint_settings(cfg, "cpu") != before
+    assert score.fingerprint_settings(cfg, "cpu", "float32") != before
