@@ -96,29 +96,49 @@ def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, t
 
 # ----------------------------------------------------------------------------------------------- forward passes
 
+# Messages of CUDA allocation failures that are not raised as torch.cuda.OutOfMemoryError (cuBLAS and cuDNN
+# workspaces, raw CUDA runtime errors): each means the batch was too large, as an OutOfMemoryError does.
+_CUDA_ALLOC_FAILURES = ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+                        "cudaErrorMemoryAllocation", "CUDA error: out of memory")
+
+
+def is_cuda_oom(error: BaseException) -> bool:
+    """True for any CUDA allocation failure, whichever exception type carries it."""
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(m in str(error) for m in _CUDA_ALLOC_FAILURES)
+
+
 def run_with_halving(forward: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray,
-                     ) -> list[tuple[np.ndarray, torch.Tensor]]:
-    """`forward(rows)`, and on CUDA out-of-memory the same rows as two halves (recursively). Returns
-    (rows, logits) pieces that together cover `rows` exactly once, in order."""
+                     on_oom: Callable[[int], None] | None = None) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """`forward(rows)`, and on a CUDA allocation failure the same rows as two halves (recursively), calling
+    `on_oom(len(rows))` for each failure. Returns (rows, logits) pieces that together cover `rows` exactly once,
+    in order; any other error is raised as it is."""
     try:
         return [(rows, forward(rows))]
-    except torch.cuda.OutOfMemoryError as e:
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+        if not is_cuda_oom(e):
+            raise
         if len(rows) == 1:
             raise DistillError("CUDA ran out of memory on a single row; lower --max-length, use --dtype bf16, "
                                "or score on a larger GPU or with --device cpu") from e
     # Outside the except block, so the failed attempt's tensors (held by the traceback) are freed first.
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if on_oom is not None:
+        on_oom(len(rows))
     half = len(rows) // 2
     log.warning("CUDA out of memory on a batch of %d rows; retrying as %d + %d", len(rows), half, len(rows) - half)
-    return run_with_halving(forward, rows[:half]) + run_with_halving(forward, rows[half:])
+    return run_with_halving(forward, rows[:half], on_oom) + run_with_halving(forward, rows[half:], on_oom)
 
 
 @torch.inference_mode()
 def predict_logits(model: torch.nn.Module, enc: Encoded, *, batch_tokens: int, device: torch.device,
                    amp_dtype: torch.dtype | None = None, pad_id: int = 0,
-                   progress: Callable[[int], Any] | None = None) -> np.ndarray:
-    """float32 logits [n, num_labels] of all rows, in row order. The model must be in eval mode."""
+                   progress: Callable[[int], Any] | None = None,
+                   on_oom: Callable[[int], None] | None = None) -> np.ndarray:
+    """float32 logits [n, num_labels] of all rows, in row order. The model must be in eval mode. `on_oom` is
+    told of every batch that had to be halved (see run_with_halving)."""
     def forward(rows: np.ndarray) -> torch.Tensor:
         batch = to_device(collate(enc, rows, pad_id), device)
         with autocast(device, amp_dtype):
@@ -126,7 +146,7 @@ def predict_logits(model: torch.nn.Module, enc: Encoded, *, batch_tokens: int, d
 
     pieces: list[tuple[np.ndarray, torch.Tensor]] = []
     for rows in batching.by_tokens(enc.lengths, batch_tokens):
-        pieces += run_with_halving(forward, rows)
+        pieces += run_with_halving(forward, rows, on_oom)
         if progress is not None:
             progress(len(rows))
     num_labels = int(model.config.num_labels)
@@ -193,8 +213,18 @@ class TeacherScorer:
 
     def score(self, enc: Encoded, progress: Callable[[int], Any] | None = None) -> np.ndarray:
         logits = predict_logits(self.model, enc, batch_tokens=self.batch_tokens, device=self.device,
-                                amp_dtype=self.amp_dtype, pad_id=self.pad_id, progress=progress)
+                                amp_dtype=self.amp_dtype, pad_id=self.pad_id, progress=progress,
+                                on_oom=self._lower_budget)
         return validate_logits(logits, len(enc), self.num_labels, self.files.name)
+
+    def _lower_budget(self, failed_rows: int) -> None:
+        """After an out-of-memory batch, halve the token budget for the rest of the job (never under one
+        full-length row), so later batches do not fail and retry again and again."""
+        lowered = max(self.max_length, self.batch_tokens // 2)
+        if lowered < self.batch_tokens:
+            log.warning("lowering the batch budget from %d to %d tokens for the rest of the job",
+                        self.batch_tokens, lowered)
+            self.batch_tokens = lowered
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
         return self.score(self.encode(texts, pairs))

@@ -167,6 +167,61 @@ def test_teacher_predict_logits_with_oom_equals_without(scorer, monkeypatch):
     np.testing.assert_allclose(scorer.predict(texts), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("error", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)"),
+    RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+])
+def test_teacher_every_cuda_allocation_failure_halves_the_batch(error):
+    def forward(rows):
+        if len(rows) > 2:
+            raise error
+        return torch.as_tensor(rows, dtype=torch.float32)[:, None]
+
+    failed = []
+    pieces = run_with_halving(forward, np.arange(9), on_oom=failed.append)
+    assert np.concatenate([r for r, _ in pieces]).tolist() == list(range(9)) and failed[0] == 9
+
+
+def test_teacher_other_errors_are_not_taken_for_out_of_memory():
+    def forward(rows):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        run_with_halving(forward, np.arange(4))
+
+
+def test_teacher_budget_stays_lowered_after_an_oom_and_no_row_is_lost(scorer, monkeypatch):
+    texts = random_sentences(60, seed=5)
+    before = scorer.batch_tokens
+    scorer.batch_tokens = 4096
+    expected = scorer.predict(texts)
+    real_forward = scorer.model.forward
+    tokens_seen = []
+
+    def forward_with_small_memory(*args, **kwargs):
+        ids = kwargs["input_ids"]
+        tokens_seen.append(ids.numel())
+        if ids.numel() > 600:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(scorer.model, "forward", forward_with_small_memory)
+    try:
+        first = scorer.predict(texts)
+        lowered = scorer.batch_tokens
+        assert lowered < 4096
+        calls_before = len(tokens_seen)
+        second = scorer.predict(texts)  # planned with the lowered budget: fewer failed attempts
+        failures_first = sum(t > 600 for t in tokens_seen[:calls_before])
+        failures_second = sum(t > 600 for t in tokens_seen[calls_before:])
+    finally:
+        scorer.batch_tokens = before
+    np.testing.assert_allclose(first, expected, atol=1e-5)
+    np.testing.assert_allclose(second, expected, atol=1e-5)
+    assert failures_second < failures_first
+
+
 # ----------------------------------------------------------------------------------------------- checks
 
 def test_teacher_validate_logits_rejects_bad_batches():
