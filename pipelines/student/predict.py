@@ -13,9 +13,9 @@ Python:
     student.predict_proba(["a gorgeous , witty film"])   # [[p_negative, p_positive]]
     student.predict(["a gorgeous , witty film"])         # ["positive"]
 
-The tokeniser below is a verbatim copy of `pipelines.student.tokenizer.Tokenizer` (a test keeps the two equal):
-texts are lower-cased (per config.json), split like spaCy/PTB ("does n't", "it 's"), and the masked-word symbol
-maps to its own vocabulary row. `distill train` copies this file, unchanged, into every student directory.
+The tokeniser below is the one the students are trained with (`pipelines.student.tokenizer` imports it from
+here, so serving and training cannot tokenise differently): texts are lower-cased (per config.json), split like
+spaCy/PTB ("does n't", "it 's"), and the masked-word symbol maps to its own vocabulary row. `distill train` copies this file, unchanged, into every student directory.
 """
 
 from __future__ import annotations
