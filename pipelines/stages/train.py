@@ -42,12 +42,7 @@ STAGE = "train"
 STAGE_VERSION = 3
 def hash_split_files(data: Path, splits: tuple[str, ...]) -> dict[str, str]:
     """sha256 of each split's file (or of a datasets directory's files): the dev data is part of the result."""
-    out = {}
-    for split in splits:
-        path = find_split_file(data, split)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        out[split] = store.hash_files(files, root=path if path.is_dir() else None)
-    return out
+    return {split: store.hash_path(find_split_file(data, split)) for split in splits}
 
 
 def resolve_labels(task: TaskSpec, data: Path | None, scored_manifest: dict) -> TaskSpec:
