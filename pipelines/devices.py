@@ -97,9 +97,9 @@ def resolve_dtype(name: str, device_type: str, *, flags: frozenset[str] | None =
                   cuda_bf16: bool | None = None) -> str:
     """The compute precision a --dtype name means on this device. `auto`: bf16 on CUDA devices that support it
     (fp16 on older ones); on a CPU bf16 only with native bf16 instructions (AVX512-BF16 or AMX), float32
-    otherwise: on an AVX2-only CPU bf16 is emulated, and scoring ran about 8x slower than float32. An explicit
+    otherwise: on an AVX2-only CPU bf16 is emulated, and scoring ran about 5x slower than float32. An explicit
     bf16 there is honoured, with one warning saying why it is slow."""
-    if name not in ("auto", *DTYPE_NAMES):
+    if name not in DTYPE_CHOICES:
         raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPE_NAMES)}, got '{name}'")
     if device_type == "cuda":
         if name != "auto":
