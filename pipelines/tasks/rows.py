@@ -9,10 +9,6 @@ import numpy as np
 
 from .registry import TaskSpec
 
-# The roles a record's values play; readers map the task's columns onto them.
-ROLES = ("text", "text pair", "label")
-
-
 @dataclass
 class Rows:
     """One split file's records as read, before validation: `(line, {role: raw value})` pairs, lines 1-based
