@@ -15,9 +15,9 @@ Pairs: each draw perturbs sentence A, sentence B, or both, chosen uniformly (1/3
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from hashlib import blake2b
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from . import MASK_SYMBOL
 from .pos_table import PosTable
 from .rules import MASK, NGRAM_UNIFORMS, POS, apply_mask, apply_pos_replace, ngram_windows, token_ops
 from .tagging import TaggedCorpus
-from .workers import worker_count
+from .workers import Mapper, ProcessMapper
 
 # Bits of a row's `ops`: which rules changed it (in what the row kept, after the n-gram cut).
 OP_MASK, OP_POS, OP_NGRAM = 1, 2, 4
@@ -68,10 +68,13 @@ class RecipeConfig:
 
 @dataclass
 class Generated:
-    """Synthetic rows of a range of examples, in (example, draw) order, rendered to text. Draws equal to their
-    own original (in the dedupe key's space) are already dropped (and counted); dedupe across rows happens in
-    `assemble`."""
+    """Synthetic rows of examples `start` .. `stop`, in (example, draw) order, rendered to text. Draws equal to
+    their own original (in the dedupe key's space) are already dropped (and counted); dedupe across rows happens
+    in `TransferAssembler`, on `key_hashes` (64-bit hashes of the dedupe keys: compact, and cheap to ship from a
+    worker)."""
 
+    start: int
+    stop: int
     source_index: np.ndarray  # int64
     draw: np.ndarray  # int32
     ops: np.ndarray  # uint8 bits
@@ -80,8 +83,7 @@ class Generated:
     texts: list[str]
     pairs: list[str] | None
     unchanged: int  # draws equal to their own original (dropped)
-    keys: list[str]  # dedupe_key of each text: mostly the very same str objects as `texts`
-    pair_keys: list[str] | None
+    key_hashes: np.ndarray  # uint64: row_hashes of the rows' dedupe keys
 
 
 def dedupe_key(text: str) -> str:
@@ -91,6 +93,21 @@ def dedupe_key(text: str) -> str:
 
 
 _SEP = "\x00"  # joins rendered rows into one string that is split again; never inside a token (checked)
+
+
+def row_hashes(keys: Sequence[str], pair_keys: Sequence[str] | None = None) -> np.ndarray:
+    """uint64 [n]: a 64-bit BLAKE2b hash of each row's dedupe key (of the pair, for pairs), the same in every
+    process and on every machine (unlike Python's `hash`). Two different rows share a hash with probability
+    about n^2 / 2^65 over a set of n rows (3e-6 at 10M rows): that is the price of 8 bytes a row of dedupe state
+    instead of the strings."""
+    def digest(key: str) -> int:
+        return int.from_bytes(blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+    if pair_keys is None:
+        return np.fromiter(map(digest, keys), dtype=np.uint64, count=len(keys))
+    # The length prefix keeps ("ab", "c") and ("a", "bc") apart.
+    return np.fromiter((digest(f"{len(a)}:{a}{b}") for a, b in zip(keys, pair_keys)), dtype=np.uint64,
+                       count=len(keys))
 
 
 class _Renderer:
@@ -314,62 +331,59 @@ def generate(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, indices: 
     def kept_of(items: list[str] | None) -> list[str] | None:
         return None if items is None else [items[r] for r in kept]
 
-    texts, pairs = kept_of(rows.texts), kept_of(rows.pairs)
-    keys = texts if rows.keys is rows.texts else kept_of(rows.keys)  # rows that are their own keys: share
+    keys = rows.texts if rows.keys is rows.texts else rows.keys  # rows that are their own keys: shared
     return Generated(
+        start=indices.start, stop=indices.stop,
         source_index=source[keep], draw=draw[keep], ops=np.asarray(rows.bits, dtype=np.uint8)[keep],
         masked=np.asarray(rows.masked, dtype=np.int32)[keep],
         replaced=np.asarray(rows.replaced, dtype=np.int32)[keep],
-        texts=texts, pairs=pairs, unchanged=int(len(rows.changed) - len(keep)),
-        keys=keys, pair_keys=kept_of(rows.pair_keys),
+        texts=kept_of(rows.texts), pairs=kept_of(rows.pairs), unchanged=int(len(rows.changed) - len(keep)),
+        key_hashes=row_hashes(kept_of(keys), kept_of(rows.pair_keys)),
     )
 
 
 # ----------------------------------------------------------------------------------------------- workers
 
-_worker_args: tuple | None = None
+class ChunkGenerator:
+    """`generate` over ranges of examples, with the corpus, POS table and recipe set up once (a callable class:
+    one per worker process or Ray actor)."""
+
+    def __init__(self, corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, num_examples: int, is_pair: bool):
+        _ = corpus.whitespace, corpus.spaced_words  # cached once per worker, not per chunk
+        self.corpus, self.table, self.cfg = corpus, table, cfg
+        self.num_examples, self.is_pair = num_examples, is_pair
+
+    def __call__(self, indices: range) -> Generated:
+        return generate(self.corpus, self.table, self.cfg, indices, num_examples=self.num_examples,
+                        is_pair=self.is_pair)
 
 
-def _worker_init(*args) -> None:
-    global _worker_args
-    _worker_args = args
-
-
-def _worker_generate(indices: range) -> Generated:
-    corpus, table, cfg, num_examples, is_pair = _worker_args
-    return generate(corpus, table, cfg, indices, num_examples=num_examples, is_pair=is_pair)
-
-
-def generate_all(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, *, num_examples: int, is_pair: bool,
-                 workers: int | None = 1, cpu_limit: int | None = None, chunk_size: int = 2000,
-                 progress: Callable[[int], None] | None = None) -> list[Generated]:
-    """Generate for every example, in chunks, in example order: in worker processes when more than one worker
-    runs (`workers` None: one per CPU; capped by `cpu_limit`, default the affinity mask; see augment.workers)."""
+def generate_chunks(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, *, num_examples: int,
+                    is_pair: bool, workers: int | None = 1, cpu_limit: int | None = None, chunk_size: int = 2000,
+                    progress: Callable[[int], None] | None = None,
+                    mapper: Mapper | None = None) -> Iterator[Generated]:
+    """Generate for every example, in chunks of `chunk_size` examples, yielded in example order as they are
+    made. Chunks run through `mapper` (see augment.workers), by default worker processes on this machine when
+    more than one worker runs (`workers` None: one per CPU; capped by `cpu_limit`, default the affinity mask)."""
     chunks = [range(i, min(i + chunk_size, num_examples)) for i in range(0, num_examples, chunk_size)]
-    n_workers = worker_count(workers, len(chunks), cpu_limit)
-    results = []
-    if n_workers == 1:
-        for c in chunks:
-            results.append(generate(corpus, table, cfg, c, num_examples=num_examples, is_pair=is_pair))
-            if progress:
-                progress(len(c))
-        return results
-    # Cached once here, so every worker receives them with the corpus instead of computing them per chunk.
-    _ = corpus.whitespace, corpus.spaced_words
-    with ProcessPoolExecutor(n_workers, initializer=_worker_init,
-                             initargs=(corpus, table, cfg, num_examples, is_pair)) as pool:
-        for c, r in zip(chunks, pool.map(_worker_generate, chunks)):
-            results.append(r)
-            if progress:
-                progress(len(c))
-    return results
+    mapper = mapper or ProcessMapper(workers, cpu_limit)
+    kwargs = {"corpus": corpus, "table": table, "cfg": cfg, "num_examples": num_examples, "is_pair": is_pair}
+    for c, generated in zip(chunks, mapper(ChunkGenerator, kwargs, chunks)):
+        if progress:
+            progress(len(c))
+        yield generated
+
+
+def generate_all(corpus: TaggedCorpus, table: PosTable, cfg: RecipeConfig, **kwargs) -> list[Generated]:
+    """Every chunk of `generate_chunks`, as a list (for small sets and tests)."""
+    return list(generate_chunks(corpus, table, cfg, **kwargs))
 
 
 # ----------------------------------------------------------------------------------------------- the transfer set
 
 @dataclass
 class TransferRows:
-    """The transfer set as columns: each original followed by its kept synthetic rows."""
+    """Transfer-set rows as columns: each original followed by its kept synthetic rows."""
 
     texts: list[str]
     pairs: list[str] | None
@@ -379,68 +393,84 @@ class TransferRows:
     stats: dict
 
 
-def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generated]) -> TransferRows:
-    """Interleave originals with their synthetic rows and drop synthetic rows equal to any earlier row, compared
-    by `dedupe_key`. Originals are kept as they are, whitespace included."""
-    is_pair = pairs is not None
-    kept: set = (set(zip(map(dedupe_key, texts), map(dedupe_key, pairs))) if is_pair
-                 else set(map(dedupe_key, texts)))
-    out_texts: list[str] = []
-    out_pairs: list[str] | None = [] if is_pair else None
-    src: list[int] = []
-    orig: list[bool] = []
-    ops: list[int] = []
-    duplicates = masked = replaced = unchanged = 0
-    next_original = 0
+class SeenRows:
+    """The dedupe state: the 64-bit hashes of every row kept so far, as one sorted uint64 array (8 bytes a row,
+    where a set of strings costs about a hundred)."""
 
-    def add_original(i: int) -> None:
-        out_texts.append(texts[i])
-        if is_pair:
-            out_pairs.append(pairs[i])
-        src.append(i)
-        orig.append(True)
-        ops.append(0)
+    def __init__(self, hashes: np.ndarray):
+        self.sorted = np.unique(hashes)
 
-    for g in generated:
-        unchanged += g.unchanged
-        g_ops, g_masked, g_replaced = g.ops.tolist(), g.masked.tolist(), g.replaced.tolist()
-        for k, i in enumerate(g.source_index.tolist()):
-            while next_original <= i:
-                add_original(next_original)
-                next_original += 1
-            key = (g.keys[k], g.pair_keys[k]) if is_pair else g.keys[k]
-            if key in kept:
-                duplicates += 1
-                continue
-            kept.add(key)
-            out_texts.append(g.texts[k])
-            if is_pair:
-                out_pairs.append(g.pairs[k])
-            src.append(i)
-            orig.append(False)
-            ops.append(g_ops[k])
-            masked += g_masked[k]
-            replaced += g_replaced[k]
-    while next_original < len(texts):
-        add_original(next_original)
-        next_original += 1
-    rows = TransferRows(out_texts, out_pairs, np.asarray(src, dtype=np.int64), np.asarray(orig, dtype=bool),
-                        np.asarray(ops, dtype=np.uint8), {})
-    rows.stats = _transfer_stats(rows, unchanged, duplicates, masked, replaced)
-    return rows
+    def keep_new(self, hashes: np.ndarray) -> np.ndarray:
+        """bool per row: not seen before and the first of its hash among `hashes` (which then count as seen)."""
+        keep = np.zeros(len(hashes), dtype=bool)
+        keep[np.unique(hashes, return_index=True)[1]] = True
+        if len(self.sorted):
+            pos = np.minimum(np.searchsorted(self.sorted, hashes), len(self.sorted) - 1)
+            keep &= self.sorted[pos] != hashes
+        # Two sorted runs: the stable sort (timsort) merges them in linear time.
+        self.sorted = np.sort(np.concatenate([self.sorted, np.sort(hashes[keep])]), kind="stable")
+        return keep
 
 
-def _transfer_stats(rows: TransferRows, unchanged: int, duplicates: int, masked: int, replaced: int) -> dict:
-    originals = int(rows.is_original.sum())
+class TransferAssembler:
+    """Turns generated chunks, in example order, into transfer-set rows chunk by chunk: each original followed by
+    its synthetic rows, dropping any synthetic row equal (by `dedupe_key`) to a row already kept or to any
+    original. Originals are kept as they are, whitespace included. Memory: the originals and `SeenRows`."""
+
+    def __init__(self, texts: list[str], pairs: list[str] | None):
+        self.texts, self.pairs = texts, pairs
+        keys = list(map(dedupe_key, texts))
+        self.seen = SeenRows(row_hashes(keys, list(map(dedupe_key, pairs)) if pairs is not None else None))
+        self.counts = {"unchanged": 0, "duplicates": 0, "masked": 0, "replaced": 0}
+
+    def __call__(self, g: Generated) -> TransferRows:
+        keep = self.seen.keep_new(g.key_hashes)
+        self.counts["unchanged"] += g.unchanged
+        self.counts["duplicates"] += int(len(keep) - keep.sum())
+        self.counts["masked"] += int(g.masked[keep].sum())
+        self.counts["replaced"] += int(g.replaced[keep].sum())
+        kept = np.flatnonzero(keep)
+        src = g.source_index[kept]
+        originals = np.arange(g.start, g.stop, dtype=np.int64)
+        # Output order: by example, its original first (draw -1), then its kept draws in order.
+        order = np.lexsort((np.concatenate([np.full(len(originals), -1), g.draw[kept]]),
+                            np.concatenate([originals, src])))
+        n_orig = len(originals)
+
+        def interleave(orig: list[str], synthetic: list[str]) -> list[str]:
+            both = orig + [synthetic[k] for k in kept.tolist()]
+            return [both[j] for j in order.tolist()]
+
+        texts = interleave(self.texts[g.start:g.stop], g.texts)
+        pairs = interleave(self.pairs[g.start:g.stop], g.pairs) if self.pairs is not None else None
+        return TransferRows(texts, pairs, np.concatenate([originals, src])[order], order < n_orig,
+                            np.concatenate([np.zeros(n_orig, np.uint8), g.ops[kept]])[order], {})
+
+    def stats(self, rows: int, originals: int, rows_per_rule: dict[str, int]) -> dict:
+        """The transfer set's statistics, given what the caller counted of the rows it wrote."""
+        c = self.counts
+        return {"originals": originals, "synthetic": rows - originals, "rows": rows,
+                "dropped_unchanged": c["unchanged"], "dropped_duplicates": c["duplicates"],
+                "rows_per_rule": rows_per_rule, "masked_tokens_in_synthetic_rows": c["masked"],
+                "replaced_tokens_in_synthetic_rows": c["replaced"]}
+
+
+def rule_counts(rows: TransferRows) -> dict[str, int]:
+    """Synthetic rows changed by each rule."""
     synthetic_ops = rows.ops[~rows.is_original]
-    return {
-        "originals": originals,
-        "synthetic": len(rows.texts) - originals,
-        "rows": len(rows.texts),
-        "dropped_unchanged": unchanged,
-        "dropped_duplicates": duplicates,
-        "rows_per_rule": {name: int(np.count_nonzero(synthetic_ops & bit))
-                          for bit, name in zip((OP_MASK, OP_POS, OP_NGRAM), OP_NAMES)},
-        "masked_tokens_in_synthetic_rows": masked,
-        "replaced_tokens_in_synthetic_rows": replaced,
-    }
+    return {name: int(np.count_nonzero(synthetic_ops & bit)) for bit, name in zip((OP_MASK, OP_POS, OP_NGRAM),
+                                                                                   OP_NAMES)}
+
+
+def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generated]) -> TransferRows:
+    """The whole transfer set in memory (for small sets and tests; the stage streams `TransferAssembler`'s
+    chunks to disk instead). `generated` must cover every example, in order."""
+    assembler = TransferAssembler(texts, pairs)
+    parts = [assembler(g) for g in generated]
+    rows = TransferRows([t for p in parts for t in p.texts],
+                        [t for p in parts for t in p.pairs] if pairs is not None else None,
+                        np.concatenate([p.source_index for p in parts] or [np.zeros(0, np.int64)]),
+                        np.concatenate([p.is_original for p in parts] or [np.zeros(0, bool)]),
+                        np.concatenate([p.ops for p in parts] or [np.zeros(0, np.uint8)]), {})
+    rows.stats = assembler.stats(len(rows.texts), int(rows.is_original.sum()), rule_counts(rows))
+    return rows

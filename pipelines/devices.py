@@ -9,6 +9,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 DEVICES = ("auto", "cpu", "cuda")  # --device choices
-DTYPE_NAMES = ("float32", "bf16", "fp16")  # compute precisions of scoring (autocast; logits are float32 either way)
+# Compute precisions of scoring (logits are float32 either way): bf16 and fp16 by autocast over weights cast once,
+# int8 by dynamically quantised linear layers (CPU only).
+DTYPE_NAMES = ("float32", "bf16", "fp16", "int8")
 DTYPE_CHOICES = ("auto", *DTYPE_NAMES)  # --dtype: auto picks one per device (resolve_dtype)
 # Padded tokens per inference batch when none is given: on CPU, batches of 512-2,048 tokens keep MiniLM's
 # activations in cache and measured fastest; a GPU needs large batches to fill its cores.
@@ -102,6 +105,9 @@ def resolve_dtype(name: str, device_type: str, *, flags: frozenset[str] | None =
     if name not in DTYPE_CHOICES:
         raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPE_NAMES)}, got '{name}'")
     if device_type == "cuda":
+        if name == "int8":
+            raise ConfigError("dtype int8 (dynamically quantised linear layers) is a CPU path; on a GPU use auto, "
+                              "bf16 or fp16")
         if name != "auto":
             return name
         if cuda_bf16 is None:
@@ -126,11 +132,11 @@ def resolve_device(name: str) -> torch.device:
     """The torch device for a --device name; `auto` is CUDA when torch sees a GPU."""
     import torch
 
-    if name not in DEVICES:
+    if name not in DEVICES and not re.fullmatch(r"cuda:\d+", name):  # cuda:N: one of several GPUs
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got '{name}'")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device cuda, but torch {torch.__version__} sees no CUDA device; use --device cpu")
     return torch.device(name)
 
@@ -140,10 +146,10 @@ def default_batch_tokens(device: torch.device) -> int:
 
 
 def torch_dtype(name: str) -> torch.dtype | None:
-    """The autocast dtype of a --dtype name: None for float32 (no autocast), else bfloat16 or float16."""
+    """The autocast dtype of a --dtype name: None for float32 and int8 (no autocast), else bfloat16 or float16."""
     import torch
 
-    dtypes = dict(zip(DTYPE_NAMES, (None, torch.bfloat16, torch.float16)))
+    dtypes = dict(zip(DTYPE_NAMES, (None, torch.bfloat16, torch.float16, None)))
     if name not in dtypes:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPE_NAMES)}, got '{name}'")
     return dtypes[name]
@@ -165,12 +171,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def set_cpu_threads() -> int:
-    """One torch thread per physical core we may run on: hyper-threads only add contention to matmuls. A user
-    who set OMP_NUM_THREADS (e.g. to share the machine) keeps that choice."""
+def set_cpu_threads(threads: int | None = None) -> int:
+    """`threads` torch threads when given (a share of the cores, for one of several processes); else one per
+    physical core we may run on: hyper-threads only add contention to matmuls. A user who set OMP_NUM_THREADS
+    (e.g. to share the machine) keeps that choice."""
     import psutil
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
+        return torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         return torch.get_num_threads()

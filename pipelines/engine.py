@@ -1,25 +1,60 @@
-"""Runs a stage's per-shard work over the shards still missing: the seam where another engine (several GPUs,
-Ray Data) plugs in next.
+"""Engines: where a stage's parallel work runs. `local` (this machine: worker processes, one per GPU when there
+are several) or `ray` (Ray actors on a local Ray instance or a cluster, pipelines/ray_engine.py). Every engine
+gives the same bytes: the work is cut the same way whatever runs it, and results are put together in order.
 
-A resumable stage cuts its input into fixed contiguous shards. `missing_shards` finds the ones without a
-trustworthy file (a file a killed run left is checked first: row count and fingerprint); `LocalEngine` runs the
-stage's three steps over them in this process, overlapped: one helper thread prepares the next shard
-(tokenising) and writes the previous one while the current one is computed, so the device never waits.
+Two shapes of work:
+- `mapper`: a callable class mapped over chunks, results in order (augmentation's tagging and generation).
+- `run_shards`: a resumable stage's shards, each written atomically by the worker that computed it (scoring).
+  The stage cuts its input into fixed contiguous shards; `missing_shards` finds the ones without a trustworthy
+  file (a file a killed run left is checked first: row count and fingerprint). A shard worker is a callable
+  class with `run(shards, progress)`; within one worker, `overlapped` prepares the next shard (tokenising) and
+  writes the previous one on a helper thread while the current one is computed, so the device never waits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from augment.workers import Mapper, ProcessMapper
+
 from . import store
+from .devices import available_cpus
+from .flags import setting
 
 log = logging.getLogger(__name__)
 
+ENGINES = ("local", "ray")
+
+
+def engine_setting() -> Any:
+    return setting("local", choices=ENGINES,
+                   help="where the work runs: local (this machine's worker processes) or ray (Ray actors on a local "
+                        "Ray instance, or on the cluster at --ray-address); the output is the same")
+
+
+def ray_address_setting() -> Any:
+    return setting(None, help="--engine ray: join the running Ray cluster at ADDR (the head's host:port, from "
+                              "`ray start --head`); default: start a local Ray instance")
+
+
+def workers_setting(help: str) -> Any:
+    return setting(0, help=f"{help}; the output is the same whatever the count")
+
+
+def engine_problems(engine: str, workers: int) -> list[str]:
+    out = [] if engine in ENGINES else [f"[engine] must be one of {', '.join(ENGINES)}, got '{engine}'"]
+    return out + ([f"[workers] must be >= 0, got {workers}"] if workers < 0 else [])
+
+
+# ----------------------------------------------------------------------------------------------- shards
 
 @dataclass(frozen=True)
 class Shards:
@@ -58,23 +93,89 @@ def missing_shards(shard_dir: Path, shards: Shards, fp: str) -> list[int]:
     return todo
 
 
-class LocalEngine:
-    """Runs a stage's shard work in this process: `prepare(i)` (CPU: read and tokenise shard i), `compute(
-    prepared)` (the device), `write(i, prepared, result)` (the shard's file). Preparing the next shard and writing
-    the previous one happen on a helper thread while the current one computes; at most one shard waits in
-    memory for its write."""
-
-    def run(self, todo: list[int], prepare: Callable[[int], Any], compute: Callable[[Any], Any],
-            write: Callable[[int, Any, Any], None]) -> None:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead: Future | None = pool.submit(prepare, todo[0]) if todo else None
-            writing: Future | None = None
-            for k, i in enumerate(todo):
-                prepared = ahead.result()
-                if writing is not None:
-                    writing.result()
-                ahead = pool.submit(prepare, todo[k + 1]) if k + 1 < len(todo) else None
-                result = compute(prepared)
-                writing = pool.submit(write, i, prepared, result)
+def overlapped(todo: list[int], prepare: Callable[[int], Any], compute: Callable[[Any], Any],
+               write: Callable[[int, Any, Any], Any]) -> list[Any]:
+    """`write(i, prepared, compute(prepare(i)))` for every shard i in order, with preparing the next shard and
+    writing the previous one on a helper thread while the current one computes; at most one shard waits in
+    memory for its write. Returns what each write returned."""
+    out: list[Any] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead: Future | None = pool.submit(prepare, todo[0]) if todo else None
+        writing: Future | None = None
+        for k, i in enumerate(todo):
+            prepared = ahead.result()
             if writing is not None:
-                writing.result()
+                out.append(writing.result())
+            ahead = pool.submit(prepare, todo[k + 1]) if k + 1 < len(todo) else None
+            result = compute(prepared)
+            writing = pool.submit(write, i, prepared, result)
+        if writing is not None:
+            out.append(writing.result())
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- local engine
+
+_progress_queue: Any = None
+
+
+def _slot_init(queue: Any) -> None:
+    global _progress_queue
+    _progress_queue = queue
+
+
+def _run_slot(cls: type, kwargs: dict, shards: list[int]) -> list[Any]:
+    return cls(**kwargs).run(shards, _progress_queue.put)
+
+
+def _drain(queue: Any, progress: Callable[[int], Any]) -> None:
+    while (n := queue.get()) is not None:
+        progress(n)
+
+
+class LocalEngine:
+    """This machine: `workers` processes for mapped chunks; for shards, one process per slot (a GPU, or a share
+    of the CPU cores), shards dealt round-robin, or this process alone when there is one slot."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 0):
+        self.cpus = available_cpus()
+        self.workers = min(workers or self.cpus, self.cpus)
+
+    @property
+    def mapper(self) -> Mapper:
+        return ProcessMapper(self.workers, self.cpus)
+
+    def run_shards(self, cls: type, slot_kwargs: list[dict], todo: list[int],
+                   progress: Callable[[int], Any]) -> list[Any]:
+        """`cls(**slot_kwargs[k]).run(shards, progress)` over shards todo[k::slots], one process per slot
+        (spawned: CUDA cannot be forked); results of every slot, in slot order."""
+        slots = min(len(slot_kwargs), max(1, len(todo)))
+        if slots == 1:
+            return cls(**slot_kwargs[0]).run(todo, progress)
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        drain = threading.Thread(target=_drain, args=(queue, progress), daemon=True)
+        drain.start()
+        try:
+            with ProcessPoolExecutor(slots, mp_context=ctx, initializer=_slot_init, initargs=(queue,)) as pool:
+                futures = [pool.submit(_run_slot, cls, slot_kwargs[k], todo[k::slots]) for k in range(slots)]
+                return [r for f in futures for r in f.result()]
+        finally:
+            queue.put(None)
+            drain.join()
+
+
+@contextlib.contextmanager
+def open_engine(name: str, workers: int = 0, ray_address: str | None = None) -> Iterator[Any]:
+    """The engine a stage runs on, started (and, for a Ray instance this process started, stopped again)."""
+    if name == "ray":
+        from .ray_engine import RayEngine
+
+        with RayEngine.started(workers, ray_address) as engine:
+            yield engine
+        return
+    if ray_address is not None:
+        log.warning("--ray-address is ignored with --engine local")
+    yield LocalEngine(workers)

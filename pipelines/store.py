@@ -481,6 +481,36 @@ def write_shard(path: Path, table: pa.Table, schema: pa.Schema, fp: str) -> None
     os.replace(tmp, path)
 
 
+class PartWriter:
+    """Streams tables into numbered Arrow files of exactly `rows_per_file` rows (the last one shorter) in
+    `part_dir`, each written atomically by `write_shard`: the files, and so the dataset `assemble_shards` makes
+    of them, depend on the rows alone, not on how the caller cut them."""
+
+    def __init__(self, part_dir: Path, schema: pa.Schema, fp: str, rows_per_file: int):
+        self.part_dir, self.schema, self.fp, self.rows_per_file = part_dir, schema, fp, rows_per_file
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+        self.files = 0
+        part_dir.mkdir(parents=True, exist_ok=True)
+
+    def add(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
+        while self.pending_rows >= self.rows_per_file:
+            self._flush(self.rows_per_file)
+
+    def close(self) -> None:
+        if self.pending_rows or not self.files:
+            self._flush(self.pending_rows)
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self.pending) if self.pending else self.schema.empty_table()
+        write_shard(self.part_dir / f"data-{self.files:05d}.arrow", table.slice(0, rows), self.schema, self.fp)
+        rest = table.slice(rows)
+        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        self.files += 1
+
+
 def read_arrow_file(path: Path) -> pa.Table:
     """One Arrow IPC stream file (the format datasets writes), memory-mapped."""
     with pa.memory_map(str(path)) as source:

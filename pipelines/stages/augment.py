@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +19,13 @@ import pyarrow as pa
 
 from augment import MASK_SYMBOL
 from augment.pos_table import PosTable
-from augment.recipe import OP_MASK, OP_NAMES, OP_NGRAM, OP_POS, RecipeConfig, TransferRows, assemble, generate_all
+from augment.recipe import (OP_MASK, OP_NAMES, OP_NGRAM, OP_POS, Generated, RecipeConfig, TransferAssembler,
+                            TransferRows, generate_chunks, rule_counts)
 from augment.tagging import (TaggerUnavailable, load_nltk_tagger, nltk_tagger_digest, nltk_tagger_files,
                              resolve_spacy_model, tag_texts)
 
 from .. import store
-from ..devices import available_cpus
+from ..engine import engine_problems, engine_setting, open_engine, ray_address_setting, workers_setting
 from ..flags import add_flags, from_flags, setting
 from ..errors import ConfigError, DataError, MissingResourceError
 from ..progress import peak_memory_mb, progress
@@ -35,6 +37,7 @@ STAGE = "augment"
 # Bump whenever the bytes of the transfer set change for the same inputs. 2: rendered rows lose their leading and
 # trailing whitespace, dedupe ignores whitespace, whitespace tokens are never masked, replaced or counted.
 STAGE_VERSION = 2
+ROWS_PER_FILE = 500_000  # rows per Arrow file of the output
 
 
 @dataclass
@@ -51,10 +54,12 @@ class AugmentConfig:
     spacy_model: str | None = setting(
         None,
         help="a spaCy package or directory; default: en_core_web_sm or its PyPI re-upload")
-    workers: int = setting(
-        0,
-        help="worker processes for tagging and generation; 0: one per CPU this process may use (its affinity "
-             "mask and cgroup quota), and never more than that (the output is the same whatever the count)")
+    engine: str = engine_setting()
+    ray_address: str | None = ray_address_setting()
+    workers: int = workers_setting(
+        "worker processes (or Ray actors) for tagging and generation; 0: one per CPU this process may use (its "
+        "affinity mask and cgroup quota; on Ray the cluster's CPUs), and never more than that")
+    chunk_size: int = setting(2000, help="examples per unit of work (memory and scheduling only)")
 
     def problems(self) -> list[str]:
         out = [f"recipe.{p}" for p in self.recipe.problems()]
@@ -62,8 +67,9 @@ class AugmentConfig:
             out.append(f"limit must be >= 1, got {self.limit}")
         if self.tagger not in ("spacy", "nltk"):
             out.append(f"tagger must be 'spacy' or 'nltk', got '{self.tagger}'")
-        if self.workers < 0:
-            out.append(f"workers must be >= 0, got {self.workers}")
+        out += engine_problems(self.engine, self.workers)
+        if self.chunk_size < 1:
+            out.append(f"chunk_size must be >= 1, got {self.chunk_size}")
         return out
 
 
@@ -172,56 +178,78 @@ def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
     """Build the transfer set. `nltk_tagger`: with tagger 'nltk', a ready tagger object (e.g. a PerceptronTagger
     trained in code) instead of NLTK's pretrained one; its weights are part of the fingerprint."""
     p = plan(cfg, nltk_tagger)
-    split, is_pair, fp = p.split, p.task.is_pair, p.fingerprint
-    if store.is_complete(cfg.out, fp):
-        return StageResult(Path(cfg.out), True, f"augment: up to date, {cfg.out} (fingerprint {fp[:12]})")
-
-    # os.cpu_count() counts the host's cores; in a container this process may be allowed far fewer.
-    cpus = available_cpus()
-    workers = min(cfg.workers or cpus, cpus)
-    with store.stage_run(STAGE, cfg.out, fp, {**p.config, "workers": workers}, inputs={"data": p.input_fp},
-                         seed=cfg.recipe.seed, extra={"task": p.task.to_dict(), "num_labels": p.task.num_labels,
-                                                      "source": str(p.source), "is_pair": is_pair,
-                                                      "spacy_model": cfg.spacy_model}) as run_:
-        texts = split.texts + (split.text_pairs or [])
-        t0 = time.perf_counter()
-        with run_.timed("tag"), progress(len(texts), "tagging", "sent") as bar:
-            try:
-                corpus = tag_texts(texts, tagger=cfg.tagger, model=cfg.spacy_model, nltk_tagger=nltk_tagger,
-                                   workers=workers, cpu_limit=cpus, progress=bar.update)
-            except TaggerUnavailable as e:
-                raise MissingResourceError(str(e)) from None
-        tag_s = time.perf_counter() - t0
-        if corpus.num_tokens == 0:
-            raise DataError("no tokens found in any example", str(p.source))
-        table = PosTable.from_corpus(corpus)
-        t1 = time.perf_counter()
-        with run_.timed("generate"), progress(len(split), "augmenting") as bar:
-            generated = generate_all(corpus, table, cfg.recipe, num_examples=len(split), is_pair=is_pair,
-                                     workers=workers, cpu_limit=cpus, progress=bar.update)
-            rows = assemble(split.texts, split.text_pairs, generated)
-        gen_s = time.perf_counter() - t1
-        with run_.timed("write"):
-            store.write_dataset(run_.work_dir, to_table(rows, split, is_pair), store.transfer_schema(is_pair), fp)
-        run_.stats.update(rows.stats)
-        run_.stats.update({
-            "rows_in": len(split),
-            "rows_out": rows.stats["rows"],
-            "draws_per_example": cfg.recipe.draws(is_pair),
-            "tokens_tagged": corpus.num_tokens,
-            "tagging_sentences_per_s": round(len(texts) / max(tag_s, 1e-9), 1),
-            "synthetic_rows_per_s": round(rows.stats["synthetic"] / max(gen_s, 1e-9), 1),
-            "pos_tags": len(corpus.tags),
-            "vocabulary": len(corpus.words),
-            "workers": workers,
-            "peak_memory_mb": peak_memory_mb(),
-        })
-        run_.commit()
+    if store.is_complete(cfg.out, p.fingerprint):
+        return StageResult(Path(cfg.out), True, f"augment: up to date, {cfg.out} (fingerprint {p.fingerprint[:12]})")
+    with open_engine(cfg.engine, cfg.workers, cfg.ray_address) as engine:
+        with store.stage_run(STAGE, cfg.out, p.fingerprint, {**p.config, "workers": engine.workers},
+                             inputs={"data": p.input_fp}, seed=cfg.recipe.seed,
+                             extra={"task": p.task.to_dict(), "num_labels": p.task.num_labels,
+                                    "source": str(p.source), "is_pair": p.task.is_pair,
+                                    "spacy_model": cfg.spacy_model, "engine": engine.name}) as run_:
+            _augment(cfg, p, engine, run_, nltk_tagger)
+            run_.commit()
     s = run_.stats
     return StageResult(Path(cfg.out), False,
                        f"augment: {s['originals']:,} originals + {s['synthetic']:,} synthetic = {s['rows']:,} rows "
                        f"({s['dropped_unchanged']:,} unchanged, {s['dropped_duplicates']:,} duplicates dropped) "
-                       f"in {s['wall_s']:.1f}s -> {cfg.out}")
+                       f"in {s['wall_s']:.1f}s ({engine.name} engine) -> {cfg.out}")
+
+
+def _augment(cfg: AugmentConfig, p: AugmentPlan, engine, run_: store.StageRun, nltk_tagger) -> None:
+    """Tag, build the POS table, then generate chunk by chunk, each chunk deduplicated and written as it comes."""
+    split, is_pair = p.split, p.task.is_pair
+    texts = split.texts + (split.text_pairs or [])
+    t0 = time.perf_counter()
+    with run_.timed("tag"), progress(len(texts), "tagging", "sent") as bar:
+        try:
+            corpus = tag_texts(texts, tagger=cfg.tagger, model=cfg.spacy_model, nltk_tagger=nltk_tagger,
+                               chunk_size=cfg.chunk_size, progress=bar.update, mapper=engine.mapper)
+        except TaggerUnavailable as e:
+            raise MissingResourceError(str(e)) from None
+    tag_s = time.perf_counter() - t0
+    if corpus.num_tokens == 0:
+        raise DataError("no tokens found in any example", str(p.source))
+    table = PosTable.from_corpus(corpus)
+    t1 = time.perf_counter()
+    with run_.timed("generate"), progress(len(split), "augmenting") as bar:
+        chunks = generate_chunks(corpus, table, cfg.recipe, num_examples=len(split), is_pair=is_pair,
+                                 chunk_size=cfg.chunk_size, progress=bar.update, mapper=engine.mapper)
+        stats = write_transfer_set(chunks, split, is_pair, run_.work_dir, p.fingerprint)
+    gen_s = time.perf_counter() - t1
+    run_.stats.update(stats)
+    run_.stats.update({
+        "rows_in": len(split),
+        "rows_out": stats["rows"],
+        "draws_per_example": cfg.recipe.draws(is_pair),
+        "tokens_tagged": corpus.num_tokens,
+        "tagging_sentences_per_s": round(len(texts) / max(tag_s, 1e-9), 1),
+        "synthetic_rows_per_s": round(stats["synthetic"] / max(gen_s, 1e-9), 1),
+        "pos_tags": len(corpus.tags),
+        "vocabulary": len(corpus.words),
+        "workers": engine.workers,
+        "peak_memory_mb": peak_memory_mb(),
+    })
+
+
+def write_transfer_set(chunks: Iterable[Generated], split: Split, is_pair: bool, work_dir: Path, fp: str,
+                       rows_per_file: int = ROWS_PER_FILE) -> dict:
+    """Deduplicate each generated chunk against every row kept so far and stream the rows to Arrow files of
+    `rows_per_file` rows in `work_dir/shards`, then make them the stage's dataset directory. Memory holds one
+    chunk, one file's worth of rows and the dedupe state (8 bytes a row), never the transfer set."""
+    schema = store.transfer_schema(is_pair)
+    assembler = TransferAssembler(split.texts, split.text_pairs)
+    writer = store.PartWriter(work_dir / store.SHARDS, schema, fp, rows_per_file)
+    rows = originals = 0
+    per_rule = dict.fromkeys(OP_NAMES, 0)
+    for generated in chunks:
+        part = assembler(generated)
+        writer.add(to_table(part, split, is_pair))
+        rows, originals = rows + len(part.texts), originals + int(part.is_original.sum())
+        for name, n in rule_counts(part).items():
+            per_rule[name] += n
+    writer.close()
+    store.assemble_shards(work_dir, schema, fp)
+    return assembler.stats(rows, originals, per_rule)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -174,8 +174,9 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
     """Every stage's config from the run config's sections (unchecked)."""
     seed = cfg.top["seed"]
     recipe_args, augment_args = _split_fields(cfg.sections["augment"], RecipeConfig)
+    engine = {k: cfg.top[k] for k in ("engine", "ray_address", "workers")}
     augment = AugmentConfig(task=task, out=out / TRANSFER, data=data, recipe=RecipeConfig(**recipe_args, seed=seed),
-                            **augment_args)
+                            **augment_args, **engine)
     finetune = None
     teacher = cfg.teacher["model"]
     if cfg.teacher["finetune"]:
@@ -183,7 +184,8 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
         finetune = FinetuneConfig(task=task, out=out / TEACHER, data=data, train=TrainSettings(**settings, seed=seed),
                                   **rest, **({"model": teacher} if teacher else {}))
         teacher = str(out / TEACHER)
-    score = ScoreConfig(teacher=str(teacher), out=out / SCORED, transfer=out / TRANSFER, **cfg.sections["score"])
+    score = ScoreConfig(teacher=str(teacher), out=out / SCORED, transfer=out / TRANSFER, **cfg.sections["score"],
+                        **engine)
     kinds = {"train": False, **({"train-baseline": True} if cfg.top["baseline"] else {})}
     students = {name: TrainConfig(scored=out / SCORED, task=task, out=out / (BASELINE if baseline else STUDENT),
                                   data=data, seed=seed, baseline=baseline, **cfg.sections["student"])

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,16 +35,17 @@ import pyarrow.compute as pc
 from augment import MASK_SYMBOL
 
 from .. import store
-from ..engine import LocalEngine, Shards, missing_shards
+from ..engine import (Shards, engine_problems, engine_setting, missing_shards, open_engine, overlapped, ray_address_setting,
+                      workers_setting)
 from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_CHOICES, resolve_dtype
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, MissingResourceError
 from ..flags import add_flags, from_flags, setting
 from ..progress import peak_memory_mb, progress
 from ..tasks import generic_task, read_split
 from . import StageResult
 
 if TYPE_CHECKING:
-    from ..teacher.scorer import TeacherScorer
+    from ..teacher.hub import ModelFiles
 
 STAGE = "score"
 STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
@@ -74,6 +78,11 @@ class ScoreConfig:
     max_length: int = setting(128, help="tokens per row, longer rows are truncated")
     shard_rows: int = setting(16_384, help="rows per output file, the unit of resuming")
     trust_remote_code: bool = setting(False, help="let the teacher's directory run its own Python code")
+    engine: str = engine_setting()
+    ray_address: str | None = ray_address_setting()
+    workers: int = workers_setting(
+        "teacher replicas: on GPUs one per visible GPU (0: all of them); on a CPU 0 or 1 is one process using "
+        "every core, N > 1 is N processes sharing them; on Ray 0 is one actor per GPU, or per CPU")
 
     def problems(self) -> list[str]:
         out = []
@@ -84,6 +93,7 @@ class ScoreConfig:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
         if self.device not in DEVICES:
             out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        out += engine_problems(self.engine, self.workers)
         if self.dtype not in DTYPE_CHOICES:
             out.append(f"[dtype] must be one of {', '.join(DTYPE_CHOICES)}, got '{self.dtype}'")
         return out
@@ -156,49 +166,59 @@ def fingerprint_settings(cfg: ScoreConfig, device_type: str, dtype: str) -> dict
 
 def run(cfg: ScoreConfig) -> StageResult:
     # torch: imported when a stage runs, not for --help
-    from ..devices import resolve_device
     from ..teacher import checks, hub
-    from ..teacher.scorer import TeacherScorer
 
     problems = cfg.problems()
     if problems:
         raise ConfigError(problems)
-    source = open_transfer(Path(cfg.transfer)) if cfg.transfer is not None else \
-        open_plain(Path(cfg.input), cfg.text_col, cfg.text_pair_col)
+    source_spec = source_of(cfg)
+    source = open_source(**source_spec)
     files = hub.locate_model(cfg.teacher, cfg.trust_remote_code)
     model_config = hub.load_config(files.path, cfg.trust_remote_code)
     if source.task is not None:
         checks.check_label_map(model_config, source.task["label_names"], cfg.teacher, source.task["name"])
     label_names = checks.label_names_of(model_config)
     task = source.task or generic_task(cfg.text_col, cfg.text_pair_col, None, label_names).to_dict()
+    with open_engine(cfg.engine, cfg.workers, cfg.ray_address) as engine:
+        slots = plan_slots(cfg, engine)
+        device_type = slots[0]["device"].split(":")[0]
+        dtype = resolve_dtype(cfg.dtype, device_type)  # the precision used (auto resolved) enters the fingerprint
+        settings = fingerprint_settings(cfg, device_type, dtype)
+        fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
+        if store.is_complete(cfg.out, fp):
+            return StageResult(Path(cfg.out), True, f"score: up to date, {cfg.out} (fingerprint {fp[:12]})")
+        if source.has_mask():
+            checks.check_mask_token(hub.load_tokenizer(files.path, cfg.trust_remote_code), cfg.teacher)
+        worker = {"source": source_spec, "source_fp": source.fingerprint, "files": files, "dtype": dtype,
+                  "max_length": cfg.max_length, "batch_tokens": cfg.batch_tokens,
+                  "trust_remote_code": cfg.trust_remote_code}
+        return _score(cfg, engine, source, worker, slots, fp, task, label_names)
 
-    device_type = resolve_device(cfg.device).type
-    dtype = resolve_dtype(cfg.dtype, device_type)  # the precision used (auto resolved) enters the fingerprint
-    settings = fingerprint_settings(cfg, device_type, dtype)
-    fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
-    if store.is_complete(cfg.out, fp):
-        return StageResult(Path(cfg.out), True, f"score: up to date, {cfg.out} (fingerprint {fp[:12]})")
-    if source.has_mask():
-        checks.check_mask_token(hub.load_tokenizer(files.path, cfg.trust_remote_code), cfg.teacher)
+
+def _score(cfg: ScoreConfig, engine: Any, source: Source, worker: dict, slots: list[dict], fp: str, task: dict,
+           label_names: list[str]) -> StageResult:
+    from ..teacher import hub
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
+    device_type, dtype = slots[0]["device"].split(":")[0], worker["dtype"]
     # The device type keys the work directory: a float32 run (whose fingerprint leaves the device out, so a
     # finished set is reused anywhere) killed on a CPU and resumed on a GPU starts over instead of mixing shards.
     with store.stage_run(STAGE, cfg.out, fp, config, resumable=True, work_key=device_type,
                          inputs={"transfer" if cfg.transfer is not None else "input": source.fingerprint},
                          extra={"task": task, "num_labels": len(label_names), "is_pair": source.is_pair}) as run_:
-        with run_.timed("load_teacher"):
-            scorer = TeacherScorer(files, device=cfg.device, dtype=dtype, max_length=cfg.max_length,
-                                   batch_tokens=cfg.batch_tokens, trust_remote_code=cfg.trust_remote_code)
-        run_.extra["teacher"] = teacher_record(scorer, cfg)
-        schema = store.scored_schema(source.table.schema, scorer.num_labels)
+        tokenizer = hub.load_tokenizer(worker["files"].path, cfg.trust_remote_code)
+        run_.extra["teacher"] = teacher_record(worker["files"], tokenizer, label_names, cfg, dtype,
+                                               ", ".join(s["device"] for s in slots))
+        schema = store.scored_schema(source.table.schema, len(label_names))
         with run_.timed("score"):
-            counts = score_shards(scorer, source.table, schema, run_.work_dir, cfg.shard_rows, fp)
+            counts = score_shards(engine, worker, slots, Shards(source.table.num_rows, cfg.shard_rows),
+                                  run_.work_dir, fp)
         with run_.timed("write"):
             store.assemble_shards(run_.work_dir, schema, fp)
         seconds = max(run_.timings["score"], 1e-9)
-        run_.stats.update(counts, rows=source.table.num_rows, device=str(scorer.device), dtype=dtype,
-                          threads=scorer.threads, batch_tokens=scorer.batch_tokens,
+        run_.stats.update(counts, rows=source.table.num_rows, device=run_.extra["teacher"]["device"],
+                          dtype=dtype, engine=engine.name, workers=len(slots) if engine.name == "local" else
+                          engine.workers, threads=slots[0]["threads"], batch_tokens=cfg.batch_tokens,
                           rows_per_s=round(counts["rows_scored"] / seconds, 1),
                           tokens_per_s=round(counts["tokens"] / seconds, 1), peak_memory_mb=peak_memory_mb())
         run_.commit()
@@ -207,48 +227,151 @@ def run(cfg: ScoreConfig) -> StageResult:
     return StageResult(Path(cfg.out), False,
                        f"score: {s['rows']:,} rows × {len(label_names)} logits from {cfg.teacher} "
                        f"({s['shards']} shards{resumed}) at {s['rows_per_s']:,.0f} rows/s on {s['device']} "
-                       f"{dtype} -> {cfg.out}")
+                       f"{dtype} ({engine.name} engine) -> {cfg.out}")
 
 
-def teacher_record(scorer: TeacherScorer, cfg: ScoreConfig) -> dict:
+def source_of(cfg: ScoreConfig) -> dict:
+    if cfg.transfer is not None:
+        return {"transfer": str(Path(cfg.transfer).resolve())}
+    return {"input": str(Path(cfg.input).resolve()), "text_col": cfg.text_col, "text_pair_col": cfg.text_pair_col}
+
+
+def plan_slots(cfg: ScoreConfig, engine: Any) -> list[dict]:
+    """Where the teacher replicas run: per slot a device and a CPU thread count. Local: one slot per visible GPU
+    (CUDA_VISIBLE_DEVICES respected; --workers caps it), or on a CPU one process with every core, or --workers
+    processes sharing the cores. Ray: one GPU per actor where the cluster has GPUs, else one CPU per actor."""
+    import torch
+
+    from ..devices import available_cpus, resolve_device
+
+    if engine.name == "ray":
+        use_gpu = cfg.device != "cpu" and engine.gpus > 0
+        if cfg.device == "cuda" and not use_gpu:
+            raise ConfigError("--device cuda, but the Ray cluster has no GPUs")
+        return [{"device": "cuda" if use_gpu else "cpu", "threads": None if use_gpu else 1}]
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        n = torch.cuda.device_count()
+        return [{"device": f"cuda:{k}", "threads": None} for k in range(min(cfg.workers or n, n))]
+    cpus = available_cpus()
+    n = max(1, min(cfg.workers or 1, cpus))
+    return [{"device": "cpu", "threads": None if n == 1 else max(1, cpus // n)} for _ in range(n)]
+
+
+def teacher_record(files: ModelFiles, tokenizer: Any, label_names: list[str], cfg: ScoreConfig, dtype: str,
+                   devices: str) -> dict:
     """What the manifest says about the teacher: enough to find it again and to know it was the same one."""
-    tok = scorer.tokenizer
-    return {"name": cfg.teacher, "path": str(scorer.files.path), **scorer.files.identity(),
-            "weights_format": scorer.files.weights_format,
-            "tokenizer": f"{type(tok).__name__}({tok.name_or_path})", "mask_token": tok.mask_token,
-            "id2label": dict(enumerate(scorer.label_names)), "max_length": cfg.max_length, "dtype": scorer.dtype,
-            "device": str(scorer.device)}
+    return {"name": cfg.teacher, "path": str(files.path), **files.identity(), "weights_format": files.weights_format,
+            "tokenizer": f"{type(tokenizer).__name__}({tokenizer.name_or_path})", "mask_token": tokenizer.mask_token,
+            "id2label": dict(enumerate(label_names)), "max_length": cfg.max_length, "dtype": dtype,
+            "device": devices}
 
 
-def score_shards(scorer: Any, table: pa.Table, schema: pa.Schema, work_dir: Path, shard_rows: int,
+class ShardScorer:
+    """Scores shards of a source into files (a callable class: one per process, GPU or Ray actor). Set up once:
+    the source, opened again in this worker and checked to be the one the job fingerprinted, and the teacher.
+    `run(shards, progress)` scores and writes the given shards (engine.overlapped: tokenising the next shard and
+    writing the previous one overlap the current one's scoring); `__call__` is the Ray Data batch shape."""
+
+    def __init__(self, source: dict, source_fp: str, files: ModelFiles, fp: str, shard_dir: str, shard_rows: int,
+                 device: str, dtype: str, max_length: int, batch_tokens: int | None, threads: int | None,
+                 trust_remote_code: bool):
+        from ..teacher.scorer import TeacherScorer
+
+        self.source = open_source(**visible(source))
+        if self.source.fingerprint != source_fp:
+            raise DataError(f"{node()} reads other rows than the job was planned on (fingerprint "
+                            f"{self.source.fingerprint[:12]}, expected {source_fp[:12]}); did the input change?",
+                            str(self.source.path))
+        self.shard_dir = Path(visible({"shards": shard_dir}, writable=True)["shards"])
+        self.scorer = TeacherScorer(teacher_files(files, trust_remote_code), device=device, dtype=dtype,
+                                    max_length=max_length, batch_tokens=batch_tokens, threads=threads,
+                                    trust_remote_code=trust_remote_code)
+        self.schema = store.scored_schema(self.source.table.schema, self.scorer.num_labels)
+        self.shards, self.fp = Shards(self.source.table.num_rows, shard_rows), fp
+
+    def run(self, todo: list[int], progress: Callable[[int], Any] | None = None) -> list[dict[str, int]]:
+        table, shard_rows = self.source.table, self.shards.shard_rows
+
+        def prepare(i: int) -> tuple[pa.Table, Any]:
+            rows = table.slice(i * shard_rows, shard_rows)
+            pairs = rows["text_pair"].to_pylist() if "text_pair" in rows.column_names else None
+            return rows, self.scorer.encode(rows["text"].to_pylist(), pairs)
+
+        def compute(prepared: tuple[pa.Table, Any]) -> np.ndarray:
+            return self.scorer.score(prepared[1], progress=progress)
+
+        def write(i: int, prepared: tuple[pa.Table, Any], logits: np.ndarray) -> dict[str, int]:
+            rows, enc = prepared
+            out = rows.append_column("teacher_logits", logits_array(logits))
+            store.write_shard(self.shard_dir / self.shards.name(i), out, self.schema, self.fp)
+            return {"shard": i, "rows": len(enc), "tokens": int(enc.lengths.sum())}
+
+        return overlapped(todo, prepare, compute, write)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        done = self.run([int(i) for i in batch["shard"]])
+        return {k: np.array([d[k] for d in done], dtype=np.int64) for k in ("shard", "rows", "tokens")}
+
+
+def node() -> str:
+    return f"node {socket.gethostname()} (pid {os.getpid()})"
+
+
+def visible(paths: dict, writable: bool = False) -> dict:
+    """`paths` as given, after checking that this worker sees every path in it (and may write there)."""
+    for key, value in paths.items():
+        if key.endswith("col") or value is None:
+            continue
+        path = Path(value)
+        if not path.exists() or (writable and not os.access(path, os.W_OK)):
+            raise DataError(f"{node()} cannot {'write to' if writable else 'see'} this path: with --engine ray "
+                            "every node must reach the input and output paths (a shared filesystem, mounted at "
+                            "the same place)", str(path))
+    return paths
+
+
+def teacher_files(files: ModelFiles, trust_remote_code: bool) -> ModelFiles:
+    """The teacher's files in this worker: the driver's directory where it is visible, else the hub id fetched
+    again (into this node's cache), which must then hash to the same weights."""
+    from ..teacher import hub
+
+    if files.path.is_dir():
+        return files
+    try:
+        fetched = hub.locate_model(files.name, trust_remote_code)
+    except MissingResourceError:  # a directory this node does not see
+        visible({"teacher": files.path})
+        raise
+    if fetched.identity() != files.identity():
+        raise DataError(f"{node()} fetched other weights for {files.name} than the job was planned with",
+                        str(fetched.path))
+    return fetched
+
+
+def open_source(transfer: str | None = None, input: str | None = None, text_col: str = "text",
+                text_pair_col: str | None = None) -> Source:
+    return open_transfer(Path(transfer)) if transfer is not None else open_plain(Path(input), text_col,
+                                                                                  text_pair_col)
+
+
+def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, work_dir: Path,
                  fp: str) -> dict[str, int]:
-    """Score every shard without a trustworthy file in `work_dir/shards` (engine.missing_shards), through the
-    local engine: tokenising the next shard and writing the previous one overlap the current one's scoring."""
-    shards = Shards(table.num_rows, shard_rows)
+    """Score every shard without a trustworthy file in `work_dir/shards` (engine.missing_shards) on `engine`,
+    with one progress bar for the whole job; the shard files are the same whatever the engine."""
     shard_dir = work_dir / store.SHARDS
     shard_dir.mkdir(exist_ok=True)
     todo = missing_shards(shard_dir, shards, fp)
-    counts = {"shards": shards.count, "shards_resumed": shards.count - len(todo), "rows_scored": 0, "tokens": 0}
-
-    def prepare(i: int) -> tuple[pa.Table, Any]:
-        rows = table.slice(i * shard_rows, shard_rows)
-        pairs = rows["text_pair"].to_pylist() if "text_pair" in rows.column_names else None
-        return rows, scorer.encode(rows["text"].to_pylist(), pairs)
-
-    def write(i: int, prepared: tuple[pa.Table, Any], logits: np.ndarray) -> None:
-        rows, _ = prepared
-        out = rows.append_column("teacher_logits", logits_array(logits))
-        store.write_shard(shard_dir / shards.name(i), out, schema, fp)
-
-    with progress(sum(shards.rows(i) for i in todo), "scoring") as bar:
-        def compute(prepared: tuple[pa.Table, Any]) -> np.ndarray:
-            _, enc = prepared
-            counts["rows_scored"] += len(enc)
-            counts["tokens"] += int(enc.lengths.sum())
-            return scorer.score(enc, progress=bar.update)
-
-        LocalEngine().run(todo, prepare, compute, write)
-    return counts
+    kwargs = {**worker, "fp": fp, "shard_dir": str(shard_dir), "shard_rows": shards.shard_rows}
+    with progress(sum(shards.rows(i) for i in todo), "scoring", "row") as bar:
+        if engine.name == "ray":
+            done = engine.run_shards(ShardScorer, {**kwargs, **slots[0]}, todo, shards.rows, bar.update,
+                                     gpus_per_actor=1 if slots[0]["device"] == "cuda" else 0,
+                                     cpus_per_actor=slots[0]["threads"] or 1)
+        else:
+            done = engine.run_shards(ShardScorer, [{**kwargs, **s} for s in slots], todo, bar.update)
+    return {"shards": shards.count, "shards_resumed": shards.count - len(todo),
+            "rows_scored": sum(d["rows"] for d in done), "tokens": sum(d["tokens"] for d in done)}
 
 
 # ----------------------------------------------------------------------------------------------- command line

@@ -12,6 +12,7 @@ run reports is measured by the same code path the scorer later labels the transf
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from augment import MASK_SYMBOL
 
 from .. import batching
 from ..devices import (autocast, autocast_dtype, default_batch_tokens, resolve_device, resolve_dtype,
-                       set_cpu_threads)
+                       set_cpu_threads, torch_dtype)
 from ..errors import DistillError
 from .checks import check_mask_token, check_max_length, label_names_of, mask_token_problem
 from .hub import ModelFiles, load_classifier, load_tokenizer, locate_model
@@ -176,22 +177,45 @@ def validate_logits(logits: Any, num_rows: int, num_labels: int, teacher: str) -
     return logits
 
 
+def prepare_for_inference(model: torch.nn.Module, dtype: str, device: torch.device) -> torch.nn.Module:
+    """The model as scoring runs it. On GPUs float32 matmuls use TF32. bf16/fp16: the weights are cast to that
+    dtype once here (autocast would cast them again for every batch) and autocast keeps the ops it lists as
+    float32 (layer norm, softmax) in float32. int8 (CPU): the linear layers dynamically quantised, weights int8
+    and activations quantised per batch, through torch.ao."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    amp_dtype = torch_dtype(dtype)
+    if amp_dtype is not None:
+        return model.to(amp_dtype)
+    if dtype == "int8":
+        with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao (not a dependency)
+            warnings.simplefilter("ignore")
+            from torch.ao.quantization import quantize_dynamic
+
+            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
 class TeacherScorer:
     """Logits of a teacher for batches of rows: the model and tokenizer are loaded once in `__init__`, and
     `__call__` is a pure batch function (Ray Data's callable-class shape, so it can be handed to `map_batches`
     unchanged). The `score` stage reads shards, calls it, and writes what it returns."""
 
     def __init__(self, teacher: str | Path | ModelFiles, *, device: str = "auto", dtype: str = "float32",
-                 max_length: int = 128, batch_tokens: int | None = None, trust_remote_code: bool = False):
+                 max_length: int = 128, batch_tokens: int | None = None, threads: int | None = None,
+                 trust_remote_code: bool = False):
         self.files = teacher if isinstance(teacher, ModelFiles) else locate_model(teacher, trust_remote_code)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device.type)  # `auto`: the fast precision of this device
         self.amp_dtype = autocast_dtype(self.dtype, self.device)
         self.max_length = max_length
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
-        self.threads = set_cpu_threads()
+        self.threads = set_cpu_threads(threads)
         self.tokenizer = load_tokenizer(self.files.path, trust_remote_code)
-        self.model = load_classifier(self.files.path, self.device, trust_remote_code=trust_remote_code).eval()
+        self.model = prepare_for_inference(
+            load_classifier(self.files.path, self.device, trust_remote_code=trust_remote_code).eval(),
+            self.dtype, self.device)
         check_max_length(self.model.config, self.tokenizer, max_length, self.files.name)
         self.num_labels = int(self.model.config.num_labels)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0

@@ -7,7 +7,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from augment import recipe, tagging
+from augment import workers
 from augment.pos_table import PosTable
 from augment.recipe import RecipeConfig, assemble, generate_all
 from augment.tagging import TaggedCorpus, tag_texts
@@ -52,7 +52,7 @@ def test_worker_count_defaults_to_the_affinity_mask(two_cpus_on_a_64_core_host):
 
 
 def test_generate_all_uses_one_worker_per_allowed_cpu(two_cpus_on_a_64_core_host, monkeypatch):
-    sizes = recording_pool(monkeypatch, recipe)
+    sizes = recording_pool(monkeypatch, workers)
     sentences = ["alpha bravo charlie delta", "echo foxtrot golf", "hotel india", "juliet kilo lima mike"]
     corpus = TaggedCorpus.from_tokens((s.split(), [w[0] for w in s.split()], [True] * len(s.split()))
                                       for s in sentences)
@@ -65,7 +65,7 @@ def test_generate_all_uses_one_worker_per_allowed_cpu(two_cpus_on_a_64_core_host
 
 
 def test_an_explicit_cpu_limit_caps_the_workers(monkeypatch):
-    sizes = recording_pool(monkeypatch, tagging)
+    sizes = recording_pool(monkeypatch, workers)
     texts = ["the film is good .", "i liked a dull movie .", "the plot is too long .", "we hated the script !"]
     tag_texts(texts, tagger="nltk", nltk_tagger=train_tagger(), workers=None, cpu_limit=2, chunk_size=1)
     assert sizes == [2]

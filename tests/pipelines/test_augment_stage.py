@@ -14,6 +14,7 @@ import pytest
 
 from augment import MASK_SYMBOL
 from augment.recipe import dedupe_key
+from pipelines import engine as engine_module
 from pipelines import store
 from pipelines.cli import main
 from pipelines.devices import available_cpus
@@ -157,7 +158,7 @@ def test_available_cpus_reads_the_cgroup_quota(tmp_path, monkeypatch):
 
 def test_workers_come_from_available_cpus_not_the_host_core_count(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    monkeypatch.setattr(augment_stage, "available_cpus", lambda: 2)
+    monkeypatch.setattr(engine_module, "available_cpus", lambda: 2)
     for name, args in (("default", []), ("asked-for-8", ["--workers", "8"])):
         out = tmp_path / name
         assert augment("--task", "demo", "--out", str(out), "--n-iter", "1", "--limit", "20", *args) == 0

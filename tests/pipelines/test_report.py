@@ -12,6 +12,7 @@ import pytest
 from pipelines.stages.run import load_config
 from pipelines import metrics, report
 from pipelines.cli import main
+from pipelines.devices import resolve_dtype
 from pipelines.settings import TrainSettings
 from pipelines.tasks import DEMO_DIR, get_task, read_split
 from pipelines.teacher import hub
@@ -93,9 +94,10 @@ def test_teacher_dev_metrics_are_cached_and_speed_is_timed_on_a_sample(tiny_teac
     cache = tmp_path / "teacher-eval.json"
     first = report.measure_teacher(str(tiny_teacher), DEMO, demo_dev, 16, cache=cache)
     assert predicted_rows == [DEV_ROWS, 16, 16, 16]  # the whole dev split once; warm-up + 2 timed passes of 16
-    logits = TeacherScorer(str(tiny_teacher), device="cpu").predict(demo_dev["dev"].texts)
+    auto = resolve_dtype("auto", "cpu")  # bf16 on CPUs with native bf16, float32 elsewhere
+    logits = TeacherScorer(str(tiny_teacher), device="cpu", dtype=auto).predict(demo_dev["dev"].texts)
     assert first.dev == {"dev": metrics.compute(DEMO.metrics, logits.argmax(1), demo_dev["dev"].labels)}
-    assert (first.speed_rows, first.device, first.dtype) == (16, "cpu", "float32")
+    assert (first.speed_rows, first.device, first.dtype) == (16, "cpu", auto)
     assert json.loads(cache.read_text())["dev"] == first.dev
 
     predicted_rows.clear()
@@ -113,8 +115,8 @@ def test_teacher_is_evaluated_again_when_what_its_metrics_depend_on_changes(chan
     teacher, dev, kwargs = str(tiny_teacher), demo_dev, {}
     if change == "max_length":
         kwargs["max_length"] = 64
-    elif change == "dtype":
-        kwargs["dtype"] = "bf16"
+    elif change == "dtype":  # another precision than the default (auto) means on this CPU
+        kwargs["dtype"] = "float32" if resolve_dtype("auto", "cpu") == "bf16" else "bf16"
     elif change == "teacher":
         teacher = str(make_teacher(tmp_path / "other", seed=1))
     elif change == "dev file":
@@ -156,7 +158,8 @@ def test_second_run_does_not_evaluate_the_teacher_on_dev_again(tiny_teacher, tmp
     assert json.loads((out / "teacher-eval.json").read_text())["dev"] == first["dev"]
     second = json.loads((out / "report.json").read_text())["models"][0]
     assert second["dev"] == first["dev"] and second["speed_rows"] == 8
-    assert (second["device"], second["dtype"]) == ("cpu", "float32")  # the score section's device and dtype
+    # the score section's device and dtype (auto: bf16 on CPUs with native bf16, float32 elsewhere)
+    assert (second["device"], second["dtype"]) == ("cpu", resolve_dtype("auto", "cpu"))
 
 
 def test_demo_teacher_is_fine_tuned_for_enough_steps_to_teach():

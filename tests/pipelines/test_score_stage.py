@@ -39,7 +39,7 @@ def data_bytes(out: Path) -> dict[str, bytes]:
 
 
 def test_score_stage_writes_the_scored_set(tiny_transfer, tiny_teacher, tmp_path):
-    result = score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=tmp_path / "s",
+    result = score.run(ScoreConfig(dtype="float32", teacher=str(tiny_teacher), transfer=tiny_transfer, out=tmp_path / "s",
                                    shard_rows=128, batch_tokens=300))
     assert not result.skipped and "300 rows × 2 logits" in result.summary
     source, out = datasets.load_from_disk(str(tiny_transfer)), datasets.load_from_disk(str(result.out_dir))
@@ -71,7 +71,7 @@ def test_score_stage_writes_the_scored_set(tiny_transfer, tiny_teacher, tmp_path
 
 
 def test_score_stage_rerun_is_a_noop_unless_results_change(tiny_transfer, tiny_teacher, tmp_path):
-    cfg = ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=tmp_path / "s")
+    cfg = ScoreConfig(dtype="float32", teacher=str(tiny_teacher), transfer=tiny_transfer, out=tmp_path / "s")
     first = score.run(cfg)
     fp = store.read_manifest(first.out_dir)["fingerprint"]
     assert score.run(cfg).skipped
@@ -102,7 +102,7 @@ def test_score_stage_pairs_with_a_generic_label_teacher(tmp_path):
     generic = make_teacher(tmp_path / "generic", None)
     texts, pairs = random_sentences(40, seed=6), random_sentences(40, seed=7)
     transfer = write_transfer_set(tmp_path / "t", texts, pairs, task=TASKS["mrpc"])
-    out = score.run(ScoreConfig(teacher=str(generic), transfer=transfer, out=tmp_path / "s")).out_dir
+    out = score.run(ScoreConfig(dtype="float32", teacher=str(generic), transfer=transfer, out=tmp_path / "s")).out_dir
     rows = scored(out)
     assert list(rows["text_pair"]) == pairs
     np.testing.assert_allclose(rows["teacher_logits"], reference_logits(generic, texts, pairs), atol=1e-5)
@@ -111,7 +111,7 @@ def test_score_stage_pairs_with_a_generic_label_teacher(tmp_path):
 def test_score_stage_plain_text_file(tiny_teacher, tmp_path):
     texts = random_sentences(25, seed=8, mask_rate=0.0)
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    out = score.run(ScoreConfig(teacher=str(tiny_teacher), input=tmp_path / "in.txt", out=tmp_path / "s")).out_dir
+    out = score.run(ScoreConfig(dtype="float32", teacher=str(tiny_teacher), input=tmp_path / "in.txt", out=tmp_path / "s")).out_dir
     ds = datasets.load_from_disk(str(out))
     assert ds.column_names == ["text", "label", "source_index", "is_original", "ops", "teacher_logits"]
     assert ds["text"] == texts and ds["label"] == [None] * 25 and ds["source_index"] == list(range(25))
@@ -197,7 +197,7 @@ def test_score_stage_after_the_real_augment_stage(sst2_dir, tiny_teacher, tmp_pa
 
     transfer = augment(AugmentConfig(task=TASKS["sst2"], data=sst2_dir, out=tmp_path / "t", limit=15,
                                      recipe=RecipeConfig(n_iter=5, seed=1))).out_dir
-    out = score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=transfer, out=tmp_path / "s")).out_dir
+    out = score.run(ScoreConfig(dtype="float32", teacher=str(tiny_teacher), transfer=transfer, out=tmp_path / "s")).out_dir
     source, rows = datasets.load_from_disk(str(transfer)), datasets.load_from_disk(str(out))
     assert rows["text"] == source["text"] and any(MASK_SYMBOL in t for t in rows["text"])
     np.testing.assert_allclose(np.asarray(rows.with_format("numpy")["teacher_logits"]),

@@ -1,0 +1,166 @@
+"""The Ray engine: a stage's parallel work as Ray actors, on a local Ray instance or on a running cluster.
+
+- Shards (scoring): Ray Data `map_batches` over the shard numbers still missing, with the stage's shard worker
+  as the callable class: an actor pool, one GPU per actor where the cluster has GPUs, CPU actors otherwise.
+  Each actor writes its shards atomically into the stage's work directory (the same files the local engine
+  writes), so a worker killed mid-shard leaves no partial file: Ray restarts the actor and the shard is done
+  again, once. A restarted job scores only the shards without a file.
+- Chunks (augmentation): an actor pool of the library's callable classes (tagging, generation), results taken in
+  chunk order, a bounded number in flight.
+
+Paths must be reachable by every node (a shared filesystem): a worker that cannot see the input or output path
+says so. Ray is an optional extra: `pip install 'distill-pipelines[ray]'`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .errors import DistillError, MissingResourceError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "--engine ray needs Ray, an optional extra: pip install 'distill-pipelines[ray]'"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingResourceError(INSTALL_HINT) from None
+    return ray
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail within seconds, with a clear message, when nothing answers at a cluster address (ray.init would
+    otherwise retry for a minute or more)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise DistillError(f"--ray-address must be HOST:PORT (the head node's GCS address, printed by `ray start "
+                           f"--head`), got '{address}'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise DistillError(f"no Ray cluster answers at {address} ({e.strerror or e}); start one with `ray start "
+                           f"--head` on the head node (and `ray start --address={address}` on the others), or leave "
+                           "out --ray-address to start a local Ray instance") from None
+
+
+def cause_of(error: BaseException) -> BaseException:
+    """The user's own exception inside Ray's wrappers (RayTaskError and Ray Data's UserCodeException)."""
+    seen = error
+    while True:
+        inner = getattr(seen, "cause", None) or seen.__cause__
+        if inner is None or inner is seen:
+            return seen
+        seen = inner
+
+
+class _ChunkActor:
+    """Holds one instance of a callable class, built from object-store references once per actor."""
+
+    def __init__(self, cls: type, refs: dict[str, Any]):
+        import ray
+
+        self.worker = cls(**dict(zip(refs, ray.get(list(refs.values())))))
+
+    def call(self, item: Any) -> Any:
+        return self.worker(item)
+
+
+class RayEngine:
+    name = "ray"
+
+    def __init__(self, ray: Any, workers: int):
+        self.ray = ray
+        self.workers = workers
+
+    @classmethod
+    @contextlib.contextmanager
+    def started(cls, workers: int = 0, address: str | None = None) -> Iterator[RayEngine]:
+        """Join the cluster at `address`, or start a local Ray instance with the CPUs this process may use, and
+        run `workers` actors (default: one per CPU of the cluster); Ray is shut down on the way out (a cluster
+        this process joined keeps running)."""
+        ray = import_ray()
+        from .devices import available_cpus
+
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # batch jobs on closed networks: no phoning home
+        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+        if address is not None:
+            check_reachable(address)
+            ray.init(address=address, **quiet)
+        else:
+            # A single-node instance on this machine. (Ray advertises the node's own IP even when asked for
+            # 127.0.0.1, so it listens where any Ray head does; on a closed network, as in CI, that is local.)
+            ray.init(num_cpus=available_cpus(), **quiet)
+        try:
+            from ray.data import DataContext
+
+            ctx = DataContext.get_current()
+            ctx.enable_progress_bars = False  # one bar for the whole job, the stage's own
+            ctx.print_on_execution_start = False
+            logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            yield cls(ray, max(1, min(workers or cpus, cpus)))
+        finally:
+            ray.shutdown()
+
+    @property
+    def gpus(self) -> int:
+        return int(self.ray.cluster_resources().get("GPU", 0))
+
+    def mapper(self, cls: type, kwargs: dict, items: Sequence[Any]) -> Iterator[Any]:
+        """The library's mapper protocol (augment.workers) on Ray actors, one CPU each, results in order."""
+        from ray.util import ActorPool
+
+        n = max(1, min(self.workers, len(items)))
+        refs = {k: self.ray.put(v) for k, v in kwargs.items()}  # large state (a corpus) once, not per actor
+        actor = self.ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_ChunkActor)
+        actors = [actor.remote(cls, refs) for _ in range(n)]
+        pool = ActorPool(actors)
+        pending = 0
+        try:
+            for item in items:
+                pool.submit(lambda a, v: a.call.remote(v), item)
+                pending += 1
+                if pending >= 2 * n:
+                    yield self._next(pool)
+                    pending -= 1
+            for _ in range(pending):
+                yield self._next(pool)
+        finally:
+            for a in actors:  # the pool's actors end with the work
+                self.ray.kill(a)
+
+    def _next(self, pool: Any) -> Any:
+        try:
+            return pool.get_next()
+        except self.ray.exceptions.RayError as e:
+            raise cause_of(e) from None
+
+    def run_shards(self, cls: type, kwargs: dict, todo: list[int], shard_rows: Callable[[int], int],
+                   progress: Callable[[int], Any], *, gpus_per_actor: float = 0, cpus_per_actor: float = 1) -> list:
+        """`cls(**kwargs)` as a Ray Data actor pool over the shard numbers `todo`, one shard per call; returns
+        what the actors returned for each shard (in the order shards finished), reporting rows to `progress`."""
+        import ray.data
+
+        if not todo:
+            return []
+        concurrency = max(1, min(self.workers if not gpus_per_actor else max(1, self.gpus), len(todo)))
+        ds = ray.data.from_items([{"shard": i} for i in todo], override_num_blocks=len(todo))
+        ds = ds.map_batches(cls, fn_constructor_kwargs=kwargs, batch_size=1, concurrency=concurrency,
+                            num_gpus=gpus_per_actor, num_cpus=cpus_per_actor)  # Ray Data restarts dead actors
+        done = []
+        try:
+            for row in ds.iter_rows():
+                done.append(row)
+                progress(shard_rows(int(row["shard"])))
+        except self.ray.exceptions.RayError as e:
+            raise cause_of(e) from None
+        return done
