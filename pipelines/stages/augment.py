@@ -2,6 +2,9 @@
 
 Reads the split, tags it with spaCy (or NLTK), builds the POS table from the same split, draws n_iter perturbed
 copies of every example (augment.recipe), drops unchanged and duplicate rows, and writes one output directory.
+Tagging and generation run on the chosen engine (worker processes, or Ray actors); generated chunks come back in
+example order and are deduplicated and written as they come, so memory holds one chunk and the dedupe state
+(8 bytes a row), never the whole transfer set.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ STAGE = "augment"
 # trailing whitespace, dedupe ignores whitespace, whitespace tokens are never masked, replaced or counted.
 STAGE_VERSION = 2
 ROWS_PER_FILE = 500_000  # rows per Arrow file of the output
+# Draws per unit of work when --chunk-size is 0: the rows a chunk holds in memory (a few chunks are in flight at
+# once), whatever n_iter is. The output does not depend on it.
+DRAWS_PER_CHUNK = 40_000
+TAG_CHUNK = 2000  # sentences per unit of tagging work
 
 
 @dataclass
@@ -59,7 +66,9 @@ class AugmentConfig:
     workers: int = workers_setting(
         "worker processes (or Ray actors) for tagging and generation; 0: one per CPU this process may use (its "
         "affinity mask and cgroup quota; on Ray the cluster's CPUs), and never more than that")
-    chunk_size: int = setting(2000, help="examples per unit of work (memory and scheduling only)")
+    chunk_size: int = setting(
+        0, help=f"examples per unit of work, memory and scheduling only (0: about {DRAWS_PER_CHUNK:,} draws a chunk, "
+                "so 2,000 examples at the paper's 20 draws and fewer at more draws)")
 
     def problems(self) -> list[str]:
         out = [f"recipe.{p}" for p in self.recipe.problems()]
@@ -68,8 +77,8 @@ class AugmentConfig:
         if self.tagger not in ("spacy", "nltk"):
             out.append(f"tagger must be 'spacy' or 'nltk', got '{self.tagger}'")
         out += engine_problems(self.engine, self.workers)
-        if self.chunk_size < 1:
-            out.append(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.chunk_size < 0:
+            out.append(f"chunk_size must be >= 0, got {self.chunk_size}")
         return out
 
 
@@ -199,11 +208,12 @@ def _augment(cfg: AugmentConfig, p: AugmentPlan, engine, run_: store.StageRun, n
     """Tag, build the POS table, then generate chunk by chunk, each chunk deduplicated and written as it comes."""
     split, is_pair = p.split, p.task.is_pair
     texts = split.texts + (split.text_pairs or [])
+    chunk_size = cfg.chunk_size or max(1, DRAWS_PER_CHUNK // max(1, cfg.recipe.draws(is_pair)))
     t0 = time.perf_counter()
     with run_.timed("tag"), progress(len(texts), "tagging", "sent") as bar:
         try:
             corpus = tag_texts(texts, tagger=cfg.tagger, model=cfg.spacy_model, nltk_tagger=nltk_tagger,
-                               chunk_size=cfg.chunk_size, progress=bar.update, mapper=engine.mapper)
+                               chunk_size=TAG_CHUNK, progress=bar.update, mapper=engine.mapper)
         except TaggerUnavailable as e:
             raise MissingResourceError(str(e)) from None
     tag_s = time.perf_counter() - t0
@@ -213,7 +223,7 @@ def _augment(cfg: AugmentConfig, p: AugmentPlan, engine, run_: store.StageRun, n
     t1 = time.perf_counter()
     with run_.timed("generate"), progress(len(split), "augmenting") as bar:
         chunks = generate_chunks(corpus, table, cfg.recipe, num_examples=len(split), is_pair=is_pair,
-                                 chunk_size=cfg.chunk_size, progress=bar.update, mapper=engine.mapper)
+                                 chunk_size=chunk_size, progress=bar.update, mapper=engine.mapper)
         stats = write_transfer_set(chunks, split, is_pair, run_.work_dir, p.fingerprint)
     gen_s = time.perf_counter() - t1
     run_.stats.update(stats)
@@ -227,6 +237,7 @@ def _augment(cfg: AugmentConfig, p: AugmentPlan, engine, run_: store.StageRun, n
         "pos_tags": len(corpus.tags),
         "vocabulary": len(corpus.words),
         "workers": engine.workers,
+        "chunk_size": chunk_size,
         "peak_memory_mb": peak_memory_mb(),
     })
 

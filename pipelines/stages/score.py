@@ -218,7 +218,7 @@ def _score(cfg: ScoreConfig, engine: Any, source: Source, worker: dict, slots: l
         seconds = max(run_.timings["score"], 1e-9)
         run_.stats.update(counts, rows=source.table.num_rows, device=run_.extra["teacher"]["device"],
                           dtype=dtype, engine=engine.name, workers=len(slots) if engine.name == "local" else
-                          engine.workers, threads=slots[0]["threads"], batch_tokens=cfg.batch_tokens,
+                          engine.workers,
                           rows_per_s=round(counts["rows_scored"] / seconds, 1),
                           tokens_per_s=round(counts["tokens"] / seconds, 1), peak_memory_mb=peak_memory_mb())
         run_.commit()
@@ -305,13 +305,14 @@ class ShardScorer:
             rows, enc = prepared
             out = rows.append_column("teacher_logits", logits_array(logits))
             store.write_shard(self.shard_dir / self.shards.name(i), out, self.schema, self.fp)
-            return {"shard": i, "rows": len(enc), "tokens": int(enc.lengths.sum())}
+            return {"shard": i, "rows": len(enc), "tokens": int(enc.lengths.sum()), "threads": self.scorer.threads,
+                    "batch_tokens": self.scorer.batch_tokens}
 
         return overlapped(todo, prepare, compute, write)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         done = self.run([int(i) for i in batch["shard"]])
-        return {k: np.array([d[k] for d in done], dtype=np.int64) for k in ("shard", "rows", "tokens")}
+        return {k: np.array([d[k] for d in done], dtype=np.int64) for k in done[0]}
 
 
 def node() -> str:
@@ -356,7 +357,7 @@ def open_source(transfer: str | None = None, input: str | None = None, text_col:
 
 
 def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, work_dir: Path,
-                 fp: str) -> dict[str, int]:
+                 fp: str) -> dict[str, int | None]:
     """Score every shard without a trustworthy file in `work_dir/shards` (engine.missing_shards) on `engine`,
     with one progress bar for the whole job; the shard files are the same whatever the engine."""
     shard_dir = work_dir / store.SHARDS
@@ -370,8 +371,11 @@ def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, w
                                      cpus_per_actor=slots[0]["threads"] or 1)
         else:
             done = engine.run_shards(ShardScorer, [{**kwargs, **s} for s in slots], todo, bar.update)
+    # Per replica: its torch threads, and its token budget at the end (lowered after an out-of-memory batch).
     return {"shards": shards.count, "shards_resumed": shards.count - len(todo),
-            "rows_scored": sum(d["rows"] for d in done), "tokens": sum(d["tokens"] for d in done)}
+            "rows_scored": sum(d["rows"] for d in done), "tokens": sum(d["tokens"] for d in done),
+            "threads": max((int(d["threads"]) for d in done), default=None),
+            "batch_tokens": min((int(d["batch_tokens"]) for d in done), default=worker["batch_tokens"])}
 
 
 # ----------------------------------------------------------------------------------------------- command line

@@ -1,0 +1,111 @@
+"""Benchmarks of the engines and of scoring precisions (`make bench`; results in .bench/engines.json).
+
+- Engines: `distill score` (reference teacher, float32, one torch thread per replica) and `distill augment` (SST-2
+  train) on the local engine and on a local Ray instance, at 1 and 2 workers, as whole processes in one run;
+  ratios to the local engine at the same worker count. Ray's wall time includes starting its instance.
+- Precisions: rows/s of the reference teacher at float32, bf16 and int8 (2 threads) on the same SST-2 rows, with
+  the argmax agreement and largest logit difference against float32.
+- Memory: a 10M-row transfer set (SST-2 train, 320 draws a sentence: 10.2M rows kept; 150 draws keep only
+  5.2M, the rest are duplicates or unchanged): peak RSS of `distill augment` (goal under 2 GB), and the same
+  bytes with a 4x larger chunk size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import PYTHON, REPO, save, shared_path, timed_process
+
+SCORE_ROWS_ORIGINALS = 400  # SST-2 train sentences whose transfer set is scored (~6,000 rows)
+
+
+def distill(*args: str) -> list[str]:
+    return [PYTHON, "-m", "pipelines.cli", *args]
+
+
+def digest(out: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(out.glob("*.arrow")):
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def bench_engines(tmp_path):
+    sst2 = shared_path("data", "glue", "SST-2")
+    teacher = shared_path("teachers", "minilm-sst2")
+    env = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    transfer = tmp_path / "transfer"
+    timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), "--limit", str(SCORE_ROWS_ORIGINALS),
+                          "--n-iter", "15", "--out", str(transfer)), env)
+    rows = json.loads((transfer / "stats.json").read_text())["rows"]
+    results: dict = {"score_rows": rows, "score": {}, "augment": {}}
+    for workers in (1, 2):
+        for engine in ("local", "ray"):
+            out = tmp_path / f"s-{engine}{workers}"
+            run = timed_process(distill("score", "--teacher", str(teacher), "--transfer", str(transfer), "--out",
+                                        str(out), "--dtype", "float32", "--shard-rows", "500", "--engine", engine,
+                                        "--workers", str(workers)), env)
+            stats = json.loads((out / "stats.json").read_text())
+            results["score"][f"{engine}-{workers}"] = {"wall_s": run["wall_s"], "score_s": stats["wall_s"],
+                                                       "rows_per_s": stats["rows_per_s"], "digest": digest(out)}
+            a_out = tmp_path / f"a-{engine}{workers}"
+            run = timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), "--limit", "20000",
+                                        "--out", str(a_out), "--engine", engine, "--workers", str(workers)), env)
+            results["augment"][f"{engine}-{workers}"] = {"wall_s": run["wall_s"], "digest": digest(a_out)}
+    for stage in ("score", "augment"):
+        r = results[stage]
+        for workers in (1, 2):
+            r[f"ray/local wall, {workers} workers"] = round(r[f"ray-{workers}"]["wall_s"] / r[f"local-{workers}"]["wall_s"], 3)
+        r["same bytes"] = len({v["digest"] for k, v in r.items() if isinstance(v, dict)}) == 1
+    save("engines", results)
+    assert results["score"]["same bytes"] and results["augment"]["same bytes"]
+
+
+def bench_precisions():
+    """float32, bf16 and int8 scoring of the same 3,000 SST-2 train sentences, in this process, 2 threads."""
+    import numpy as np
+
+    from pipelines.tasks import TASKS, read_split
+    from pipelines.teacher.scorer import TeacherScorer
+
+    sst2 = shared_path("data", "glue", "SST-2")
+    teacher = shared_path("teachers", "minilm-sst2")
+    split, _ = read_split(TASKS["sst2"], sst2, "train", labelled=True, limit=3000)
+    results, reference = {}, None
+    for dtype in ("float32", "bf16", "int8"):
+        scorer = TeacherScorer(str(teacher), device="cpu", dtype=dtype)
+        enc = scorer.encode(split.texts[:200])
+        scorer.score(enc)  # warm-up
+        enc = scorer.encode(split.texts)
+        t0 = time.perf_counter()
+        logits = scorer.score(enc)
+        seconds = time.perf_counter() - t0
+        reference = logits if reference is None else reference
+        results[dtype] = {"rows_per_s": round(len(split) / seconds, 1), "threads": scorer.threads,
+                          "argmax_agreement_with_float32": float(np.mean(logits.argmax(1) == reference.argmax(1))),
+                          "max_abs_logit_diff": float(np.abs(logits - reference).max())}
+    for dtype in ("bf16", "int8"):
+        results[dtype]["speed_vs_float32"] = round(results[dtype]["rows_per_s"] / results["float32"]["rows_per_s"], 2)
+    save("precisions", results)
+
+
+@pytest.mark.skipif(os.environ.get("BENCH_10M") != "1", reason="set BENCH_10M=1: two ~10M-row runs, minutes")
+def bench_ten_million_rows_in_bounded_memory(tmp_path):
+    sst2 = shared_path("data", "glue", "SST-2")
+    results = {}
+    for chunk in (0, 500):  # 0: the default, 125 examples a chunk at 320 draws
+        out = tmp_path / f"t{chunk}"
+        run = timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), "--n-iter", "320",
+                                    "--chunk-size", str(chunk), "--out", str(out)), {"TQDM_DISABLE": "1"})
+        stats = json.loads((out / "stats.json").read_text())
+        results[f"chunk {chunk}"] = {"rows": stats["rows"], "wall_s": run["wall_s"],
+                                     "peak_rss_mb": run["peak_rss_mb"], "digest": digest(out)}
+    results["same bytes"] = results["chunk 0"]["digest"] == results["chunk 500"]["digest"]
+    save("augment-10m", results)
+    assert results["same bytes"]
