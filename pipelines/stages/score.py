@@ -182,7 +182,12 @@ def run(cfg: ScoreConfig) -> StageResult:
     with open_engine(cfg.engine, cfg.workers, cfg.ray_address) as engine:
         slots = plan_slots(cfg, engine)
         device_type = slots[0]["device"].split(":")[0]
-        dtype = resolve_dtype(cfg.dtype, device_type)  # the precision used (auto resolved) enters the fingerprint
+        # The precision used (auto resolved) enters the fingerprint. A Ray driver without a GPU of its own cannot
+        # ask CUDA whether the workers' GPUs have bf16: it assumes they do (every GPU since Ampere).
+        import torch
+
+        remote_gpus = device_type == "cuda" and not torch.cuda.is_available()
+        dtype = resolve_dtype(cfg.dtype, device_type, cuda_bf16=True if remote_gpus else None)
         settings = fingerprint_settings(cfg, device_type, dtype)
         fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
         if store.is_complete(cfg.out, fp):
