@@ -35,8 +35,8 @@ import pyarrow.compute as pc
 from augment import MASK_SYMBOL
 
 from .. import store
-from ..engine import (Shards, engine_problems, engine_setting, missing_shards, open_engine, overlapped, ray_address_setting,
-                      workers_setting)
+from ..engine import (Shards, engine_problems, engine_setting, missing_shards, open_engine, overlapped,
+                      ray_address_setting, workers_setting)
 from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_CHOICES, resolve_dtype
 from ..errors import ConfigError, DataError, MissingResourceError
 from ..flags import add_flags, from_flags, setting

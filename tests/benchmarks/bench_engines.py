@@ -61,7 +61,8 @@ def bench_engines(tmp_path):
     for stage in ("score", "augment"):
         r = results[stage]
         for workers in (1, 2):
-            r[f"ray/local wall, {workers} workers"] = round(r[f"ray-{workers}"]["wall_s"] / r[f"local-{workers}"]["wall_s"], 3)
+            ray, local = r[f"ray-{workers}"]["wall_s"], r[f"local-{workers}"]["wall_s"]
+            r[f"ray/local wall, {workers} workers"] = round(ray / local, 3)
         r["same bytes"] = len({v["digest"] for k, v in r.items() if isinstance(v, dict)}) == 1
     save("engines", results)
     assert results["score"]["same bytes"] and results["augment"]["same bytes"]

@@ -120,3 +120,17 @@ def test_missing_teacher_fails_before_any_stage(tmp_path, capsys, sst2_dir):
     out = tmp_path / "x"
     assert main(["run", "sst2", "--out", str(out), "--data", str(sst2_dir), "--teacher", str(tmp_path / "nope")]) == 2
     assert "no such model directory" in capsys.readouterr().err and not out.exists()
+
+
+def test_engine_keys_of_a_run_config_set_augmentation_and_scoring(tiny_teacher, tmp_path):
+    from pipelines.errors import ConfigError
+    from pipelines.stages.run import load_config, plan_run
+
+    cfg = load_config("demo", ["engine=ray", "workers=2", "ray_address=127.0.0.1:6379",
+                               f"teacher.model={tiny_teacher}", "teacher.finetune=false"])
+    plan = plan_run(cfg, tmp_path / "run")
+    for stage in (plan.augment, plan.score):
+        assert (stage.engine, stage.workers, stage.ray_address) == ("ray", 2, "127.0.0.1:6379")
+    with pytest.raises(ConfigError, match="engine"):
+        plan_run(load_config("demo", ["engine=spark", f"teacher.model={tiny_teacher}",
+                                      "teacher.finetune=false"]), tmp_path / "run2")
