@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = "--engine ray needs Ray, an optional extra: pip install 'distill-pipelines[ray]'"
 CONNECT_TIMEOUT_S = 5.0
+SHARDS_PER_CALL = 2
 
 
 def import_ray() -> Any:
@@ -146,15 +147,19 @@ class RayEngine:
 
     def run_shards(self, cls: type, kwargs: dict, todo: list[int], shard_rows: Callable[[int], int],
                    progress: Callable[[int], Any], *, gpus_per_actor: float = 0, cpus_per_actor: float = 1) -> list:
-        """`cls(**kwargs)` as a Ray Data actor pool over the shard numbers `todo`, one shard per call; returns
-        what the actors returned for each shard (in the order shards finished), reporting rows to `progress`."""
+        """`cls(**kwargs)` as a Ray Data actor pool over the shard numbers `todo`, SHARDS_PER_CALL shards a call
+        (so that within a call the worker tokenises the next shard while it scores one, as the local engine
+        does); returns what the actors returned for each shard (in the order shards finished), reporting rows to
+        `progress`. A call a killed actor did not finish is done again whole: its shards are written again,
+        each to its own file, so no row is duplicated."""
         import ray.data
 
         if not todo:
             return []
-        concurrency = max(1, min(self.workers if not gpus_per_actor else max(1, self.gpus), len(todo)))
-        ds = ray.data.from_items([{"shard": i} for i in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(cls, fn_constructor_kwargs=kwargs, batch_size=1, concurrency=concurrency,
+        calls = -(-len(todo) // SHARDS_PER_CALL)
+        concurrency = max(1, min(self.workers if not gpus_per_actor else max(1, self.gpus), calls))
+        ds = ray.data.from_items([{"shard": i} for i in todo], override_num_blocks=calls)
+        ds = ds.map_batches(cls, fn_constructor_kwargs=kwargs, batch_size=SHARDS_PER_CALL, concurrency=concurrency,
                             num_gpus=gpus_per_actor, num_cpus=cpus_per_actor)  # Ray Data restarts dead actors
         done = []
         try:

@@ -64,21 +64,29 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
     from ..student.vectors import resolve_vectors, vectors_identity
 
     dev_files = hash_split_files(data_dir(task, cfg.data), task.dev_splits)
-    return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", scored_manifest["fingerprint"],
-                             cfg.fingerprint_dict(device_type), task.to_dict(), dev_files,
-                             vectors_identity(resolve_vectors(cfg.vectors)), store.result_versions())
+    parts = [scored_manifest["fingerprint"], cfg.fingerprint_dict(device_type), task.to_dict(), dev_files]
+    if cfg.student == "transformer":  # the model it starts from, and the precision it trains in
+        from ..devices import resolve_dtype
+
+        parts += [store.hash_path(cfg.student_init) if cfg.student_init else None,
+                  resolve_dtype("auto", device_type)]
+    else:
+        parts.append(vectors_identity(resolve_vectors(cfg.vectors)))
+    return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", *parts, store.result_versions())
 
 
 def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
     """Train (or resume, or skip when the output is already complete). `on_epoch_end` is called after each
     epoch's checkpoint is written (tests use it to interrupt a run)."""
-    from ..devices import resolve_device, torch_threads
+    from ..devices import resolve_device, set_cpu_threads, torch_threads
     from ..student.io import load_metrics  # torch: imported when the stage runs, not for --help
     from ..student.training import fit
+    from ..student.transformer_training import fit_transformer
 
     problems = cfg.problems()
     if problems:
         raise ConfigError(problems)
+    cfg = cfg.resolved()  # the family's defaults for what was left to them
     scored_manifest = store.require_stage_output(cfg.scored, "score", "--scored")
     task = resolve_labels(cfg.task, cfg.data, scored_manifest)
     scored_labels = (scored_manifest.get("task") or {}).get("label_names")
@@ -92,10 +100,12 @@ def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None =
     if store.is_complete(out, fp):
         return StageResult(out, True, _summary(load_metrics(out), out, cached=True))
     extra = {"task": task.name, "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline}
-    with torch_threads(cfg.threads or DEFAULT_THREADS), \
+    threads = cfg.threads or (DEFAULT_THREADS if cfg.student == "bilstm" else set_cpu_threads())
+    with torch_threads(threads), \
             store.stage_run(STAGE, out, fp, _jsonable(cfg.fingerprint_dict(device.type)), resumable=True,
                             seed=cfg.seed, inputs={"scored": scored_manifest["fingerprint"]}, extra=extra) as stage:
-        metrics_doc = fit(cfg, task, stage, device, on_epoch_end)
+        metrics_doc = (fit_transformer if cfg.student == "transformer" else fit)(cfg, task, stage, device,
+                                                                                 on_epoch_end)
         stage.commit()
     return StageResult(out, False, _summary(metrics_doc, out))
 
@@ -103,6 +113,7 @@ def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None =
 def _summary(m: dict, out: Path, cached: bool = False) -> str:
     dev = "; ".join(f"{split} " + " ".join(f"{k}={v:.4f}" for k, v in vals.items()) for split, vals in m["dev"].items())
     kind = "baseline (gold labels, ce)" if m.get("baseline") else f"distilled ({m.get('loss')})"
+    kind = f"{m['student']} {kind}" if m.get("student", "bilstm") != "bilstm" else kind
     return (f"train {m['task']}: {kind} student, {dev} (best epoch {m['best_epoch']} of {m['epochs_run']})"
             f" -> {out}" + (" [cached]" if cached else ""))
 

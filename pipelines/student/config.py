@@ -1,9 +1,12 @@
-"""The settings of a BiLSTM student (`distill train`, the `student` section of a run config): what decides it,
-and what its fingerprint holds. Importable without torch: the command's flags are derived from it."""
+"""The settings of a student (`distill train`, the `student` section of a run config): what decides it, and what
+its fingerprint holds. Two families: the BiLSTM of Tang et al. (the default) and a DistilBERT-style transformer
+made from the teacher's own layers; the loss, learning rate, clip and moving average default per family
+(`FAMILY_DEFAULTS`), and settings of one family do not enter the other's fingerprint. Importable without torch:
+the command's flags are derived from it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..devices import DEVICES
@@ -18,6 +21,16 @@ HARD_LABELS = ("gold", "teacher")
 # The student's matrices are small (batch 128 x 150 LSTM units): on SST-2 a second CPU thread made an epoch
 # slower (about 180 s against 140 s with one), as the threads spend more time meeting than computing.
 DEFAULT_THREADS = 1
+STUDENT_KINDS = ("bilstm", "transformer")
+# Settings whose default depends on the family: None in a TrainConfig means this value.
+FAMILY_DEFAULTS = {
+    "bilstm": {"loss": "mse", "lr": 1e-3, "clip": 10.0, "ema": 0.999},
+    # DistilBERT's objective (KL at T, scaled by T^2) and the usual fine-tuning recipe of a BERT-family encoder.
+    "transformer": {"loss": "kl", "lr": 5e-5, "clip": 1.0, "ema": 0.0},
+}
+TRANSFORMER_ONLY = ("student_init", "layers", "batch_tokens", "grad_accum", "warmup", "weight_decay")
+BILSTM_ONLY = ("vectors", "optimizer", "schedule", "batch_size", "hidden", "fc", "dropout", "embed_dropout",
+               "embed_dim", "freeze_embeddings", "max_vocab", "min_count", "expand_vocab", "lowercase", "export")
 
 
 @dataclass
@@ -28,9 +41,14 @@ class TrainConfig:
     task: TaskSpec  # a built-in task (tasks.get_task) or a generic one (tasks.generic_task)
     out: Path = setting(help="the student directory to write")
     data: Path | None = None  # the task's files (dev splits are evaluated from here); the demo task has a default
-    loss: str = setting(
-        "mse",
-        help="mse (on logits, the paper) | kl (soft targets, T^2-scaled) | ce (hard labels only)",
+    student: str = setting(
+        "bilstm", choices=STUDENT_KINDS,
+        help="bilstm (Tang et al.; siamese for pairs) | transformer (DistilBERT-style: the teacher's embeddings, "
+             "one layer of two and its head, trained from the cached logits)")
+    loss: str | None = setting(
+        None,
+        help="mse (on logits, the paper) | kl (soft targets, T^2-scaled) | ce (hard labels only); default mse "
+             "for bilstm, kl for transformer",
         choices=LOSSES)
     alpha: float = setting(
         0.0,
@@ -49,18 +67,20 @@ class TrainConfig:
         "auto",
         help="auto (glove-50d when installed, else none) | glove-50d | spacy[:MODEL] | none | PATH")
     optimizer: str = setting("adam", help="adam | adadelta (the paper's)", choices=OPTIMIZERS)
-    lr: float = setting(1e-3, help="peak learning rate (AdaDelta: 1.0)")
+    lr: float | None = setting(None, help="peak learning rate; default 1e-3 for bilstm (AdaDelta: use 1.0), 5e-5 "
+                                         "for transformer")
     schedule: str = setting("linear", help="constant | linear (decay to 0 over all steps)", choices=SCHEDULES)
     batch_size: int = setting(
         64,
         help="rows per step; batches hold rows of similar length (64 beat 128 on SST-2: see the doc)")
-    clip: float = setting(
-        10.0,
-        help="gradient norm clip (0: off); 10 since mse sums over classes (5 before: docs/student-tuning.md)")
-    ema: float = setting(
-        0.999,
+    clip: float | None = setting(
+        None,
+        help="gradient norm clip (0: off); default 10 for bilstm (mse sums over classes: docs/student-tuning.md), "
+             "1 for transformer")
+    ema: float | None = setting(
+        None,
         help="decay per step of a moving average of the weights (0: off); with it on, dev evaluation, early "
-             "stopping and the saved student use the averaged weights")
+             "stopping and the saved student use the averaged weights; default 0.999 for bilstm, 0 for transformer")
     hidden: int = setting(150, help="LSTM units per direction")
     fc: int = setting(200, help="ReLU layer width")
     dropout: float = setting(
@@ -81,14 +101,41 @@ class TrainConfig:
     seed: int = setting(0, help="seed of the initialisation and the batch order")
     limit: int | None = setting(None, help="use only the first N rows of the scored set")
     export: str = setting("auto", help="torchscript,onnx | auto (both; onnx skipped if not installed) | none")
-    threads: int | None = setting(None, help=f"torch CPU threads (default {DEFAULT_THREADS})")
+    student_init: str | None = setting(
+        None, help="transformer: the model to make the student from (default the scored set's teacher); another "
+                   "encoder must share the teacher's tokenizer")
+    layers: str | None = setting(
+        None, help="transformer: the layers to keep, e.g. 0,2,4 (default one of two of the teacher's; all of "
+                   "--student-init's)")
+    batch_tokens: int = setting(4096, help="transformer: padded tokens per batch (length-bucketed)")
+    grad_accum: int = setting(1, help="transformer: batches per optimiser step")
+    warmup: float = setting(0.1, help="transformer: fraction of the steps with a linear warm-up of the rate")
+    weight_decay: float = setting(0.01, help="transformer: AdamW's weight decay (none on biases and norms)")
+    threads: int | None = setting(None, help=f"torch CPU threads (default {DEFAULT_THREADS} for bilstm, every "
+                                             "core for transformer)")
     device: str = setting(
         "auto", choices=DEVICES,
         help="auto (cuda when available) | cpu | cuda, float32 either way; the resolved device type enters the "
              "fingerprint, as a GPU gives a slightly different student")
 
+    def resolved(self) -> TrainConfig:
+        """This config with the family's defaults filled in where a setting was left to them (None)."""
+        defaults = FAMILY_DEFAULTS.get(self.student, FAMILY_DEFAULTS["bilstm"])
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+
     def problems(self) -> list[str]:
+        if self.student not in STUDENT_KINDS:
+            return [f"[student] must be one of {', '.join(STUDENT_KINDS)}, got '{self.student}'"]
+        if any(getattr(self, k) is None for k in FAMILY_DEFAULTS["bilstm"]):
+            return self.resolved().problems()
         out = check_loss(self.loss, self.alpha, self.temperature)
+        for name in ("batch_tokens", "grad_accum"):
+            if getattr(self, name) < 1:
+                out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup < 1.0:
+            out.append(f"[warmup] must be in [0, 1), got {self.warmup}")
+        if self.weight_decay < 0:
+            out.append(f"[weight_decay] must be >= 0, got {self.weight_decay}")
         for name in ("epochs", "batch_size", "hidden", "fc", "embed_dim", "max_len", "min_count"):
             if getattr(self, name) < 1:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
@@ -124,12 +171,15 @@ class TrainConfig:
         LSTM sums in another order than the CPU's, so the two train students that agree only up to accumulated
         rounding (and may score differently on dev); a student made on one is not reused for the other. `auto`
         enters as the device it resolved to. Paths and thread counts do not enter."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k in ("scored", "out", "data", "threads"):
+        cfg = self.resolved()
+        d = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+        for k in ("scored", "out", "data", "threads") + (TRANSFORMER_ONLY + ("student",) if cfg.student == "bilstm"
+                                                          else BILSTM_ONLY):
             d.pop(k)
         d["device"] = device_type
-        d["task"] = self.task.to_dict()
-        from ..student.vectors import resolve_vectors  # torch: only when a stage runs
+        d["task"] = cfg.task.to_dict()
+        if cfg.student == "bilstm":
+            from ..student.vectors import resolve_vectors  # torch: only when a stage runs
 
-        d["vectors"] = resolve_vectors(self.vectors)
+            d["vectors"] = resolve_vectors(cfg.vectors)
         return d

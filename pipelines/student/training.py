@@ -126,7 +126,7 @@ def hard_labels(cfg: TrainConfig, gold: np.ndarray, teacher: np.ndarray) -> np.n
     return gold
 
 
-def _no_rows_message(cfg: TrainConfig) -> str:
+def no_rows_message(cfg: TrainConfig) -> str:
     if cfg.baseline:
         return f"{cfg.scored}: --baseline needs original rows with gold labels, found none"
     if cfg.loss == "ce" and cfg.hard_labels == "gold":
@@ -145,7 +145,7 @@ def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> T
     if keep is not None:
         table, gold = table.filter(pa.array(keep)), gold[keep]
     if table.num_rows == 0:
-        raise DataError(_no_rows_message(cfg))
+        raise DataError(no_rows_message(cfg))
     teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)  # a writable copy
     teacher = teacher.reshape(-1, task.num_labels)  # [N, C]
     if not np.isfinite(teacher).all():

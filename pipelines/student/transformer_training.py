@@ -1,0 +1,291 @@
+"""Training the transformer student (DistilBERT-style) from a scored set, without loading the teacher model.
+
+Set-up: the scored set's rows (the same selection as the BiLSTM's: `training.training_rows`), tokenised once with
+the teacher's tokenizer (masked words as its mask token, `pipelines.encoding`) -> the student made from the
+teacher's layers (or from `--student-init`) -> AdamW (no decay on biases and norms) with a linear warm-up and
+decay -> resume. The loop: length-bucketed token-budget batches (`batching.by_tokens`, shuffled per epoch),
+`grad_accum` batches per step, the loss of `losses.DistillLoss` (KL at T scaled by T², by default), bf16 autocast
+where the device computes it natively; dev evaluation, early stopping and a checkpoint after each epoch (exact
+resume: weights, optimiser, schedule, every RNG). What it writes: the student as a Hugging Face model directory
+(save_pretrained: weights, config, tokenizer), metrics.json and student.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torch import nn
+
+from .. import batching, metrics as task_metrics, store
+from ..devices import autocast, resolve_dtype, torch_dtype
+from ..encoding import Encoded, collate, encode, render_masks
+from ..errors import DataError
+from ..losses import DistillLoss
+from ..progress import progress
+from ..tasks import TaskSpec, data_dir, read_split
+from .io import METRICS
+from .training import (CHECKPOINT, Fitter, TrainState, hard_labels, load_checkpoint, read_scored_table,
+                       record_epoch, save_checkpoint, seed_everything, training_rows, no_rows_message)
+from .transformer_export import export_transformer
+from .transformer import check_tokenizers_agree, encoder_blocks, parse_layers, student_from_teacher
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .config import TrainConfig
+
+STUDENT_FILE = "student.json"  # what kind of student a directory holds, and what it was made from
+
+
+class LogitsOf(nn.Module):
+    """A Hugging Face classifier as a function of its inputs returning logits (what Fitter, checkpoints and the
+    ONNX export see)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+
+
+@dataclass
+class TokenRows:
+    """Training rows tokenised once, with their targets."""
+
+    enc: Encoded
+    teacher: np.ndarray  # float32 [N, C]
+    labels: np.ndarray  # int64 [N], -1: no hard label
+    counts: dict
+
+
+def scored_teacher_dir(record: Any) -> Path | None:
+    """The teacher directory a scored set's manifest names, when this machine has it."""
+    path = Path(record["path"]) if isinstance(record, dict) and record.get("path") else None
+    return path if path is not None and (path / "config.json").is_file() else None
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def load_rows(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> TokenRows:
+    """The scored set's rows the objective learns from (as for the BiLSTM), tokenised for the transformer."""
+    table = read_scored_table(cfg, task)
+    gold = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
+    keep = training_rows(cfg, gold, table.column("is_original").fill_null(False).to_numpy(zero_copy_only=False))
+    if keep is not None:
+        table, gold = table.filter(pa.array(keep)), gold[keep]
+    if table.num_rows == 0:
+        raise DataError(no_rows_message(cfg))
+    teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)
+    teacher = teacher.reshape(-1, task.num_labels)
+    pairs = table.column("text_pair").to_pylist() if task.is_pair else None
+    enc = encode(tokenizer, mask_rendered(table.column("text").to_pylist(), tokenizer),
+                 mask_rendered(pairs, tokenizer) if pairs is not None else None, cfg.max_len)
+    counts = {"rows": table.num_rows, "gold_rows": int((gold >= 0).sum()), "tokens": int(enc.lengths.sum())}
+    return TokenRows(enc, teacher, hard_labels(cfg, gold, teacher), counts)
+
+
+def mask_rendered(texts: list[str], tokenizer: Any) -> list[str]:
+    return render_masks(texts, tokenizer.mask_token)
+
+
+def make_student(cfg: TrainConfig, task: TaskSpec, teacher_dir: Path | None) -> tuple[nn.Module, dict]:
+    """The student model and what it was made from: the teacher's layers (one of two by default), or those of
+    --student-init (all by default) with a head for the task's labels."""
+    from transformers import AutoModelForSequenceClassification
+
+    init = Path(cfg.student_init) if cfg.student_init else teacher_dir
+    teacher_dir = teacher_dir or init
+    labels = {"num_labels": task.num_labels, "id2label": dict(enumerate(task.label_names)),
+              "label2id": {n: i for i, n in enumerate(task.label_names)}}
+    base = AutoModelForSequenceClassification.from_pretrained(
+        str(init), dtype=torch.float32, attn_implementation="sdpa",
+        **({} if init == teacher_dir else {**labels, "ignore_mismatched_sizes": True}))
+    parent, attr, _ = encoder_blocks(base)
+    total = len(getattr(parent, attr))
+    layers = parse_layers(cfg.layers, total) if (cfg.layers or init == teacher_dir) else list(range(total))
+    return student_from_teacher(base, layers), {"init": str(init), "layers": layers, "init_layers": total}
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on weight matrices, none on biases and normalisation weights."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (plain if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def make_fitter(cfg: TrainConfig, model: nn.Module, total_steps: int) -> Fitter:
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), max(1, total_steps))
+    loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
+    return Fitter(LogitsOf(model), loss_fn, optimizer, scheduler, None, cfg.clip)
+
+
+def batch_tensors(enc: Encoded, rows: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    batch = collate(enc, rows, pad_id)
+    if "attention_mask" not in batch:
+        batch["attention_mask"] = np.ones_like(batch["input_ids"])
+    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+
+
+def train_epoch(fitter: Fitter, data: TokenRows, batches: list[np.ndarray], accum: int, pad_id: int,
+                device: torch.device, amp: torch.dtype | None, desc: str) -> dict:
+    """One pass: `accum` batches per optimiser step, the step's loss the mean over all its rows with a target."""
+    t0 = time.perf_counter()
+    fitter.model.train()
+    teacher, labels = torch.from_numpy(data.teacher).to(device), torch.from_numpy(data.labels).to(device)
+    loss_sum, targets, norm_sum, steps = 0.0, 0, 0.0, 0
+    bar = progress(len(batches), desc, "batch")
+    for start in range(0, len(batches), accum):
+        group = batches[start:start + accum]
+        group_targets = max(1, sum(fitter.loss_fn.targets(labels[torch.from_numpy(r).to(device)]) for r in group))
+        fitter.optimizer.zero_grad(set_to_none=True)
+        for rows in group:
+            idx = torch.from_numpy(rows).to(device)
+            with autocast(device, amp):
+                logits = fitter.model(**batch_tensors(data.enc, rows, pad_id, device)).float()
+            loss = fitter.loss_fn.row_losses(logits, teacher[idx], labels[idx]).sum() / group_targets
+            loss.backward()
+            loss_sum += loss.item() * group_targets
+            bar.update(1)
+        bound = fitter.clip if fitter.clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(fitter.model.parameters(), bound)
+        fitter.optimizer.step()
+        fitter.scheduler.step()
+        targets, norm_sum, steps = targets + group_targets, norm_sum + float(norm), steps + 1
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return {"train_loss": round(loss_sum / max(1, targets), 6), "train_s": round(seconds, 2), "steps": steps,
+            "rows_per_s": round(len(data.labels) / max(seconds, 1e-9), 1),
+            "grad_norm": round(norm_sum / max(1, steps), 4)}
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, enc: Encoded, pad_id: int, device: torch.device, amp: torch.dtype | None,
+            batch_tokens: int) -> np.ndarray:
+    model.eval()
+    out = []
+    order = batching.by_tokens(enc.lengths, batch_tokens)
+    for rows in order:
+        with autocast(device, amp):
+            out.append(model(**batch_tensors(enc, rows, pad_id, device)).float().cpu().numpy())
+    logits = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    result = np.empty_like(logits)
+    result[np.concatenate(order)] = logits
+    return result
+
+
+@dataclass
+class DevRows:
+    name: str
+    enc: Encoded
+    labels: np.ndarray
+
+
+def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> list[DevRows]:
+    out = []
+    for split in task.dev_splits:
+        s, _ = read_split(task, data_dir(task, cfg.data), split)
+        out.append(DevRows(split, encode(tokenizer, s.texts, s.text_pairs, cfg.max_len), s.labels))
+    return out
+
+
+def evaluate(model: nn.Module, dev: list[DevRows], task: TaskSpec, pad_id: int, device: torch.device,
+             amp: torch.dtype | None, batch_tokens: int) -> dict[str, dict]:
+    return {d.name: task_metrics.compute(task.metrics, predict(model, d.enc, pad_id, device, amp, batch_tokens)
+                                         .argmax(1), d.labels) for d in dev}
+
+
+def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.device,
+                    on_epoch_end: Callable[[TrainState], None] | None = None) -> dict:
+    """Train the transformer student of `cfg` into `stage`'s work directory (or finish a killed run from its
+    checkpoint) and write it; returns the metrics document. The caller commits the stage."""
+    t_start = time.perf_counter()
+    teacher_dir = scored_teacher_dir(stage.extra.get("teacher"))
+    if teacher_dir is None and not cfg.student_init:
+        raise DataError("the scored set's manifest names no teacher directory on this machine to make the student "
+                        "from; pass --student-init DIR", str(cfg.scored))
+    tokenizer = load_tokenizer(teacher_dir or cfg.student_init)
+    if cfg.student_init and teacher_dir is not None:
+        check_tokenizers_agree(tokenizer, load_tokenizer(cfg.student_init), str(teacher_dir), cfg.student_init)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    amp = torch_dtype(resolve_dtype("auto", device.type))  # bf16 where native (GPUs, AVX512-BF16/AMX CPUs)
+    with stage.timed("tokenize"):
+        data = load_rows(cfg, task, tokenizer)
+        dev = load_dev(cfg, task, tokenizer)
+    rng = seed_everything(cfg.seed)
+    model, made_from = make_student(cfg, task, teacher_dir)
+    model = model.to(device)
+    batches_per_epoch = len(batching.by_tokens(data.enc.lengths, cfg.batch_tokens))
+    fitter = make_fitter(cfg, model, -(-batches_per_epoch // cfg.grad_accum) * cfg.epochs)
+    ckpt_path = stage.work_dir / CHECKPOINT
+    state, best = TrainState(), None
+    if ckpt_path.is_file():
+        state, best = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
+    while state.epoch < cfg.epochs and not state.stopped:
+        batches = batching.by_tokens(data.enc.lengths, cfg.batch_tokens, rng)
+        figures = train_epoch(fitter, data, batches, cfg.grad_accum, pad_id, device, amp,
+                              f"train epoch {state.epoch + 1}")
+        state.step += figures.pop("steps")
+        scores = evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens)
+        if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
+                        fitter.scheduler.get_last_lr()[0], cfg.patience):
+            best = copy.deepcopy(fitter.model.state_dict())
+        save_checkpoint(ckpt_path, stage.fingerprint, fitter, state, best, rng)
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+    stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
+    fitter.model.load_state_dict(best)
+    final = evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens)
+    metrics_doc = write_student(stage, cfg, task, model, tokenizer, state, final, made_from)
+    with stage.timed("export"):
+        exported = export_transformer(LogitsOf(model).cpu(), stage.work_dir, check_batch(dev[0], pad_id)) \
+            if cfg.export != "none" else {"formats": []}
+    ckpt_path.unlink(missing_ok=True)
+    params = sum(p.numel() for p in model.parameters())
+    stage.stats.update(data.counts, student="transformer", **made_from, params=params, epochs_run=state.epoch,
+                       best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], dev=final,
+                       precision=str(amp).removeprefix("torch.") if amp else "float32",
+                       threads=torch.get_num_threads(), device=device.type, export=exported,
+                       total_s=round(time.perf_counter() - t_start, 2))
+    return metrics_doc
+
+
+def check_batch(dev: DevRows, pad_id: int) -> dict[str, torch.Tensor]:
+    """Up to 16 dev rows of mixed lengths, padded: what the ONNX file is checked against."""
+    rows = np.arange(min(16, len(dev.enc)))
+    return batch_tensors(dev.enc, rows, pad_id, torch.device("cpu"))
+
+
+def write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, model: nn.Module, tokenizer: Any,
+                  state: TrainState, final: dict, made_from: dict) -> dict:
+    """The student as a Hugging Face model directory (float32 weights, config, tokenizer), its metrics and what
+    it was made from."""
+    work = stage.work_dir
+    model.cpu().save_pretrained(work, safe_serialization=True)
+    tokenizer.save_pretrained(work)
+    store.write_json(work / STUDENT_FILE, {"kind": "transformer", **made_from, "task": task.to_dict(),
+                                           "train": stage.config, "stage_fingerprint": stage.fingerprint})
+    metrics_doc = {"task": task.name, "metric": task.metrics[0], "baseline": cfg.baseline, "student": "transformer",
+                   "loss": "ce" if cfg.baseline else cfg.loss, "best_epoch": state.best_epoch,
+                   "epochs_run": state.epoch, "stopped_early": state.stopped, "dev": final, "history": state.history}
+    store.write_json(work / METRICS, metrics_doc)
+    return metrics_doc

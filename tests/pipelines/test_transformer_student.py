@@ -1,0 +1,180 @@
+"""The transformer student's initialisation from the teacher's own layers (#13, first part)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipelines.errors import ConfigError, TeacherMismatchError
+from pipelines.student.transformer import (check_tokenizers_agree, default_layers, encoder_blocks, parse_layers,
+                                           student_from_teacher)
+from pipelines.teacher import hub
+
+from .conftest import make_teacher, make_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def load(path):
+    return hub.load_classifier(path, torch.device("cpu")).eval()
+
+
+def test_a_one_layer_student_keeps_the_chosen_layer_embeddings_and_head(tiny_teacher):
+    teacher = load(tiny_teacher)
+    student = student_from_teacher(teacher, [1]).eval()
+    parent, attr, _ = encoder_blocks(student)
+    assert len(getattr(parent, attr)) == 1 and student.config.num_hidden_layers == 1
+    assert teacher.config.num_hidden_layers == 2 and len(teacher.bert.encoder.layer) == 2  # teacher untouched
+    kept, source = student.bert.encoder.layer[0].state_dict(), teacher.bert.encoder.layer[1].state_dict()
+    assert kept.keys() == source.keys() and all(torch.equal(kept[k], source[k]) for k in kept)
+    for name in ("bert.embeddings", "bert.pooler", "classifier"):
+        s, t = student.get_submodule(name).state_dict(), teacher.get_submodule(name).state_dict()
+        assert all(torch.equal(s[k], t[k]) for k in t), name
+    assert student.bert.encoder.layer[0] is not teacher.bert.encoder.layer[1]  # a copy, trained on its own
+
+
+def test_the_student_runs_and_saves_like_any_classifier(tiny_teacher, tmp_path):
+    from transformers import AutoTokenizer
+
+    teacher = load(tiny_teacher)
+    student = student_from_teacher(teacher, default_layers(2)).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    batch = tok(["the film is good", "a very bad plot"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = student(**batch).logits
+        assert logits.shape == (2, 2)
+        assert not torch.allclose(logits, teacher(**batch).logits)  # one layer fewer computes something else
+        hub.save_teacher(student, tok, tmp_path / "student")
+        again = load(tmp_path / "student")
+        assert again.config.num_hidden_layers == 1
+        assert torch.allclose(again(**batch).logits, logits, atol=1e-6)
+
+
+def test_layers_are_checked():
+    assert default_layers(6) == [0, 2, 4] and default_layers(12) == [0, 2, 4, 6, 8, 10] and default_layers(1) == [0]
+    assert parse_layers("1,3,5", 6) == [1, 3, 5] and parse_layers(None, 4) == [0, 2]
+    for bad, match in (("0,6", "0..5"), ("2,1", "increasing"), ("1,1", "increasing"), ("a,b", "comma-separated")):
+        with pytest.raises(ConfigError, match=match):
+            parse_layers(bad, 6)
+
+
+def test_a_student_tokenizer_other_than_the_teachers_is_refused(tiny_teacher, tmp_path):
+    from transformers import AutoTokenizer
+
+    teacher_tok = AutoTokenizer.from_pretrained(tiny_teacher)
+    check_tokenizers_agree(teacher_tok, AutoTokenizer.from_pretrained(tiny_teacher), "t", "s")  # the same: fine
+    other = make_tokenizer(tmp_path / "other", mask_token="[MSK]", additional_special_tokens=["[MSK]"])
+    with pytest.raises(TeacherMismatchError, match=r"does not share the teacher t's tokenizer: .*mask_token"):
+        check_tokenizers_agree(teacher_tok, other, "t", "s")
+    cased = make_teacher(tmp_path / "cased", do_lower_case=False)
+    with pytest.raises(TeacherMismatchError, match="lower-cases"):
+        check_tokenizers_agree(teacher_tok, AutoTokenizer.from_pretrained(cased), "t", "s")
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+@pytest.fixture(scope="module")
+def demo_scored_by_tiny_teacher(tmp_path_factory, tiny_teacher):
+    """The demo train split (each sentence and a masked copy) scored by the tiny teacher with the real stage."""
+    from augment import MASK_SYMBOL
+    from pipelines.stages import score
+    from pipelines.stages.score import ScoreConfig
+    from pipelines.tasks import get_task, read_split
+
+    from .conftest import write_transfer_set
+
+    demo = get_task("demo")
+    split, _ = read_split(demo, demo.default_data, "train")
+    texts, labels = [], []
+    for text, y in zip(split.texts, split.labels.tolist()):
+        words = text.split()
+        texts += [text, " ".join([MASK_SYMBOL] + words[1:])]
+        labels += [y, None]
+    root = tmp_path_factory.mktemp("tf-student")
+    transfer = write_transfer_set(root / "transfer", texts, task=demo, labels=labels)
+    return score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=transfer, out=root / "scored",
+                                 dtype="float32")).out_dir
+
+
+def tf_config(scored, out, **overrides):
+    from pipelines.stages.train import TrainConfig
+    from pipelines.tasks import get_task
+
+    values = dict(scored=scored, task=get_task("demo"), out=out, student="transformer", epochs=3, lr=1e-3,
+                  batch_tokens=512, threads=1, patience=5, warmup=0.1)
+    return TrainConfig(**{**values, **overrides})
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_the_transformer_student_learns_from_the_cached_logits(demo_scored_by_tiny_teacher, tmp_path):
+    import json
+
+    from pipelines.stages import train as train_stage
+
+    out = tmp_path / "student"
+    result = train_stage.run(tf_config(demo_scored_by_tiny_teacher, out))
+    assert "transformer distilled (kl)" in result.summary
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]  # the loss falls
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["layers"] == [0] and stats["init_layers"] == 2 and stats["student"] == "transformer"
+    assert json.loads((out / "student.json").read_text())["kind"] == "transformer"
+    student = load(out)  # a Hugging Face classifier directory
+    assert student.config.num_hidden_layers == 1 and (out / "tokenizer.json").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["loss"] == "kl" and manifest["config"]["lr"] == 1e-3 and "vectors" not in manifest["config"]
+    assert stats["export"]["max_abs_diff"]["onnx"] < 1e-4  # ONNX, with dynamic axes, agrees with PyTorch
+
+    # predict.py needs only onnxruntime, tokenizers and the directory; it agrees with the PyTorch model
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    texts = ["a gorgeous , witty film", "a chore to sit through , dull and long", "fun"]
+    done = subprocess.run([sys.executable, str(out / "predict.py"), str(out), *texts], capture_output=True,
+                          text=True, check=True)
+    tok = AutoTokenizer.from_pretrained(out)
+    with torch.no_grad():
+        ids = student(**tok(texts, padding=True, return_tensors="pt")).logits.argmax(1).tolist()
+    assert done.stdout.splitlines() == [f"{student.config.id2label[i]}\t{t}" for i, t in zip(ids, texts)]
+
+
+def test_predict_py_renders_the_transfer_sets_mask_symbol():
+    from augment import MASK_SYMBOL
+    from pipelines.student import predict_transformer
+
+    assert predict_transformer.MASK_SYMBOL == MASK_SYMBOL
+
+
+def test_a_killed_transformer_run_resumes_to_the_same_weights(demo_scored_by_tiny_teacher, tmp_path):
+    from safetensors.torch import load_file
+
+    from pipelines.stages import train as train_stage
+
+    straight = train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "straight", grad_accum=2)).out_dir
+    cfg = tf_config(demo_scored_by_tiny_teacher, tmp_path / "resumed", grad_accum=2)
+
+    def kill_after_first_epoch(state):
+        if state.epoch == 1:
+            raise _Kill()
+
+    with pytest.raises(_Kill):
+        train_stage.run(cfg, on_epoch_end=kill_after_first_epoch)
+    seen = []
+    train_stage.run(cfg, on_epoch_end=lambda s: seen.append(s.epoch))
+    assert seen == [2, 3]
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(tmp_path / "resumed" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_student_init_with_another_tokenizer_is_refused(demo_scored_by_tiny_teacher, tmp_path):
+    from pipelines.stages import train as train_stage
+
+    other = make_teacher(tmp_path / "other", mask_token="[MSK]", additional_special_tokens=["[MSK]"])
+    with pytest.raises(TeacherMismatchError, match="does not share the teacher"):
+        train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "s", student_init=str(other)))
+    assert not (tmp_path / "s").exists()
