@@ -178,3 +178,29 @@ def test_student_init_with_another_tokenizer_is_refused(demo_scored_by_tiny_teac
     with pytest.raises(TeacherMismatchError, match="does not share the teacher"):
         train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "s", student_init=str(other)))
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_a_transformer_student_from_the_real_minilm_teacher(reference_teacher, sst2_dir, tmp_path):
+    """The reference MiniLM-L6 teacher scores 120 real SST-2 sentences; a 3-layer student made from it trains
+    for an epoch (one step: how well is the benchmark's business), exports to ONNX and agrees with PyTorch."""
+    import json
+
+    from pipelines.stages import score, train as train_stage
+    from pipelines.stages.score import ScoreConfig
+    from pipelines.stages.train import TrainConfig
+    from pipelines.tasks import TASKS, read_split
+
+    from .conftest import write_transfer_set
+
+    sst2 = TASKS["sst2"]
+    split, _ = read_split(sst2, sst2_dir, "train", limit=120)
+    transfer = write_transfer_set(tmp_path / "t", split.texts, task=sst2, labels=split.labels.tolist())
+    scored = score.run(ScoreConfig(teacher=str(reference_teacher), transfer=transfer, out=tmp_path / "s")).out_dir
+    out = train_stage.run(TrainConfig(scored=scored, task=sst2, data=sst2_dir, out=tmp_path / "student",
+                                      student="transformer", epochs=1)).out_dir
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["layers"] == [0, 2, 4] and stats["init_layers"] == 6
+    assert stats["export"]["max_abs_diff"]["onnx"] < 1e-3
+    assert stats["params"] < 0.85 * 22_713_986  # three of the teacher's six layers (the embeddings stay whole)
+    assert 0.0 <= stats["dev"]["dev"]["accuracy"] <= 1.0 and stats["rows"] == 120
