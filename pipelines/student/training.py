@@ -417,6 +417,26 @@ def record_epoch(state: TrainState, figures: dict, scores: dict, score: float, l
     return False
 
 
+def run_epochs(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, fitter: Fitter, rng: np.random.Generator,
+               state: TrainState, best: dict | None, one_epoch: Callable[[int], dict],
+               dev_scores: Callable[[], dict], on_epoch_end: Callable[[TrainState], None] | None) -> dict | None:
+    """The epochs still to run (`state` says how many ran): `one_epoch(n)` trains epoch n and returns its figures
+    with the optimiser steps it took; then dev evaluation of the kept weights, the best weights so far, early
+    stopping and a checkpoint. Returns the best weights; the training seconds go into the stage's timings."""
+    while state.epoch < cfg.epochs and not state.stopped:
+        figures = one_epoch(state.epoch + 1)
+        state.step += figures.pop("steps")
+        scores = dev_scores()
+        if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
+                        fitter.scheduler.get_last_lr()[0], cfg.patience):
+            best = copy.deepcopy(fitter.kept.state_dict())
+        save_checkpoint(stage.work_dir / CHECKPOINT, stage.fingerprint, fitter, state, best, rng)
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+    stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
+    return best
+
+
 def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.device,
         on_epoch_end: Callable[[TrainState], None] | None = None) -> dict:
     """Train the student of `cfg` into `stage`'s work directory (or finish a killed run from its checkpoint there)
@@ -444,19 +464,14 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
     labels = torch.from_numpy(data.labels).to(device)  # [N]
     lengths = data.lengths()
-    while state.epoch < cfg.epochs and not state.stopped:
+
+    def one_epoch(epoch: int) -> dict:
         batches = epoch_batches(lengths, cfg.batch_size, rng)
-        figures = train_epoch(fitter, data, batches, teacher, labels, cfg.max_len, device,
-                              f"train epoch {state.epoch + 1}")
-        state.step += len(batches)
-        scores = evaluate(fitter.kept, dev, task, cfg.max_len, device)
-        if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
-                        fitter.scheduler.get_last_lr()[0], cfg.patience):
-            best_model = copy.deepcopy(fitter.kept.state_dict())
-        save_checkpoint(ckpt_path, stage.fingerprint, fitter, state, best_model, rng)
-        if on_epoch_end is not None:
-            on_epoch_end(state)
-    stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
+        figures = train_epoch(fitter, data, batches, teacher, labels, cfg.max_len, device, f"train epoch {epoch}")
+        return {**figures, "steps": len(batches)}
+
+    best_model = run_epochs(cfg, task, stage, fitter, rng, state, best_model, one_epoch,
+                            lambda: evaluate(fitter.kept, dev, task, cfg.max_len, device), on_epoch_end)
     # ---- evaluation: the best epoch's weights, on the CPU (where students are served)
     model.load_state_dict(best_model)
     final = evaluate(model.cpu().eval(), dev, task, cfg.max_len)

@@ -12,7 +12,6 @@ resume: weights, optimiser, schedule, every RNG). What it writes: the student as
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,8 @@ from ..losses import DistillLoss
 from ..progress import progress
 from ..tasks import TaskSpec, data_dir, read_split
 from .io import METRICS
-from .training import (CHECKPOINT, Fitter, TrainState, hard_labels, load_checkpoint, read_scored_table,
-                       record_epoch, save_checkpoint, seed_everything, training_rows, no_rows_message)
+from .training import (CHECKPOINT, Fitter, TrainState, hard_labels, load_checkpoint, no_rows_message,
+                       read_scored_table, run_epochs, seed_everything, training_rows)
 from .transformer_export import export_transformer
 from .transformer import check_tokenizers_agree, encoder_blocks, parse_layers, student_from_teacher
 
@@ -240,19 +239,12 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     state, best = TrainState(), None
     if ckpt_path.is_file():
         state, best = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
-    while state.epoch < cfg.epochs and not state.stopped:
+    def one_epoch(epoch: int) -> dict:
         batches = batching.by_tokens(data.enc.lengths, cfg.batch_tokens, rng)
-        figures = train_epoch(fitter, data, batches, cfg.grad_accum, pad_id, device, amp,
-                              f"train epoch {state.epoch + 1}")
-        state.step += figures.pop("steps")
-        scores = evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens)
-        if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
-                        fitter.scheduler.get_last_lr()[0], cfg.patience):
-            best = copy.deepcopy(fitter.model.state_dict())
-        save_checkpoint(ckpt_path, stage.fingerprint, fitter, state, best, rng)
-        if on_epoch_end is not None:
-            on_epoch_end(state)
-    stage.timings["train"] = round(sum(h["train_s"] for h in state.history), 4)
+        return train_epoch(fitter, data, batches, cfg.grad_accum, pad_id, device, amp, f"train epoch {epoch}")
+
+    best = run_epochs(cfg, task, stage, fitter, rng, state, best, one_epoch,
+                      lambda: evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens), on_epoch_end)
     fitter.model.load_state_dict(best)
     final = evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens)
     metrics_doc = write_student(stage, cfg, task, model, tokenizer, state, final, made_from)
