@@ -31,13 +31,14 @@ TOP_LEVEL: dict[str, tuple[Any, Any, str]] = {
     "out": (str | None, None, "run directory (default runs/<config name>)"),
     "seed": (int, 0, "seed of every stage"),
     "baseline": (bool, True, "also train the student without distillation, for the report"),
+    "students": (list[str], ["bilstm"], "student families to train: bilstm, transformer (the transformer section)"),
     "engine": (str, "local", "where augmentation and scoring run: local or ray"),
     "ray_address": (str | None, None, "engine ray: the running cluster to join (HOST:PORT); default a local instance"),
     "workers": (int, 0, "worker processes or Ray actors of augmentation and scoring; 0: the stage's default"),
 }
 # Fields of the stage configs that the runner wires itself (inputs and outputs), not settable in a section.
 WIRED = {"task", "out", "data", "transfer", "scored", "input", "teacher", "model", "seed", "text_col",
-         "text_pair_col", "label_col", "labels", "baseline", "engine", "ray_address", "workers"}
+         "text_pair_col", "label_col", "labels", "baseline", "engine", "ray_address", "workers", "student"}
 
 
 # A run config's stage sections: section name -> the config dataclasses whose fields it sets. The run stage

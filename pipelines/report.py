@@ -37,6 +37,8 @@ class ModelRow:
     device: str = "cpu"  # where sentences_per_s was measured (the teacher runs where the score stage ran it)
     dtype: str = "float32"
     speed_rows: int = 0  # dev sentences timed
+    family: str = ""  # students: bilstm or transformer
+    baseline: bool = False  # students: trained without distillation
 
 
 def _timed_rate(fn, n: int, repeats: int = 2) -> float:
@@ -143,7 +145,43 @@ def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_r
     params = count_parameters(loaded.model)
     size = (student_dir / WEIGHTS).stat().st_size
     return ModelRow(name, doc["dev"], params["total"], params["without_embedding"], rate, round(size / 2**20, 2),
-                    str(student_dir), doc.get("history", []), speed_rows=len(texts))
+                    str(student_dir), doc.get("history", []), speed_rows=len(texts), family="bilstm",
+                    baseline=bool(doc.get("baseline")))
+
+
+def measure_transformer_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:
+    """The same figures for a transformer student directory (a Hugging Face classifier), timed on the CPU in
+    float32 with its own tokenizer, as it is served."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .encoding import encode
+    from .student.io import load_metrics
+
+    doc = load_metrics(student_dir)
+    tokenizer = AutoTokenizer.from_pretrained(student_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(student_dir, dtype=torch.float32).eval()
+    first = next(iter(dev.values()))
+    texts = first.texts[:speed_rows]
+    pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
+
+    def predict():
+        enc = encode(tokenizer, texts, pairs, 128)
+        with torch.inference_mode():
+            for i in range(0, len(texts), 32):
+                features = {"input_ids": enc.input_ids[i:i + 32]}
+                if enc.token_type_ids is not None:
+                    features["token_type_ids"] = enc.token_type_ids[i:i + 32]
+                batch = tokenizer.pad(features, return_tensors="pt")
+                model(**batch)
+
+    rate = _timed_rate(predict, len(texts))
+    total = sum(p.numel() for p in model.parameters())
+    embedding = sum(p.numel() for p in model.base_model.embeddings.parameters())
+    size = (student_dir / "model.safetensors").stat().st_size
+    return ModelRow(name, doc["dev"], total, total - embedding, rate, round(size / 2**20, 2), str(student_dir),
+                    doc.get("history", []), speed_rows=len(texts), family="transformer",
+                    baseline=bool(doc.get("baseline")))
 
 
 def teacher_agreement(scored_dir: Path) -> dict[str, Any]:
@@ -312,7 +350,8 @@ BERT_BASE_PARAMS_WITHOUT_EMBEDDINGS = 85_054_464  # 12 layers × 7,087,872 (BERT
 
 
 def comparison(rows: list[ModelRow], metric: str, split: str) -> dict[str, float]:
-    teacher, distilled = rows[0], rows[1]
+    """The first distilled student against the teacher (and against its own family's baseline, if trained)."""
+    teacher, distilled = rows[0], next(r for r in rows[1:] if not r.baseline)
     out = {
         "student_vs_teacher": 100 * (distilled.dev[split][metric] - teacher.dev[split][metric]),
         "speedup_vs_teacher": distilled.sentences_per_s / max(teacher.sentences_per_s, 1e-9),
@@ -320,8 +359,9 @@ def comparison(rows: list[ModelRow], metric: str, split: str) -> dict[str, float
         "params_wo_emb_fraction_of_bert_base": distilled.params_without_embedding
         / BERT_BASE_PARAMS_WITHOUT_EMBEDDINGS,
     }
-    if len(rows) > 2:  # no baseline trained (baseline: false): no comparison with it
-        out["distilled_vs_baseline"] = 100 * (distilled.dev[split][metric] - rows[2].dev[split][metric])
+    baseline = next((r for r in rows[1:] if r.baseline and r.family == distilled.family), None)
+    if baseline is not None:  # no baseline trained (baseline: false): no comparison with it
+        out["distilled_vs_baseline"] = 100 * (distilled.dev[split][metric] - baseline.dev[split][metric])
     return {k: round(v, 6) for k, v in out.items()}
 
 

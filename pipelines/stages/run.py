@@ -31,6 +31,7 @@ from . import StageResult
 from .augment import AugmentConfig
 from .finetune import FinetuneConfig
 from .score import ScoreConfig
+from ..student.config import STUDENT_KINDS
 from .train import TrainConfig
 
 # Layout of a run directory.
@@ -45,7 +46,8 @@ TEACHER_EVAL = "teacher-eval.json"  # the teacher's dev metrics, cached by finge
 
 # The stage sections of a run config and the config dataclasses whose fields each one sets.
 SECTIONS: run_config.Sections = {"augment": (AugmentConfig, RecipeConfig), "finetune": (FinetuneConfig, TrainSettings),
-                                 "score": (ScoreConfig,), "student": (TrainConfig,)}
+                                 "score": (ScoreConfig,), "student": (TrainConfig,),
+                                 "transformer": (TrainConfig,)}
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> run_config.RunConfig:
@@ -186,10 +188,14 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
         teacher = str(out / TEACHER)
     score = ScoreConfig(teacher=str(teacher), out=out / SCORED, transfer=out / TRANSFER, **cfg.sections["score"],
                         **engine)
-    kinds = {"train": False, **({"train-baseline": True} if cfg.top["baseline"] else {})}
-    students = {name: TrainConfig(scored=out / SCORED, task=task, out=out / (BASELINE if baseline else STUDENT),
-                                  data=data, seed=seed, baseline=baseline, **cfg.sections["student"])
-                for name, baseline in kinds.items()}
+    students = {}
+    for family in cfg.top["students"]:
+        section, suffix = ("student", "") if family == "bilstm" else (family, f"-{family}")
+        for baseline in (False, True) if cfg.top["baseline"] else (False,):
+            name = f"train{suffix}" + ("-baseline" if baseline else "")
+            students[name] = TrainConfig(scored=out / SCORED, task=task, data=data, seed=seed, baseline=baseline,
+                                         out=out / ((BASELINE if baseline else STUDENT) + suffix), student=family,
+                                         **cfg.sections.get(section, {}))
     return RunPlan(out, task, data, augment, finetune, score, students)
 
 
@@ -205,7 +211,13 @@ def plan_run(cfg: run_config.RunConfig, out: Path | None = None) -> RunPlan:
     if plan.finetune is not None:
         problems += [in_section("finetune", p) for p in plan.finetune.problems()]
     problems += [in_section("score", p) for p in plan.score.problems()]
-    problems += [in_section("student", p) for p in plan.students["train"].problems()]
+    unknown = [f for f in cfg.top["students"] if f not in STUDENT_KINDS]
+    if unknown or not cfg.top["students"]:
+        problems.append(f"[students] must list families among {', '.join(STUDENT_KINDS)}, got {cfg.top['students']}")
+    for name, student in plan.students.items():
+        if not student.baseline and student.student in STUDENT_KINDS:
+            section = "student" if student.student == "bilstm" else student.student
+            problems += [in_section(section, p) for p in student.problems()]
     problems += _teacher_problems(cfg, task, plan.score, masks=plan.augment.recipe.p_mask > 0)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))  # once each: a missing directory fails every split
@@ -244,10 +256,13 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
     teacher = score_cfg.teacher  # measured as the score stage ran it: same device, dtype and max_length
     rows = [report.measure_teacher(teacher, task, dev, TEACHER_SPEED_ROWS, max_length=score_cfg.max_length,
                               device=score_cfg.device, dtype=score_cfg.dtype, batch_tokens=score_cfg.batch_tokens,
-                              trust_remote_code=score_cfg.trust_remote_code, cache=out / TEACHER_EVAL),
-            report.measure_student(out / STUDENT, "BiLSTM student (distilled)", dev, SPEED_ROWS)]
-    if cfg.top["baseline"]:
-        rows.append(report.measure_student(out / BASELINE, "BiLSTM student (no distillation)", dev, SPEED_ROWS))
+                              trust_remote_code=score_cfg.trust_remote_code, cache=out / TEACHER_EVAL)]
+    for family in cfg.top["students"]:
+        measure, title, suffix = ((report.measure_student, "BiLSTM", "") if family == "bilstm" else
+                                  (report.measure_transformer_student, "Transformer", f"-{family}"))
+        rows.append(measure(out / (STUDENT + suffix), f"{title} student (distilled)", dev, SPEED_ROWS))
+        if cfg.top["baseline"]:
+            rows.append(measure(out / (BASELINE + suffix), f"{title} student (no distillation)", dev, SPEED_ROWS))
     stages = [dict(s) for s in progress.doc["stages"] if s["stage"] != "report"]
     path = report.write_report(
         out, run_name=cfg.name, task=task, teacher=teacher, rows=rows,

@@ -41,7 +41,8 @@ def _write(tmp_path, rows):
 
 
 def test_report_compares_the_distilled_student_with_teacher_and_baseline(tmp_path):
-    rows = [_row("Teacher", 0.90, 1000, 10.0), _row("distilled", 0.88, 10, 1000.0), _row("baseline", 0.83, 10, 990.0)]
+    rows = [_row("Teacher", 0.90, 1000, 10.0), _row("distilled", 0.88, 10, 1000.0, family="bilstm"),
+            _row("baseline", 0.83, 10, 990.0, family="bilstm", baseline=True)]
     md, doc = _write(tmp_path, rows)
     cmp = doc["comparison"]
     assert round(cmp["student_vs_teacher"], 6) == -2.0 and round(cmp["distilled_vs_baseline"], 6) == 5.0

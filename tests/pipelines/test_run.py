@@ -134,3 +134,30 @@ def test_engine_keys_of_a_run_config_set_augmentation_and_scoring(tiny_teacher, 
     with pytest.raises(ConfigError, match="engine"):
         plan_run(load_config("demo", ["engine=spark", f"teacher.model={tiny_teacher}",
                                       "teacher.finetune=false"]), tmp_path / "run2")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_run_trains_both_student_families_from_one_scored_set(tiny_teacher, tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--set", "augment.n_iter=2", "--set", "augment.limit=40", "--set", "student.epochs=1",
+            "--set", "student.vectors=none", "--set", "student.expand_vocab=0", "--set", "student.export=none",
+            "--set", "student.embed_dim=16", "--set", "student.hidden=8", "--set", "student.fc=8",
+            "--set", "transformer.epochs=1", "--set", "transformer.export=none"]
+    argv = ["run", "demo", "--out", str(out), "--teacher", str(tiny_teacher), "--set", "teacher.finetune=false",
+            "--set", "students=[bilstm, transformer]", *tiny]
+    assert main(argv) == 0
+    stages = [s["stage"] for s in json.loads((out / "run.json").read_text())["stages"]]
+    assert stages == ["augment", "score", "train", "train-baseline", "train-transformer",
+                      "train-transformer-baseline", "report"]
+    for d in ("student", "baseline", "student-transformer", "baseline-transformer"):
+        assert (out / d / "metrics.json").is_file(), d
+    assert json.loads((out / "student-transformer" / "stats.json").read_text())["student"] == "transformer"
+    models = json.loads((out / "report.json").read_text())["models"]
+    assert models[0]["name"].startswith("Teacher") and [m["name"] for m in models[1:]] == [
+        "BiLSTM student (distilled)", "BiLSTM student (no distillation)", "Transformer student (distilled)",
+        "Transformer student (no distillation)"]
+    assert [m["family"] for m in models[1:]] == ["bilstm", "bilstm", "transformer", "transformer"]
+    assert "Transformer student (distilled)" in (out / "report.md").read_text()
+    assert main(["run", "demo", "--out", str(tmp_path / "bad"), "--teacher", str(tiny_teacher),
+                 "--set", "teacher.finetune=false", "--set", "students=[cnn]"]) == 2
