@@ -135,8 +135,18 @@ def no_rows_message(cfg: TrainConfig) -> str:
     return f"{cfg.scored}: the scored set has no rows"
 
 
-def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
-    """Read the scored set, pick the rows, tokenise the distinct texts, build the vocabulary."""
+@dataclass
+class SelectedRows:
+    """The scored set's rows the objective learns from, with their targets (both student families read these)."""
+
+    table: pa.Table
+    gold: np.ndarray  # int64 [N], -1: no gold label
+    teacher: np.ndarray  # float32 [N, C]
+    labels: np.ndarray  # int64 [N]: the hard label of each row, -1 where it has none
+
+
+def select_rows(cfg: TrainConfig, task: TaskSpec) -> SelectedRows:
+    """Read the scored set, check its labels and logits, and keep the rows the objective can learn from."""
     table = read_scored_table(cfg, task)
     gold = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
     if gold.max(initial=-1) >= task.num_labels:
@@ -150,7 +160,13 @@ def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> T
     teacher = teacher.reshape(-1, task.num_labels)  # [N, C]
     if not np.isfinite(teacher).all():
         raise DataError(f"{cfg.scored}: teacher_logits holds NaN or infinite values; score the set again")
-    labels = hard_labels(cfg, gold, teacher)
+    return SelectedRows(table, gold, teacher, hard_labels(cfg, gold, teacher))
+
+
+def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
+    """Pick the rows (`select_rows`), tokenise the distinct texts, build the vocabulary."""
+    rows = select_rows(cfg, task)
+    table, gold, teacher, labels = rows.table, rows.gold, rows.teacher, rows.labels
 
     # Tokenise both sides of a pair together so they share one vocabulary, then split them apart again.
     n = table.num_rows

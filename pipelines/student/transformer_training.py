@@ -1,7 +1,7 @@
 """Training the transformer student (DistilBERT-style) from a scored set, without loading the teacher model.
 
-Set-up: the scored set's rows (the same selection as the BiLSTM's: `training.training_rows`), tokenised once with
-the teacher's tokenizer (masked words as its mask token, `pipelines.encoding`) -> the student made from the
+Set-up: the scored set's rows (the same selection and checks as the BiLSTM's: `training.select_rows`),
+tokenised with the teacher's tokenizer (masked words as its mask token, `pipelines.encoding`) -> the student made from the
 teacher's layers (or from `--student-init`) -> AdamW (no decay on biases and norms) with a linear warm-up and
 decay -> resume. The loop: length-bucketed token-budget batches (`batching.by_tokens`, shuffled per epoch),
 `grad_accum` batches per step, the loss of `losses.DistillLoss` (KL at T scaled by T², by default), bf16 autocast
@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -31,8 +29,7 @@ from ..losses import DistillLoss
 from ..progress import progress
 from ..tasks import TaskSpec, data_dir, read_split
 from .io import METRICS
-from .training import (CHECKPOINT, Fitter, TrainState, hard_labels, load_checkpoint, no_rows_message,
-                       read_scored_table, run_epochs, seed_everything, training_rows)
+from .training import CHECKPOINT, Fitter, TrainState, load_checkpoint, run_epochs, seed_everything, select_rows
 from .transformer_export import export_transformer
 from .transformer import check_tokenizers_agree, encoder_blocks, parse_layers, student_from_teacher
 
@@ -81,21 +78,14 @@ def load_tokenizer(path: str | Path) -> Any:
 
 
 def load_rows(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> TokenRows:
-    """The scored set's rows the objective learns from (as for the BiLSTM), tokenised for the transformer."""
-    table = read_scored_table(cfg, task)
-    gold = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
-    keep = training_rows(cfg, gold, table.column("is_original").fill_null(False).to_numpy(zero_copy_only=False))
-    if keep is not None:
-        table, gold = table.filter(pa.array(keep)), gold[keep]
-    if table.num_rows == 0:
-        raise DataError(no_rows_message(cfg))
-    teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)
-    teacher = teacher.reshape(-1, task.num_labels)
-    pairs = table.column("text_pair").to_pylist() if task.is_pair else None
-    enc = encode(tokenizer, mask_rendered(table.column("text").to_pylist(), tokenizer),
+    """The scored set's rows the objective learns from (`training.select_rows`, as for the BiLSTM), tokenised
+    for the transformer."""
+    rows = select_rows(cfg, task)
+    pairs = rows.table.column("text_pair").to_pylist() if task.is_pair else None
+    enc = encode(tokenizer, mask_rendered(rows.table.column("text").to_pylist(), tokenizer),
                  mask_rendered(pairs, tokenizer) if pairs is not None else None, cfg.max_len)
-    counts = {"rows": table.num_rows, "gold_rows": int((gold >= 0).sum()), "tokens": int(enc.lengths.sum())}
-    return TokenRows(enc, teacher, hard_labels(cfg, gold, teacher), counts)
+    counts = {"rows": rows.table.num_rows, "gold_rows": int((rows.gold >= 0).sum()), "tokens": int(enc.lengths.sum())}
+    return TokenRows(enc, rows.teacher, rows.labels, counts)
 
 
 def mask_rendered(texts: list[str], tokenizer: Any) -> list[str]:
