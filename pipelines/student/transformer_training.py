@@ -1,9 +1,9 @@
 """Training the transformer student (DistilBERT-style) from a scored set, without loading the teacher model.
 
 Set-up: the scored set's rows (the same selection and checks as the BiLSTM's: `training.select_rows`),
-tokenised with the teacher's tokenizer (masked words as its mask token, `pipelines.encoding`) -> the student made from the
-teacher's layers (or from `--student-init`) -> AdamW (no decay on biases and norms) with a linear warm-up and
-decay -> resume. The loop: length-bucketed token-budget batches (`batching.by_tokens`, shuffled per epoch),
+tokenised with the teacher's tokenizer (masked words as its mask token, `pipelines.encoding`) -> the student
+made from the teacher's layers (or from `--student-init`) -> AdamW (no decay on biases and norms) with a linear
+warm-up and decay -> resume. The loop: length-bucketed token-budget batches (`batching.by_tokens`, shuffled per epoch),
 `grad_accum` batches per step, the loss of `losses.DistillLoss` (KL at T scaled by T², by default), bf16 autocast
 where the device computes it natively; dev evaluation, early stopping and a checkpoint after each epoch (exact
 resume: weights, optimiser, schedule, every RNG). What it writes: the student as a Hugging Face model directory
