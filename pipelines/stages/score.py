@@ -217,7 +217,7 @@ def _score(cfg: ScoreConfig, engine: Any, source: Source, worker: dict, slots: l
         schema = store.scored_schema(source.table.schema, len(label_names))
         with run_.timed("score"):
             counts = score_shards(engine, worker, slots, Shards(source.table.num_rows, cfg.shard_rows),
-                                  run_.work_dir, fp)
+                                  run_.work_dir, fp, source)
         with run_.timed("write"):
             store.assemble_shards(run_.work_dir, schema, fp)
         seconds = max(run_.timings["score"], 1e-9)
@@ -280,10 +280,12 @@ class ShardScorer:
 
     def __init__(self, source: dict, source_fp: str, files: ModelFiles, fp: str, shard_dir: str, shard_rows: int,
                  device: str, dtype: str, max_length: int, batch_tokens: int | None, threads: int | None,
-                 trust_remote_code: bool):
+                 trust_remote_code: bool, opened: Source | None = None):
+        """`opened`: the source the driver opened, when this worker runs in the driver's own process (it is not
+        read and hashed a second time)."""
         from ..teacher.scorer import TeacherScorer
 
-        self.source = open_source(**visible(source))
+        self.source = opened if opened is not None else open_source(**visible(source))
         if self.source.fingerprint != source_fp:
             raise DataError(f"{node()} reads other rows than the job was planned on (fingerprint "
                             f"{self.source.fingerprint[:12]}, expected {source_fp[:12]}); did the input change?",
@@ -361,8 +363,8 @@ def open_source(transfer: str | None = None, input: str | None = None, text_col:
                                                                                   text_pair_col)
 
 
-def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, work_dir: Path,
-                 fp: str) -> dict[str, int | None]:
+def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, work_dir: Path, fp: str,
+                 source: Source) -> dict[str, int | None]:
     """Score every shard without a trustworthy file in `work_dir/shards` (engine.missing_shards) on `engine`,
     with one progress bar for the whole job; the shard files are the same whatever the engine."""
     shard_dir = work_dir / store.SHARDS
@@ -374,8 +376,9 @@ def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, w
             done = engine.run_shards(ShardScorer, {**kwargs, **slots[0]}, todo, shards.rows, bar.update,
                                      gpus_per_actor=1 if slots[0]["device"] == "cuda" else 0,
                                      cpus_per_actor=slots[0]["threads"] or 1)
-        else:
-            done = engine.run_shards(ShardScorer, [{**kwargs, **s} for s in slots], todo, bar.update)
+        else:  # one slot runs in this process: it takes the source already open
+            in_process = {"opened": source} if len(slots) == 1 else {}
+            done = engine.run_shards(ShardScorer, [{**kwargs, **s, **in_process} for s in slots], todo, bar.update)
     # Per replica: its torch threads, and its token budget at the end (lowered after an out-of-memory batch).
     return {"shards": shards.count, "shards_resumed": shards.count - len(todo),
             "rows_scored": sum(d["rows"] for d in done), "tokens": sum(d["tokens"] for d in done),
