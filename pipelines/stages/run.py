@@ -36,6 +36,8 @@ from .train import TrainConfig
 
 # Layout of a run directory.
 TRANSFER, TEACHER, SCORED, STUDENT, BASELINE = "transfer", "teacher", "scored", "student", "baseline"
+# Per student family: its run-config section, the suffix of its stage names and directories, its report title.
+FAMILIES = {"bilstm": ("student", "", "BiLSTM"), "transformer": ("transformer", "-transformer", "Transformer")}
 RUN_JSON = "run.json"
 SPEED_ROWS = 872  # dev sentences timed for the students' speed (all of SST-2 dev: well under a second each)
 # The teacher is timed on a sample only: 3 passes (warm-up and best of 2) over all of SST-2 dev take minutes for
@@ -190,7 +192,7 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
                         **engine)
     students = {}
     for family in cfg.top["students"]:
-        section, suffix = ("student", "") if family == "bilstm" else (family, f"-{family}")
+        section, suffix, _ = FAMILIES.get(family, (family, f"-{family}", family))
         for baseline in (False, True) if cfg.top["baseline"] else (False,):
             name = f"train{suffix}" + ("-baseline" if baseline else "")
             students[name] = TrainConfig(scored=out / SCORED, task=task, data=data, seed=seed, baseline=baseline,
@@ -215,9 +217,8 @@ def plan_run(cfg: run_config.RunConfig, out: Path | None = None) -> RunPlan:
     if unknown or not cfg.top["students"]:
         problems.append(f"[students] must list families among {', '.join(STUDENT_KINDS)}, got {cfg.top['students']}")
     for name, student in plan.students.items():
-        if not student.baseline and student.student in STUDENT_KINDS:
-            section = "student" if student.student == "bilstm" else student.student
-            problems += [in_section(section, p) for p in student.problems()]
+        if not student.baseline and student.student in FAMILIES:
+            problems += [in_section(FAMILIES[student.student][0], p) for p in student.problems()]
     problems += _teacher_problems(cfg, task, plan.score, masks=plan.augment.recipe.p_mask > 0)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))  # once each: a missing directory fails every split
@@ -258,8 +259,8 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
                               device=score_cfg.device, dtype=score_cfg.dtype, batch_tokens=score_cfg.batch_tokens,
                               trust_remote_code=score_cfg.trust_remote_code, cache=out / TEACHER_EVAL)]
     for family in cfg.top["students"]:
-        measure, title, suffix = ((report.measure_student, "BiLSTM", "") if family == "bilstm" else
-                                  (report.measure_transformer_student, "Transformer", f"-{family}"))
+        _, suffix, title = FAMILIES[family]
+        measure = report.measure_student if family == "bilstm" else report.measure_transformer_student
         rows.append(measure(out / (STUDENT + suffix), f"{title} student (distilled)", dev, SPEED_ROWS))
         if cfg.top["baseline"]:
             rows.append(measure(out / (BASELINE + suffix), f"{title} student (no distillation)", dev, SPEED_ROWS))
