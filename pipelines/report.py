@@ -157,6 +157,7 @@ def measure_transformer_student(student_dir: Path, name: str, dev: dict[str, Spl
 
     from .encoding import encode
     from .student.io import load_metrics
+    from .student.transformer_training import batch_tensors
 
     doc = load_metrics(student_dir)
     tokenizer = AutoTokenizer.from_pretrained(student_dir)
@@ -165,15 +166,13 @@ def measure_transformer_student(student_dir: Path, name: str, dev: dict[str, Spl
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
 
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
     def predict():
         enc = encode(tokenizer, texts, pairs, 128)
         with torch.inference_mode():
             for i in range(0, len(texts), 32):
-                features = {"input_ids": enc.input_ids[i:i + 32]}
-                if enc.token_type_ids is not None:
-                    features["token_type_ids"] = enc.token_type_ids[i:i + 32]
-                batch = tokenizer.pad(features, return_tensors="pt")
-                model(**batch)
+                model(**batch_tensors(enc, np.arange(i, min(i + 32, len(texts))), pad_id, torch.device("cpu")))
 
     rate = _timed_rate(predict, len(texts))
     total = sum(p.numel() for p in model.parameters())
