@@ -124,63 +124,21 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
 
 
 def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:
-    """Dev metrics (from the student's metrics.json), parameters, size and CPU speed of a trained student (timed
-    on the first `speed_rows` dev sentences)."""
-    from .student.io import WEIGHTS, count_parameters, load_metrics, load_student
-    from .student.models import predict_logits
-    from .student.vocab import encode_texts
-
-    loaded = load_student(student_dir)
-    doc = load_metrics(student_dir)
-    first = next(iter(dev.values()))
-    texts = first.texts[:speed_rows]
-    pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
-
-    def predict():
-        a = encode_texts(texts, loaded.tokenizer, loaded.vocab)
-        b = encode_texts(pairs, loaded.tokenizer, loaded.vocab) if pairs is not None else None
-        return predict_logits(loaded.model, a, b, loaded.cfg.max_len)
-
-    rate = _timed_rate(predict, len(texts))
-    params = count_parameters(loaded.model)
-    size = (student_dir / WEIGHTS).stat().st_size
-    return ModelRow(name, doc["dev"], params["total"], params["without_embedding"], rate, round(size / 2**20, 2),
-                    str(student_dir), doc.get("history", []), speed_rows=len(texts), family="bilstm",
-                    baseline=bool(doc.get("baseline")))
-
-
-def measure_transformer_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:
-    """The same figures for a transformer student directory (a Hugging Face classifier), timed on the CPU in
-    float32 with its own tokenizer, as it is served."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from .encoding import encode
+    """Dev metrics (from the student's metrics.json), parameters, size and CPU speed of a trained student of
+    either family (`student.served`: float32, its own tokeniser, as it is served), timed on the first
+    `speed_rows` dev sentences."""
     from .student.io import load_metrics
-    from .student.transformer_training import batch_tensors
+    from .student.served import load_served
 
+    served = load_served(student_dir)
     doc = load_metrics(student_dir)
-    tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(student_dir, dtype=torch.float32).eval()
     first = next(iter(dev.values()))
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    def predict():
-        enc = encode(tokenizer, texts, pairs, 128)
-        with torch.inference_mode():
-            for i in range(0, len(texts), 32):
-                model(**batch_tensors(enc, np.arange(i, min(i + 32, len(texts))), pad_id, torch.device("cpu")))
-
-    rate = _timed_rate(predict, len(texts))
-    total = sum(p.numel() for p in model.parameters())
-    embedding = sum(p.numel() for p in model.base_model.embeddings.parameters())
-    size = (student_dir / "model.safetensors").stat().st_size
-    return ModelRow(name, doc["dev"], total, total - embedding, rate, round(size / 2**20, 2), str(student_dir),
-                    doc.get("history", []), speed_rows=len(texts), family="transformer",
-                    baseline=bool(doc.get("baseline")))
+    rate = _timed_rate(lambda: served.logits(texts, pairs), len(texts))
+    return ModelRow(name, doc["dev"], served.params, served.params_without_embedding, rate,
+                    round(served.size_bytes / 2**20, 2), str(student_dir), doc.get("history", []),
+                    speed_rows=len(texts), family=served.family, baseline=bool(doc.get("baseline")))
 
 
 def teacher_agreement(scored_dir: Path) -> dict[str, Any]:

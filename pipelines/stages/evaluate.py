@@ -1,7 +1,8 @@
 """`distill eval`: score a trained student on a task's labelled split(s) with the task's metrics.
 
-Loads the student directory (safetensors weights, vocab.json, config.json), tokenises the split with the
-student's own tokeniser, predicts, and reports every metric of the task. Writes nothing; the summary line (or,
+Loads the student directory of either family (`student.served`: a BiLSTM's safetensors weights and vocab.json,
+or a transformer student's Hugging Face directory), tokenises the split with the student's own tokeniser,
+predicts on the CPU, and reports every metric of the task. Writes nothing; the summary line (or,
 with --json, one JSON object) is what the command prints.
 """
 
@@ -30,7 +31,8 @@ class EvalConfig:
     data: Path | None = None  # the task's files; the demo task has a default
     split: str | None = setting(None, help="split to evaluate (default: every dev split of the task)")
     json: bool = setting(False, help="summary as one JSON object")
-    batch_size: int = setting(256, help="rows per inference batch")
+    batch_size: int | None = setting(None, help="rows per inference batch (default: 256 for a BiLSTM, 32 for a "
+                                                "transformer student)")
     threads: int | None = setting(None, help="torch CPU threads")
 
 
@@ -43,33 +45,27 @@ def evaluate_student(cfg: EvalConfig) -> dict:
 
 
 def _evaluate(cfg: EvalConfig) -> dict:
-    from ..student.io import load_student
-    from ..student.models import predict_logits
-    from ..student.vocab import encode_texts
+    from ..student.served import load_served
 
-    student = load_student(cfg.student)
+    student = load_served(cfg.student)
     task = cfg.task
-    recorded = student.config.get("task") or {}
+    recorded = student.task
     if not task.label_values and recorded.get("label_values"):  # a generic task: the labels it was trained with
         task = replace(task, label_names=tuple(recorded["label_names"]),
                        label_values=tuple(recorded["label_values"]), metrics=tuple(recorded["metrics"]))
-    labels = student.config.get("label_names") or []
-    if labels and task.label_names and list(labels) != list(task.label_names):
-        raise DataError(f"{cfg.student}: the student predicts {labels} but task '{task.name}' has "
+    if student.label_names and task.label_names and student.label_names != list(task.label_names):
+        raise DataError(f"{cfg.student}: the student predicts {student.label_names} but task '{task.name}' has "
                         f"{list(task.label_names)}")
-    is_pair = student.cfg.arch == "siamese_bilstm"
-    if is_pair != task.is_pair:
-        raise DataError(f"{cfg.student}: a {'pair' if is_pair else 'single-sentence'} student cannot evaluate "
-                        f"task '{task.name}' ({'pairs' if task.is_pair else 'single sentences'})")
+    if student.is_pair != task.is_pair:
+        raise DataError(f"{cfg.student}: a {'pair' if student.is_pair else 'single-sentence'} student cannot "
+                        f"evaluate task '{task.name}' ({'pairs' if task.is_pair else 'single sentences'})")
     splits = [cfg.split] if cfg.split else list(task.dev_splits)
-    out: dict = {"task": task.name, "student": str(cfg.student), "splits": {}}
+    out: dict = {"task": task.name, "student": str(cfg.student), "family": student.family, "splits": {}}
     rows, seconds = 0, 0.0
     for split in splits:
         s, task = read_split(task, data_dir(task, cfg.data), split)
         t0 = time.perf_counter()
-        a = encode_texts(s.texts, student.tokenizer, student.vocab)
-        b = encode_texts(s.text_pairs, student.tokenizer, student.vocab) if is_pair else None
-        pred = predict_logits(student.model, a, b, student.cfg.max_len, cfg.batch_size).argmax(1)
+        pred = student.logits(s.texts, s.text_pairs if task.is_pair else None, cfg.batch_size).argmax(1)
         seconds += time.perf_counter() - t0
         rows += len(s)
         out["splits"][split] = {**task_metrics.compute(task.metrics, pred, s.labels), "rows": len(s),

@@ -260,10 +260,10 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
                               trust_remote_code=score_cfg.trust_remote_code, cache=out / TEACHER_EVAL)]
     for family in cfg.top["students"]:
         _, suffix, title = FAMILIES[family]
-        measure = report.measure_student if family == "bilstm" else report.measure_transformer_student
-        rows.append(measure(out / (STUDENT + suffix), f"{title} student (distilled)", dev, SPEED_ROWS))
-        if cfg.top["baseline"]:
-            rows.append(measure(out / (BASELINE + suffix), f"{title} student (no distillation)", dev, SPEED_ROWS))
+        trained = [(STUDENT, "distilled")] + ([(BASELINE, "no distillation")] if cfg.top["baseline"] else [])
+        for directory, how in trained:
+            rows.append(report.measure_student(out / (directory + suffix), f"{title} student ({how})", dev,
+                                               SPEED_ROWS))
     stages = [dict(s) for s in progress.doc["stages"] if s["stage"] != "report"]
     path = report.write_report(
         out, run_name=cfg.name, task=task, teacher=teacher, rows=rows,

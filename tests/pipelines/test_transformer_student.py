@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipelines.errors import ConfigError, TeacherMismatchError
+from pipelines.errors import ConfigError, DataError, TeacherMismatchError
 from pipelines.student.transformer import (check_tokenizers_agree, default_layers, encoder_blocks, parse_layers,
                                            student_from_teacher)
 from pipelines.teacher import hub
@@ -141,6 +141,35 @@ def test_the_transformer_student_learns_from_the_cached_logits(demo_scored_by_ti
     with torch.no_grad():
         ids = student(**tok(texts, padding=True, return_tensors="pt")).logits.argmax(1).tolist()
     assert done.stdout.splitlines() == [f"{student.config.id2label[i]}\t{t}" for i, t in zip(ids, texts)]
+
+
+def test_distill_eval_reads_a_transformer_student(demo_scored_by_tiny_teacher, tmp_path, capsys):
+    """`distill eval` on a transformer directory: the float32 PyTorch model's predictions on the demo dev split,
+    scored with the task's metrics; a task with other labels is refused by name."""
+    import json
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from pipelines import cli, metrics
+    from pipelines.stages import evaluate as eval_stage, train as train_stage
+    from pipelines.tasks import get_task, read_split
+
+    out = train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "student", epochs=1)).out_dir
+    assert cli.main(["eval", "--student", str(out), "--task", "demo", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    demo = get_task("demo")
+    dev, _ = read_split(demo, demo.default_data, "dev")
+    tok, student = AutoTokenizer.from_pretrained(out), load(out)
+    with torch.no_grad():
+        pred = student(**tok(dev.texts, padding=True, return_tensors="pt")).logits.argmax(1).numpy()
+    assert doc["family"] == "transformer" and doc["splits"]["dev"]["rows"] == len(dev)
+    assert doc["splits"]["dev"]["accuracy"] == pytest.approx(metrics.compute(("accuracy",), pred, dev.labels)["accuracy"])
+    assert doc["splits"]["dev"]["predicted_distribution"] == np.bincount(pred, minlength=2).tolist()
+    with pytest.raises(DataError, match=r"predicts \['negative', 'positive'\] but task 'mrpc' has"):
+        eval_stage.evaluate_student(eval_stage.EvalConfig(student=out, task=get_task("mrpc"), data=tmp_path))
+    with pytest.raises(DataError, match="not a student directory"):
+        eval_stage.evaluate_student(eval_stage.EvalConfig(student=tmp_path, task=demo))
 
 
 def test_predict_py_renders_the_transfer_sets_mask_symbol():
