@@ -391,6 +391,7 @@ class TransferRows:
     is_original: np.ndarray  # bool
     ops: np.ndarray  # uint8 bits: OP_MASK | OP_POS | OP_NGRAM
     stats: dict
+    draw: np.ndarray | None = None  # int32: the draw that made each synthetic row; -1 for originals
 
 
 class SeenRows:
@@ -445,7 +446,8 @@ class TransferAssembler:
         texts = interleave(self.texts[g.start:g.stop], g.texts)
         pairs = interleave(self.pairs[g.start:g.stop], g.pairs) if self.pairs is not None else None
         return TransferRows(texts, pairs, np.concatenate([originals, src])[order], order < n_orig,
-                            np.concatenate([np.zeros(n_orig, np.uint8), g.ops[kept]])[order], {})
+                            np.concatenate([np.zeros(n_orig, np.uint8), g.ops[kept]])[order], {},
+                            np.concatenate([np.full(n_orig, -1, np.int32), g.draw[kept]])[order])
 
     def stats(self, rows: int, originals: int, rows_per_rule: dict[str, int]) -> dict:
         """The transfer set's statistics, given what the caller counted of the rows it wrote."""
@@ -472,6 +474,7 @@ def assemble(texts: list[str], pairs: list[str] | None, generated: list[Generate
                         [t for p in parts for t in p.pairs] if pairs is not None else None,
                         np.concatenate([p.source_index for p in parts] or [np.zeros(0, np.int64)]),
                         np.concatenate([p.is_original for p in parts] or [np.zeros(0, bool)]),
-                        np.concatenate([p.ops for p in parts] or [np.zeros(0, np.uint8)]), {})
+                        np.concatenate([p.ops for p in parts] or [np.zeros(0, np.uint8)]), {},
+                        np.concatenate([p.draw for p in parts] or [np.zeros(0, np.int32)]))
     rows.stats = assembler.stats(len(rows.texts), int(rows.is_original.sum()), rule_counts(rows))
     return rows

@@ -29,8 +29,17 @@ TOP_LEVEL: dict[str, tuple[Any, Any, str]] = {
     "label_col": (str, "label", "generic tasks: label column"),
     "labels": (list[str] | None, None, "generic tasks: label values in id order"),
     "out": (str | None, None, "run directory (default runs/<config name>)"),
+    "unlabelled": (str | None, None, "unlabelled in-domain text augmented beside the training split (a text per "
+                                     "line, or the unlabelled_col column of a CSV/TSV/JSONL/Parquet file)"),
+    "unlabelled_col": (str, "text", "unlabelled: the column holding the text"),
     "seed": (int, 0, "seed of every stage"),
+    "seeds": (list[int] | None, None, "the students' seeds: a student of each family (and a baseline) per seed, "
+                                      "side by side where they fit; the report gives mean ± std; default [seed]"),
     "baseline": (bool, True, "also train the student without distillation, for the report"),
+    "select_on": (str, "holdout", "where every student's best epoch and the fine-tuned teacher's best checkpoint "
+                                  "are chosen: holdout (one in 20 training examples, left out of training) or dev"),
+    "ablate": (list[str], [], "ablations trained from the one scored set (the first family, distilled, every seed): "
+                              "rules (without each rule's rows; originals only) and/or size (1, 5, 10, 20 draws)"),
     "students": (list[str], ["bilstm"], "student families to train: bilstm, transformer (the transformer section)"),
     "engine": (str, "local", "where augmentation and scoring run: local or ray"),
     "ray_address": (str | None, None, "engine ray: the running cluster to join (HOST:PORT); default a local instance"),
@@ -38,7 +47,8 @@ TOP_LEVEL: dict[str, tuple[Any, Any, str]] = {
 }
 # Fields of the stage configs that the runner wires itself (inputs and outputs), not settable in a section.
 WIRED = {"task", "out", "data", "transfer", "scored", "input", "teacher", "model", "seed", "text_col",
-         "text_pair_col", "label_col", "labels", "baseline", "engine", "ray_address", "workers", "student"}
+         "text_pair_col", "label_col", "labels", "baseline", "engine", "ray_address", "workers", "student",
+         "select_on", "seeds", "input_col"}
 
 
 # A run config's stage sections: section name -> the config dataclasses whose fields it sets. The run stage

@@ -35,3 +35,30 @@ def compute(metric_names: tuple[str, ...] | list[str], pred: np.ndarray, gold: n
     pred, gold = np.asarray(pred), np.asarray(gold)
     keep = gold >= 0
     return {name: round(METRICS[name](pred[keep], gold[keep]), 6) for name in metric_names}
+
+
+ECE_BINS = 15
+
+
+def class_view(logits: np.ndarray, gold: np.ndarray, num_labels: int) -> dict:
+    """Per-class precision and recall, the confusion matrix (rows: gold label, columns: predicted) and the
+    expected calibration error (ECE_BINS equal-width bins of the top softmax probability: the rows' share in
+    each bin times |accuracy - mean confidence| there, summed), over rows with a gold label."""
+    logits, gold = np.asarray(logits, dtype=np.float64), np.asarray(gold)
+    keep = gold >= 0
+    logits, gold = logits[keep], gold[keep]
+    pred = logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
+    confusion = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(confusion, (gold, pred), 1)
+    predicted, actual = confusion.sum(0), confusion.sum(1)
+    diag = np.diag(confusion)
+    precision = np.divide(diag, predicted, out=np.zeros(num_labels), where=predicted > 0)
+    recall = np.divide(diag, actual, out=np.zeros(num_labels), where=actual > 0)
+    z = logits - logits.max(1, keepdims=True) if len(logits) else logits
+    confidence = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).max(1) if len(z) else np.zeros(0)
+    bins = np.minimum((confidence * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    correct = (pred == gold).astype(np.float64)
+    ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.mean(bins == b)
+              for b in range(ECE_BINS) if np.any(bins == b))
+    return {"confusion": confusion.tolist(), "precision": np.round(precision, 6).tolist(),
+            "recall": np.round(recall, 6).tolist(), "ece": round(float(ece), 6), "rows": int(len(gold))}

@@ -9,6 +9,13 @@ import sys
 from tqdm import tqdm
 
 LOG_INTERVAL_S = 30.0  # seconds between progress lines in a log
+_label: str | None = None  # set in a worker process of `parallel.run_side_by_side`: bars print named lines
+
+
+def set_label(label: str) -> None:
+    """Name this process's bars (`label: desc`) and print them as plain lines, as in a log."""
+    global _label
+    _label = label
 
 
 class _LogLines(tqdm):
@@ -25,8 +32,10 @@ class _LogLines(tqdm):
 
 def progress(total: int, desc: str, unit: str = "ex") -> tqdm:
     """A progress bar on stderr: live on a terminal; in a log (stderr redirected, CI) a line every 30 s.
-    TQDM_DISABLE=1 silences both."""
-    if sys.stderr.isatty():
+    TQDM_DISABLE=1 silences both. In a process named by `set_label`, lines with its name."""
+    if _label is not None:
+        desc = f"{_label}: {desc}"
+    if sys.stderr.isatty() and _label is None:
         return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, leave=False,
                     file=sys.stderr)
     return _LogLines(total=total, desc=desc, unit=unit, unit_scale=True, ncols=100, ascii=True, leave=False,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import store
+from .report_ablations import AblationRow, mean_std, plot_size_curve, render_ablations
 from .tasks import Split, TaskSpec
 
 
@@ -39,6 +40,13 @@ class ModelRow:
     speed_rows: int = 0  # dev sentences timed
     family: str = ""  # students: bilstm or transformer
     baseline: bool = False  # students: trained without distillation
+    holdout: dict[str, float] | None = None  # students selected on a holdout: its metrics
+    selection: dict = field(default_factory=dict)  # students: what chose the best epoch (metrics.json's selection)
+    runs: list[dict] = field(default_factory=list)  # students of several seeds: each one's seed, dev and holdout
+    dev_std: dict[str, dict[str, float]] = field(default_factory=dict)  # ... and the std over them (dev: the mean)
+    holdout_std: dict[str, float] | None = None
+    classes: dict[str, dict] = field(default_factory=dict)  # split -> metrics.class_view (first seed's student)
+    filtered: dict[str, int] = field(default_factory=dict)  # students: rows each training-time filter removed
 
 
 def _timed_rate(fn, n: int, repeats: int = 2) -> float:
@@ -54,7 +62,7 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-TEACHER_EVAL_VERSION = 1  # bump whenever the teacher's dev metrics change for the same inputs
+TEACHER_EVAL_VERSION = 2  # bump whenever the teacher's dev metrics change for the same inputs (2: class views)
 
 
 def teacher_eval_fingerprint(identity: dict[str, str], dev_hashes: dict[str, str], task: TaskSpec, max_length: int,
@@ -66,24 +74,31 @@ def teacher_eval_fingerprint(identity: dict[str, str], dev_hashes: dict[str, str
                              max_length, device_type, dtype, store.result_versions())
 
 
-def cached_teacher_scores(cache: Path, fingerprint: str) -> dict[str, dict[str, float]] | None:
-    """The dev metrics stored in `cache` for this fingerprint; None when absent, stale or unreadable (then the
-    teacher is simply evaluated again)."""
+def cached_teacher_scores(cache: Path, fingerprint: str) -> tuple[dict, dict] | None:
+    """The dev metrics and class views stored in `cache` for this fingerprint; None when absent, stale or
+    unreadable (then the teacher is simply evaluated again)."""
     try:
         doc = json.loads(cache.read_text("utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint or not isinstance(doc.get("dev"), dict):
         return None
-    return doc["dev"]
+    return doc["dev"], doc.get("classes") or {}
 
 
-def evaluate_teacher(scorer: Any, task: TaskSpec, dev: dict[str, Split]) -> dict[str, dict[str, float]]:
-    """The task's metrics on every dev split: the argmax of a `teacher.TeacherScorer` against the gold labels."""
+def evaluate_teacher(scorer: Any, task: TaskSpec, dev: dict[str, Split]) -> tuple[dict, dict]:
+    """The task's metrics on every dev split (the argmax of a `teacher.TeacherScorer` against the gold labels),
+    and each split's class view (`metrics.class_view`)."""
+    logits = {name: scorer.predict(split.texts, split.text_pairs) for name, split in dev.items()}
+    return evaluated(task, dev, logits)
+
+
+def evaluated(task: TaskSpec, dev: dict[str, Split], logits: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """({split: task metrics}, {split: class view}) of a model's logits on the dev splits."""
     from . import metrics
 
-    return {name: metrics.compute(task.metrics, scorer.predict(split.texts, split.text_pairs).argmax(1), split.labels)
-            for name, split in dev.items()}
+    scores = {n: metrics.compute(task.metrics, logits[n].argmax(1), s.labels) for n, s in dev.items()}
+    return scores, {n: metrics.class_view(logits[n], s.labels, logits[n].shape[1]) for n, s in dev.items()}
 
 
 def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_rows: int, *,
@@ -104,12 +119,11 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
                            trust_remote_code=trust_remote_code)
     dev_hashes = {name: store.hash_path(split.path) for name, split in dev.items()}
     fp = teacher_eval_fingerprint(files.identity(), dev_hashes, task, max_length, scorer.device.type, scorer.dtype)
-    scores = cached_teacher_scores(cache, fp) if cache is not None else None
-    if scores is None:
-        scores = evaluate_teacher(scorer, task, dev)
-        if cache is not None:
-            store.write_json(cache, {"fingerprint": fp, "teacher": files.name, "dev": scores,
-                                     "rows": {name: len(split) for name, split in dev.items()}})
+    cached = cached_teacher_scores(cache, fp) if cache is not None else None
+    scores, classes = cached if cached is not None else evaluate_teacher(scorer, task, dev)
+    if cached is None and cache is not None:
+        store.write_json(cache, {"fingerprint": fp, "teacher": files.name, "dev": scores, "classes": classes,
+                                 "rows": {name: len(split) for name, split in dev.items()}})
     first = next(iter(dev.values()))
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
@@ -120,13 +134,15 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     emb = sum(p.numel() for p in embeddings.parameters())
     size = sum(p.stat().st_size for p in hub.weight_files(files.path))
     return ModelRow(f"Teacher ({files.name})", scores, total, total - emb, rate, round(size / 2**20, 2),
-                    str(files.path), device=scorer.device.type, dtype=scorer.dtype, speed_rows=len(texts))
+                    str(files.path), device=scorer.device.type, dtype=scorer.dtype, speed_rows=len(texts),
+                    classes=classes)
 
 
-def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int) -> ModelRow:
+def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_rows: int, task: TaskSpec
+                    ) -> ModelRow:
     """Dev metrics (from the student's metrics.json), parameters, size and CPU speed of a trained student of
     either family (`student.served`: float32, its own tokeniser, as it is served), timed on the first
-    `speed_rows` dev sentences."""
+    `speed_rows` dev sentences, and its class view of every dev split (from the served model's predictions)."""
     from .student.io import load_metrics
     from .student.served import load_served
 
@@ -136,9 +152,33 @@ def measure_student(student_dir: Path, name: str, dev: dict[str, Split], speed_r
     texts = first.texts[:speed_rows]
     pairs = first.text_pairs[:speed_rows] if first.text_pairs is not None else None
     rate = _timed_rate(lambda: served.logits(texts, pairs), len(texts))
+    logits = {n: served.logits(s.texts, s.text_pairs if served.is_pair else None) for n, s in dev.items()}
     return ModelRow(name, doc["dev"], served.params, served.params_without_embedding, rate,
                     round(served.size_bytes / 2**20, 2), str(student_dir), doc.get("history", []),
-                    speed_rows=len(texts), family=served.family, baseline=bool(doc.get("baseline")))
+                    speed_rows=len(texts), family=served.family, baseline=bool(doc.get("baseline")),
+                    holdout=doc.get("holdout"), selection=doc.get("selection") or {"select_on": "dev"},
+                    classes=evaluated(task, dev, logits)[1], filtered=doc.get("filtered") or {})
+
+
+def measure_seeds(student_dirs: list[Path], seeds: list[int], name: str, dev: dict[str, Split],
+                  speed_rows: int, task: TaskSpec) -> ModelRow:
+    """One row for the students of several seeds (the same settings otherwise): dev and holdout metrics as the
+    mean with the standard deviation over seeds, and every run; size and speed of the first (they share the
+    architecture)."""
+    from .student.io import load_metrics
+
+    row = measure_student(student_dirs[0], name, dev, speed_rows, task)
+    if len(student_dirs) == 1:
+        return row
+    docs = [load_metrics(d) for d in student_dirs]
+    row.runs = [{"seed": s, "dev": d["dev"], "holdout": d.get("holdout"), "best_epoch": d.get("best_epoch"),
+                 "path": str(p)} for s, d, p in zip(seeds, docs, student_dirs)]
+    row.dev, row.dev_std = mean_std([d["dev"] for d in docs])
+    if all(d.get("holdout") for d in docs):
+        mean, std = mean_std([{"h": d["holdout"]} for d in docs])
+        row.holdout, row.holdout_std = mean["h"], std["h"]
+    row.history = []  # one learning curve per seed would crowd the plot: the runs are listed instead
+    return row
 
 
 def teacher_agreement(scored_dir: Path) -> dict[str, Any]:
@@ -226,6 +266,11 @@ def _fmt_metric(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
+def _fmt_spread(v: float | None, std: float | None) -> str:
+    """A metric, with ± its standard deviation over seeds where there are several."""
+    return _fmt_metric(v) + (f" ± {100 * std:.1f}" if v is not None and std is not None else "")
+
+
 def _device_name(row: ModelRow) -> str:
     return "CPU" if row.device == "cpu" else row.device.upper()
 
@@ -239,13 +284,19 @@ def _speed_phrase(teacher: ModelRow) -> str:
 def _model_table(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
     splits = list(rows[0].dev) if rows else []
     metrics = doc["task"]["metrics"]
-    head = ["Model"] + [f"{s} {m}" for s in splits for m in metrics] + [
+    held = any(r.holdout for r in rows)
+    head = ["Model"] + [f"{s} {m}" for s in splits for m in metrics] + (
+        [f"holdout {m}" for m in metrics] if held else []) + [
         "Params", "Params w/o embeddings", "Sentences/s", "Size on disk (MB)"]
     lines = ["## Teacher vs students", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r.name] + [_fmt_metric(r.dev.get(s, {}).get(m)) for s in splits for m in metrics] + [
+        cells = [r.name] + [_fmt_spread(r.dev.get(s, {}).get(m), r.dev_std.get(s, {}).get(m))
+                            for s in splits for m in metrics] + (
+            [_fmt_spread((r.holdout or {}).get(m), (r.holdout_std or {}).get(m)) for m in metrics] if held else []) + [
             f"{r.params:,}", f"{r.params_without_embedding:,}", f"{r.sentences_per_s:,.0f}", f"{r.size_mb:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", _selection_note(rows[1:], splits)] if len(rows) > 1 else []
+    lines += [_filters_note(r) for r in rows[1:] if r.filtered]
     cmp = doc.get("comparison", {})
     if cmp:
         vs_baseline = (f", {cmp['distilled_vs_baseline']:+.1f} against the same student trained without "
@@ -257,6 +308,27 @@ def _model_table(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
     return lines + ["", _speed_note(doc, rows), ""]
 
 
+def _filters_note(row: ModelRow) -> str:
+    removed = ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in row.filtered.items())
+    return f"\nFilters of {row.name}: removed {removed} rows before training."
+
+
+def _selection_note(students: list[ModelRow], splits: list[str]) -> str:
+    """Which split chose the students' best epochs: a holdout (dev is then only reported) or dev itself."""
+    ways = {r.selection.get("select_on", "dev") for r in students}
+    if ways == {"holdout"}:
+        sel = students[0].selection
+        return (f"Model selection: every student's best epoch and early stopping were chosen on a holdout of "
+                f"{sel.get('examples', 0):,} of the {sel.get('of_examples', 0):,} training examples (and the "
+                f"{sel.get('rows', 0):,} transfer-set rows made from them, left out of training); the dev "
+                f"figures were not used to choose anything.")
+    if ways == {"dev"}:
+        return (f"Model selection: the students' best epochs were chosen on {splits[0] if splits else 'dev'} "
+                "(select_on: dev), so their dev figures are optimistic: select_on: holdout gives unbiased ones.")
+    return "Model selection: mixed (" + ", ".join(f"{r.name}: {r.selection.get('select_on', 'dev')}"
+                                                  for r in students) + ")."
+
+
 def _speed_note(doc: dict[str, Any], rows: list[ModelRow]) -> str:
     """Where, and over how many sentences, each speed was measured (rows[0] is the teacher)."""
     teacher, students = rows[0], rows[1:]
@@ -264,6 +336,47 @@ def _speed_note(doc: dict[str, Any], rows: list[ModelRow]) -> str:
     parts += [f"the students on CPU over {students[0].speed_rows} dev sentences"] if students else []
     return (f"Speed: batch inference on this machine ({doc['machine']}), best of 2 runs after a warm-up: "
             f"{'; '.join(parts)}.")
+
+
+def _seeds_section(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
+    """Every student of every seed, when the students were trained with several."""
+    seeded = [r for r in rows if r.runs]
+    if not seeded:
+        return []
+    metric = doc["task"]["metrics"][0]
+    held = any(run.get("holdout") for r in seeded for run in r.runs)
+    lines = ["## Every seed", "", f"The students' rows above give the mean ± standard deviation over "
+             f"{len(seeded[0].runs)} seeds; each run:", "",
+             "| Model | Seed | " + " | ".join(f"{s} {metric}" for s in seeded[0].dev) + (
+                 f" | holdout {metric}" if held else "") + " | Best epoch |",
+             "|" + "---|" * (3 + len(seeded[0].dev) + held)]
+    for r in seeded:
+        for run in r.runs:
+            cells = [r.name, str(run["seed"])] + [_fmt_metric(v.get(metric)) for v in run["dev"].values()]
+            cells += [_fmt_metric((run.get("holdout") or {}).get(metric))] if held else []
+            lines.append("| " + " | ".join(cells + [str(run.get("best_epoch"))]) + " |")
+    return lines + [""]
+
+
+def _classes_section(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
+    """Per-class precision and recall, the confusion matrix and the calibration error of every model."""
+    if not any(r.classes for r in rows):
+        return []
+    names = doc["task"].get("label_names") or []
+    lines = ["## Per class", "", "Precision and recall of each class, the confusion matrix (a row per gold label, "
+             "a column per predicted one) and the expected calibration error (ECE, 15 bins; lower is better). "
+             "Students: the served float32 model (the first seed's, with several)."]
+    for split in rows[0].classes:
+        labels = names or [str(i) for i in range(len(rows[0].classes[split]["precision"]))]
+        head = ["Model"] + [f"{kind} {c}" for c in labels for kind in ("P", "R")] + ["Confusion", "ECE"]
+        lines += ["", f"{split}:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in rows:
+            v = r.classes.get(split)
+            if v is None:
+                continue
+            cells = [r.name] + [_fmt_metric(v[kind][i]) for i in range(len(labels)) for kind in ("precision", "recall")]
+            lines.append("| " + " | ".join(cells + [str(v["confusion"]), f"{v['ece']:.3f}"]) + " |")
+    return lines + [""]
 
 
 def _transfer_section(doc: dict[str, Any]) -> list[str]:
@@ -283,7 +396,8 @@ def _transfer_section(doc: dict[str, Any]) -> list[str]:
 
 
 PLOT_TITLES = {"learning_curves": "Student learning curves", "teacher_confidence": "Teacher confidence",
-               "metric_vs_size": "Metric against model size"}
+               "metric_vs_size": "Metric against model size",
+               "metric_vs_transfer_size": "Metric against transfer-set size"}
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -291,7 +405,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines = [f"# distill report: {doc['run']}", "",
              f"Task **{doc['task']['name']}**; teacher `{doc['teacher']}`. Produced by `{doc['command']}` on "
              f"{doc['created']}.", ""]
-    lines += _model_table(doc, rows) + _transfer_section(doc)
+    lines += _model_table(doc, rows) + _seeds_section(doc, rows) + render_ablations(doc) + _classes_section(doc, rows)
+    lines += _transfer_section(doc)
     if doc.get("plots"):
         lines += ["## Plots", ""]
         for key, file in doc["plots"].items():
@@ -299,6 +414,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines += ["## Stages", "", "| Stage | Output | Status | Seconds |", "|---|---|---|---|"]
     lines += [f"| {s['stage']} | `{s['out']}` | {s['status']} | {s.get('seconds', 0):.1f} |"
               for s in doc.get("stages", [])]
+    grouped = [s for s in doc.get("stages", []) if s.get("side_by_side", 1) > 1 and s["status"] == "done"]
+    if grouped:
+        lines += ["", f"The {len(grouped)} BiLSTM students trained side by side, one process per CPU: "
+                      f"{grouped[0]['group_seconds']:.0f} s of wall time for the group; their own times (above) add "
+                      f"up to {sum(s['seconds'] for s in grouped):.0f} s."]
     lines += ["", "## Settings", "", "```json", json.dumps(doc["settings"], indent=1, default=str), "```", ""]
     return "\n".join(lines)
 
@@ -336,18 +456,22 @@ def describe_machine(rows: list[ModelRow]) -> str:
 
 def write_report(out: Path, *, run_name: str, task: TaskSpec, teacher: str, rows: list[ModelRow],
                  transfer_stats: dict, agreement: dict, stages: list[dict], settings: dict, speed_rows: int,
-                 command: str, machine: str) -> Path:
+                 command: str, machine: str, ablations: list[AblationRow] = (), ablation_family: str = "") -> Path:
     """report.json, report.md and the plots, in `out`."""
     import datetime as dt
 
     first_split = next(iter(rows[0].dev))
     metric = task.metrics[0]
     plots = write_plots(out, rows, agreement, metric, first_split)
+    size_plot = plot_size_curve(out, list(ablations), metric, first_split)
+    if size_plot:
+        plots["metric_vs_transfer_size"] = size_plot
     doc = {
         "run": run_name, "task": task.to_dict(), "teacher": teacher, "models": [asdict(r) for r in rows],
         "comparison": comparison(rows, metric, first_split) if len(rows) > 1 else {},
         "transfer": transfer_stats,
         "teacher_agreement": {k: v for k, v in agreement.items() if not k.startswith("_")},
+        "ablations": [asdict(a) for a in ablations], "ablation_family": ablation_family,
         "stages": stages, "settings": settings, "plots": plots, "speed_rows": speed_rows,
         "command": command, "machine": machine,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

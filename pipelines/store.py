@@ -408,6 +408,7 @@ def transfer_schema(is_pair: bool) -> pa.Schema:
     fields += [
         pa.field("label", pa.int64()),  # gold label id of originals; null for synthetic rows
         pa.field("source_index", pa.int64(), nullable=False),  # row of the original in the split
+        pa.field("draw", pa.int32()),  # the draw (0 .. n_iter - 1) that made a synthetic row; null for originals
         pa.field("is_original", pa.bool_(), nullable=False),
         pa.field("ops", pa.list_(pa.string()), nullable=False),  # rules that changed the row: mask, pos, ngram
     ]

@@ -39,7 +39,7 @@ from .common import add_task_args, task_from_args
 STAGE = "augment"
 # Bump whenever the bytes of the transfer set change for the same inputs. 2: rendered rows lose their leading and
 # trailing whitespace, dedupe ignores whitespace, whitespace tokens are never masked, replaced or counted.
-STAGE_VERSION = 2
+STAGE_VERSION = 3
 ROWS_PER_FILE = 500_000  # rows per Arrow file of the output
 # Draws per unit of work when --chunk-size is 0: the rows a chunk holds in memory (a few chunks are in flight at
 # once), whatever n_iter is. The output does not depend on it.
@@ -51,10 +51,15 @@ TAG_CHUNK = 2000  # sentences per unit of tagging work
 class AugmentConfig:
     """Settings of the augment stage. `recipe` holds the paper's probabilities, draw count and seed."""
 
-    task: TaskSpec
+    task: TaskSpec | None  # None: the unlabelled `input` alone
     out: Path = setting(help="output directory (created atomically)")
     data: Path | None = None  # task data directory or file; the demo task has a default
     split: str = setting("train", help="split to augment")
+    input: Path | None = setting(
+        None, help="unlabelled in-domain text: a text per line (.txt), or the --input-col column of a "
+                   "CSV/TSV/JSONL/Parquet file; augmented after the task's split (the POS table is built from "
+                   "both), or alone when no --task is given")
+    input_col: str = setting("text", help="--input: the column holding the text")
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     limit: int | None = setting(None, help="only the first N examples")
     tagger: str = setting("spacy", help="spacy | nltk", choices=("spacy", "nltk"))
@@ -79,6 +84,13 @@ class AugmentConfig:
         out += engine_problems(self.engine, self.workers)
         if self.chunk_size < 0:
             out.append(f"chunk_size must be >= 0, got {self.chunk_size}")
+        if self.task is None and self.input is None:
+            out.append("pass --task (with --data) or --input FILE (unlabelled text), or both")
+        if self.input is not None and self.task is not None and self.task.is_pair:
+            out.append(f"input: unlabelled text goes beside single-sentence tasks only; '{self.task.name}' is a "
+                       "pair task")
+        if self.input is not None and not Path(self.input).exists():
+            out.append(f"input: {self.input} does not exist")
         return out
 
 
@@ -100,6 +112,7 @@ def to_table(rows: TransferRows, split: Split, is_pair: bool) -> pa.Table:
         columns["text_pair"] = pa.array(rows.pairs, type=pa.string())
     columns["label"] = pa.array(labels, mask=labels < 0)
     columns["source_index"] = pa.array(rows.source_index)
+    columns["draw"] = pa.array(rows.draw, type=pa.int32(), mask=rows.draw < 0)
     columns["is_original"] = pa.array(rows.is_original)
     columns["ops"] = ops_array(rows.ops)
     return pa.table(columns, schema=store.transfer_schema(is_pair))
@@ -165,22 +178,49 @@ class AugmentPlan:
 
 
 def plan(cfg: AugmentConfig, nltk_tagger=None) -> AugmentPlan:
-    """Validate the config, read the split and fingerprint the output: the input file's hash, the recipe and the
-    tagger's identity (so a cached transfer set is never reused with another tagger or tagger model)."""
+    """Validate the config, read the split (and the unlabelled input) and fingerprint the output: the input
+    files' hashes, the recipe and the tagger's identity (so a cached transfer set is never reused with another
+    tagger or tagger model)."""
     problems = cfg.problems()
     if nltk_tagger is not None and cfg.tagger != "nltk":
         problems.append(f"an NLTK tagger object was given, but tagger is '{cfg.tagger}'")
     if problems:
         raise ConfigError(problems)
-    data = data_dir(cfg.task, cfg.data)
-    source = find_split_file(data, cfg.split)
-    split, task = read_split(cfg.task, data, cfg.split, labelled=True, limit=cfg.limit)
+    split, task, source, input_fp = read_examples(cfg)
     tagger_id = _nltk_identity(nltk_tagger) if cfg.tagger == "nltk" else _spacy_identity(cfg.spacy_model)
     config = {"task": task.to_dict(), "split": cfg.split, "recipe": cfg.recipe.to_dict(), "limit": cfg.limit,
-              "tagger": tagger_id, "mask_symbol": MASK_SYMBOL}
-    input_fp = store.hash_path(source)
+              "tagger": tagger_id, "mask_symbol": MASK_SYMBOL,
+              **({"input_col": cfg.input_col} if cfg.input is not None else {})}
     fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", input_fp, config)
     return AugmentPlan(split, task, source, config, input_fp, fp)
+
+
+def read_examples(cfg: AugmentConfig) -> tuple[Split, TaskSpec, Path, str]:
+    """The examples to augment: the task's split, then the unlabelled input's texts (label -1), or the input
+    alone; the task they are read as, the first file, and a fingerprint of the files."""
+    from ..tasks import generic_task
+
+    parts, hashes = [], []
+    task = cfg.task
+    if task is not None:
+        data = data_dir(task, cfg.data)
+        source = find_split_file(data, cfg.split)
+        split, task = read_split(task, data, cfg.split, labelled=True, limit=cfg.limit)
+        parts.append(split)
+        hashes.append(store.hash_path(source))
+    if cfg.input is not None:
+        plain = generic_task(cfg.input_col, None, label_col=None)
+        corpus, _ = read_split(plain, Path(cfg.input), "train", labelled=False)
+        corpus.labels = np.full(len(corpus), -1, dtype=np.int64)
+        parts.append(corpus)
+        hashes.append(store.hash_path(Path(corpus.path)))
+        task = task or plain
+        source = source if cfg.task is not None else Path(corpus.path)
+    if len(parts) == 1:
+        return parts[0], task, source, hashes[0]
+    both = Split(parts[0].path, parts[0].texts + parts[1].texts, None,
+                 np.concatenate([parts[0].labels, parts[1].labels]))
+    return both, task, source, store.fingerprint("split+input", *hashes)
 
 
 def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
@@ -271,4 +311,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(from_flags(AugmentConfig, args, task=task_from_args(args)))
+    alone = args.input is not None and args.task is None and args.text_col is None  # the unlabelled text alone
+    return run(from_flags(AugmentConfig, args, task=None if alone else task_from_args(args)))

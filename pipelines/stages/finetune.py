@@ -3,7 +3,9 @@
 Any encoder directory or hub id becomes a sequence classifier with the task's labels (a new head when it has
 none), is trained on the train split with cross-entropy (AdamW, linear warm-up and decay, length-grouped batches
 by a token budget, gradient clipping), and is evaluated on every dev split after each epoch (and every
---eval-steps steps). The best evaluation on the first dev split's first metric is kept. The output is a standard
+--eval-steps steps). The best evaluation on the holdout's first metric is kept (`select_on: holdout`, the default:
+5% of the training examples, at most 2,000, left out of training; `pipelines.holdout`), or on the first dev
+split's with `select_on: dev`. The output is a standard
 Hugging Face directory (safetensors weights, config with id2label, tokenizer) plus metrics.json, so `distill
 score --teacher DIR` and `from_pretrained(DIR)` both read it.
 
@@ -18,13 +20,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .. import store
 from ..devices import DEVICES, resolve_device, set_cpu_threads
 from ..flags import add_flags, from_flags, setting
+from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples
 from ..errors import ConfigError
 from ..progress import peak_memory_mb, progress
 from ..settings import TrainSettings
-from ..tasks import TaskSpec, data_dir, find_split_file, read_split
+from ..tasks import Split, TaskSpec, data_dir, find_split_file, read_split
 from . import StageResult
 from .common import add_task_args, task_from_args
 
@@ -53,6 +58,10 @@ class FinetuneConfig:
     max_length: int = setting(128, help="tokens per example, longer ones are truncated")
     device: str = setting("auto", help="auto | cpu | cuda", choices=DEVICES)
     trust_remote_code: bool = setting(False, help="let the model directory run its own Python code")
+    select_on: str = setting(
+        "holdout", choices=SELECT_ON,
+        help="holdout (one in 20 of the training examples, at most 2,000, left out of training; the students hold out "
+             "the same ones) | dev (the first dev split): where the best checkpoint is chosen")
 
     def problems(self) -> list[str]:
         s, out = self.train, []
@@ -75,6 +84,8 @@ class FinetuneConfig:
             out.append(f"[max_length] must be >= 2, got {self.max_length}")
         if self.device not in DEVICES:
             out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        if self.select_on not in SELECT_ON:
+            out.append(f"[select_on] must be one of {', '.join(SELECT_ON)}, got '{self.select_on}'")
         return out
 
 
@@ -105,13 +116,15 @@ def run(cfg: FinetuneConfig) -> StageResult:
     data = data_dir(cfg.task, cfg.data)
     train_split, task = read_split(cfg.task, data, "train", limit=cfg.limit)
     dev_splits = {name: read_split(task, data, name)[0] for name in task.dev_splits}
+    train_split, dev_splits, held_out = hold_out(cfg, train_split, dev_splits)
     files = hub.locate_model(cfg.model or hub.default_backbone(), cfg.trust_remote_code)
     device = resolve_device(cfg.device)
     precision, amp_dtype = _precision(device)
 
     inputs = {name: store.hash_path(find_split_file(data, name)) for name in ("train", *task.dev_splits)}
     config = {"task": task.to_dict(), "model": files.name, "train": asdict(cfg.train), "limit": cfg.limit,
-              "max_length": cfg.max_length, "device": cfg.device, "trust_remote_code": cfg.trust_remote_code}
+              "max_length": cfg.max_length, "device": cfg.device, "trust_remote_code": cfg.trust_remote_code,
+              "select_on": cfg.select_on}
     results_config = {k: v for k, v in config.items() if k not in ("model", "device")}
     fp = fingerprint(inputs, files.identity(), results_config, precision, device.type)
     if store.is_complete(cfg.out, fp):
@@ -139,8 +152,8 @@ def run(cfg: FinetuneConfig) -> StageResult:
         with run_.timed("save"):
             hub.save_teacher(model, tokenizer, run_.work_dir)
         best = result.best
-        metrics = {"task": task.name, "metric": f"{next(iter(dev))}.{task.metrics[0]}", "best": best,
-                   "dev": best["dev"], "history": result.history, "train_rows": len(train_split),
+        metrics = {"task": task.name, "metric": f"{next(iter(dev))}.{task.metrics[0]}", **selected(best, held_out),
+                   "select_on": cfg.select_on, "history": result.history, "train_rows": len(train_split),
                    "steps": result.steps, "base_model": files.name, "seconds": run_.timings["train"]}
         store.write_json(run_.work_dir / METRICS_FILE, metrics)
         tokens = int(train.enc.lengths.sum()) * cfg.train.epochs
@@ -149,11 +162,30 @@ def run(cfg: FinetuneConfig) -> StageResult:
                           train_tokens_per_s=round(tokens / max(run_.timings["train"], 1e-9), 1),
                           peak_memory_mb=peak_memory_mb())
         run_.commit()
-    split_name, metric = next(iter(dev)), task.metrics[0]
+    metric = task.metrics[0]
+    scores = " ".join(f"{name} {metric} {vals[metric]:.4f}" for name, vals in best["dev"].items())
     return StageResult(Path(cfg.out), False,
-                       f"finetune-teacher: {task.name} {split_name} {metric} {best['dev'][split_name][metric]:.4f} "
-                       f"(best of {len(result.history)} evaluations, step {best['step']}) after {result.steps} "
-                       f"steps on {len(train_split):,} rows in {run_.stats['wall_s']:.0f}s -> {cfg.out}")
+                       f"finetune-teacher: {task.name} {scores} (best of {len(result.history)} evaluations on "
+                       f"{next(iter(dev))}, step {best['step']}) after {result.steps} steps on {len(train_split):,} "
+                       f"rows in {run_.stats['wall_s']:.0f}s -> {cfg.out}")
+
+
+def selected(best: dict, held_out: int) -> dict:
+    """metrics.json's figures of the kept checkpoint: the evaluation, its dev splits' metrics and the holdout's."""
+    dev = {k: v for k, v in best["dev"].items() if k != HOLDOUT_SPLIT}
+    holdout = {HOLDOUT_SPLIT: best["dev"][HOLDOUT_SPLIT], "holdout_examples": held_out} if held_out else {}
+    return {"best": best, "dev": dev, **holdout}
+
+
+def hold_out(cfg: FinetuneConfig, train: Split, dev: dict[str, Split]) -> tuple[Split, dict[str, Split], int]:
+    """With select_on: holdout, the training split without its holdout (`holdout.holdout_examples`: the slice the
+    students of a transfer set made from this split hold out too) and the holdout as the first evaluated split,
+    the one the best checkpoint is chosen on; how many examples it holds (0 with select_on: dev)."""
+    if cfg.select_on != "holdout":
+        return train, dev, 0
+    chosen = holdout_examples(train.labels)
+    rest = np.setdiff1d(np.arange(len(train)), chosen)
+    return train.take(rest), {HOLDOUT_SPLIT: train.take(chosen), **dev}, len(chosen)
 
 
 def _labelled(tokenizer, split, max_length: int) -> LabelledRows:

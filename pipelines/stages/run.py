@@ -26,6 +26,7 @@ from .. import config as run_config
 from .. import store
 from ..errors import ConfigError, DistillError
 from ..settings import TrainSettings
+from ..holdout import SELECT_ON
 from ..tasks import TaskSpec, data_dir, find_split_file, read_split, resolve_task
 from . import StageResult
 from .augment import AugmentConfig
@@ -44,6 +45,9 @@ SPEED_ROWS = 872  # dev sentences timed for the students' speed (all of SST-2 de
 # a BERT-large teacher on a CPU, and 256 sentences already give a steady sentences/s figure.
 TEACHER_SPEED_ROWS = 256
 TEACHER_EVAL = "teacher-eval.json"  # the teacher's dev metrics, cached by fingerprint between runs
+ABLATIONS = ("rules", "size")
+ABLATION_DRAWS = (1, 5, 10, 20)  # the size ablation's draws per example (those below the recipe's n_iter)
+RULE_NAMES = {"mask": "masking", "pos": "POS replacement", "ngram": "n-gram sampling"}
 
 
 # The stage sections of a run config and the config dataclasses whose fields each one sets.
@@ -86,6 +90,30 @@ class _Progress:
         store.write_json(self.path, self.doc)
         print(f"[{stage}] {result.summary}", file=sys.stderr, flush=True)
         return result
+
+    def steps(self, stages: list[str], fn: Callable[[], list[StageResult]]) -> list[StageResult]:
+        """Stages run together (side by side) by one call: all running, then each one's result; the group's
+        wall time beside each stage's own."""
+        entries = [{"stage": s, "out": None, "status": "running", "seconds": 0.0} for s in stages]
+        self.doc["stages"] += entries
+        store.write_json(self.path, self.doc)
+        t0 = time.perf_counter()
+        try:
+            results = fn()
+        except BaseException as e:
+            for entry in entries:
+                entry.update(status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                             error=str(e)[:500], seconds=round(time.perf_counter() - t0, 2))
+            store.write_json(self.path, self.doc)
+            raise
+        wall = round(time.perf_counter() - t0, 2)
+        for entry, result in zip(entries, results):
+            own = json.loads((result.out_dir / store.STATS).read_text("utf-8")).get("total_s", wall)
+            entry.update(out=str(result.out_dir), status="cached" if result.skipped else "done",
+                         seconds=0.0 if result.skipped else own, group_seconds=wall, side_by_side=len(stages))
+            print(f"[{entry['stage']}] {result.summary}", file=sys.stderr, flush=True)
+        store.write_json(self.path, self.doc)
+        return results
 
 
 @dataclass
@@ -179,26 +207,71 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
     seed = cfg.top["seed"]
     recipe_args, augment_args = _split_fields(cfg.sections["augment"], RecipeConfig)
     engine = {k: cfg.top[k] for k in ("engine", "ray_address", "workers")}
+    unlabelled = {"input": Path(cfg.top["unlabelled"]), "input_col": cfg.top["unlabelled_col"]} \
+        if cfg.top["unlabelled"] else {}
     augment = AugmentConfig(task=task, out=out / TRANSFER, data=data, recipe=RecipeConfig(**recipe_args, seed=seed),
-                            **augment_args, **engine)
+                            **augment_args, **engine, **unlabelled)
     finetune = None
     teacher = cfg.teacher["model"]
     if cfg.teacher["finetune"]:
         settings, rest = _split_fields(cfg.sections["finetune"], TrainSettings)
         finetune = FinetuneConfig(task=task, out=out / TEACHER, data=data, train=TrainSettings(**settings, seed=seed),
-                                  **rest, **({"model": teacher} if teacher else {}))
+                                  select_on=cfg.top["select_on"], **rest, **({"model": teacher} if teacher else {}))
         teacher = str(out / TEACHER)
     score = ScoreConfig(teacher=str(teacher), out=out / SCORED, transfer=out / TRANSFER, **cfg.sections["score"],
                         **engine)
     students = {}
     for family in cfg.top["students"]:
-        section, suffix, _ = FAMILIES.get(family, (family, f"-{family}", family))
+        section = FAMILIES.get(family, (family, f"-{family}", family))[0]
         for baseline in (False, True) if cfg.top["baseline"] else (False,):
-            name = f"train{suffix}" + ("-baseline" if baseline else "")
-            students[name] = TrainConfig(scored=out / SCORED, task=task, data=data, seed=seed, baseline=baseline,
-                                         out=out / ((BASELINE if baseline else STUDENT) + suffix), student=family,
-                                         **cfg.sections.get(section, {}))
+            for s in student_seeds(cfg):
+                name, directory = student_stage(cfg, family, baseline, s)
+                students[name] = TrainConfig(scored=out / SCORED, task=task, data=data, seed=s, baseline=baseline,
+                                             out=out / directory, student=family, select_on=cfg.top["select_on"],
+                                             **cfg.sections.get(section, {}))
+    family = cfg.top["students"][0] if cfg.top["students"] else "bilstm"
+    section = FAMILIES.get(family, (family,))[0]
+    n_iter = augment.recipe.draws(task.is_pair) if task is not None else 0
+    for variant, _, settings in ablation_variants(cfg, n_iter):
+        for s in student_seeds(cfg):
+            name, directory = ablation_stage(cfg, variant, s)
+            students[name] = TrainConfig(scored=out / SCORED, task=task, data=data, seed=s, out=out / directory,
+                                         student=family, select_on=cfg.top["select_on"],
+                                         **{**cfg.sections.get(section, {}), **settings})
     return RunPlan(out, task, data, augment, finetune, score, students)
+
+
+def student_seeds(cfg: run_config.RunConfig) -> list[int]:
+    return list(cfg.top["seeds"] or [cfg.top["seed"]])
+
+
+def student_stage(cfg: run_config.RunConfig, family: str, baseline: bool, seed: int) -> tuple[str, str]:
+    """A student's stage name in run.json and its directory in the run: train / student, train-baseline /
+    baseline (-transformer after the family's), and -seedN after both when the run trains several seeds."""
+    suffix = FAMILIES.get(family, (family, f"-{family}", family))[1]
+    seeded = f"-seed{seed}" if len(student_seeds(cfg)) > 1 else ""
+    return (f"train{suffix}" + ("-baseline" if baseline else "") + seeded,
+            (BASELINE if baseline else STUDENT) + suffix + seeded)
+
+
+def ablation_variants(cfg: run_config.RunConfig, n_iter: int) -> list[tuple[str, str, dict]]:
+    """(directory name, what it trained on, TrainConfig settings) of each ablation of `ablate`."""
+    out = []
+    if "rules" in cfg.top["ablate"]:
+        out += [(f"no-{r}", f"without {title}", {"drop_rule": r}) for r, title in RULE_NAMES.items()]
+        out.append(("originals", "the originals alone", {"max_draws": 0}))
+    if "size" in cfg.top["ablate"]:
+        out += [(f"draws-{k}", f"the first {k} draws per example", {"max_draws": k}) for k in ABLATION_DRAWS
+                if k < n_iter]
+    return out
+
+
+def ablation_stage(cfg: run_config.RunConfig, variant: str, seed: int) -> tuple[str, str]:
+    """An ablation student's stage name and directory: train-ablate-no-mask / ablate-no-mask (-seedN)."""
+    family = cfg.top["students"][0]
+    suffix = FAMILIES.get(family, (family, f"-{family}", family))[1]
+    seeded = f"-seed{seed}" if len(student_seeds(cfg)) > 1 else ""
+    return f"train{suffix}-ablate-{variant}{seeded}", f"ablate{suffix}-{variant}{seeded}"
 
 
 def plan_run(cfg: run_config.RunConfig, out: Path | None = None) -> RunPlan:
@@ -209,16 +282,23 @@ def plan_run(cfg: run_config.RunConfig, out: Path | None = None) -> RunPlan:
     problems = run_dir_problems(out)
     task, data = _task_and_data(cfg.top, problems)
     plan = _stage_configs(cfg, out, task, data)
-    problems += [in_section("augment", p) for p in plan.augment.problems()]
+    unknown = [a for a in cfg.top["ablate"] if a not in ABLATIONS]
+    if unknown:
+        problems.append(f"[ablate] must list ablations among {', '.join(ABLATIONS)}, got {cfg.top['ablate']}")
+    if cfg.top["select_on"] not in SELECT_ON:  # a top-level key: said once, not in each stage's section
+        problems.append(f"[select_on] must be one of {', '.join(SELECT_ON)}, got '{cfg.top['select_on']}'")
+    problems += [in_section("augment", p) for p in plan.augment.problems()
+                 if task is not None or not p.startswith("pass --task")]  # the task's own problem is said
     if plan.finetune is not None:
-        problems += [in_section("finetune", p) for p in plan.finetune.problems()]
+        problems += [in_section("finetune", p) for p in plan.finetune.problems() if not p.startswith("[select_on]")]
     problems += [in_section("score", p) for p in plan.score.problems()]
     unknown = [f for f in cfg.top["students"] if f not in STUDENT_KINDS]
     if unknown or not cfg.top["students"]:
         problems.append(f"[students] must list families among {', '.join(STUDENT_KINDS)}, got {cfg.top['students']}")
     for name, student in plan.students.items():
         if not student.baseline and student.student in FAMILIES:
-            problems += [in_section(FAMILIES[student.student][0], p) for p in student.problems()]
+            problems += [in_section(FAMILIES[student.student][0], p) for p in student.problems()
+                         if not p.startswith("[select_on]")]
     problems += _teacher_problems(cfg, task, plan.score, masks=plan.augment.recipe.p_mask > 0)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))  # once each: a missing directory fails every split
@@ -230,7 +310,6 @@ def run(cfg: run_config.RunConfig, out: Path | None = None) -> StageResult:
     from .augment import run as augment
     from .finetune import run as finetune
     from .score import run as score
-    from .train import run as train
 
     plan = plan_run(cfg, out)
     plan.out.mkdir(parents=True, exist_ok=True)
@@ -240,15 +319,28 @@ def run(cfg: run_config.RunConfig, out: Path | None = None) -> StageResult:
         if plan.finetune is not None:
             progress.step("finetune-teacher", lambda: finetune(plan.finetune))
         progress.step("score", lambda: score(plan.score))
-        for name, student_cfg in plan.students.items():
-            progress.step(name, lambda c=student_cfg: train(c))
+        train_students(plan.students, progress)
+        n_iter = plan.augment.recipe.draws(plan.task.is_pair)
         report = progress.step("report", lambda: _report(cfg, plan.out, plan.task, plan.data, plan.score,
-                                                         progress)).out_dir
+                                                         progress, n_iter)).out_dir
     return StageResult(plan.out, False, f"run: done; report at {report}")
 
 
+def train_students(students: dict[str, TrainConfig], progress: _Progress) -> None:
+    """The BiLSTM students (every seed, distilled and baseline) side by side, one process per CPU; then the
+    transformer students one after another (each uses every core)."""
+    from .train import run_together, train_one
+
+    together = {n: c for n, c in students.items() if c.student == "bilstm"}
+    if together:
+        progress.steps(list(together), lambda: run_together(list(together.values()), list(together)))
+    for name, c in students.items():
+        if name not in together:
+            progress.step(name, lambda c=c: train_one(c))
+
+
 def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: ScoreConfig,
-            progress: _Progress) -> StageResult:
+            progress: _Progress, n_iter: int) -> StageResult:
     from .. import report
 
     dev = {}
@@ -258,12 +350,14 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
     rows = [report.measure_teacher(teacher, task, dev, TEACHER_SPEED_ROWS, max_length=score_cfg.max_length,
                               device=score_cfg.device, dtype=score_cfg.dtype, batch_tokens=score_cfg.batch_tokens,
                               trust_remote_code=score_cfg.trust_remote_code, cache=out / TEACHER_EVAL)]
+    seeds = student_seeds(cfg)
     for family in cfg.top["students"]:
-        _, suffix, title = FAMILIES[family]
-        trained = [(STUDENT, "distilled")] + ([(BASELINE, "no distillation")] if cfg.top["baseline"] else [])
-        for directory, how in trained:
-            rows.append(report.measure_student(out / (directory + suffix), f"{title} student ({how})", dev,
-                                               SPEED_ROWS))
+        title = FAMILIES[family][2]
+        for baseline in (False, True) if cfg.top["baseline"] else (False,):
+            dirs = [out / student_stage(cfg, family, baseline, s)[1] for s in seeds]
+            how = "no distillation" if baseline else "distilled"
+            rows.append(report.measure_seeds(dirs, seeds, f"{title} student ({how})", dev, SPEED_ROWS, task))
+    ablations = ablation_rows(cfg, out, n_iter)
     stages = [dict(s) for s in progress.doc["stages"] if s["stage"] != "report"]
     path = report.write_report(
         out, run_name=cfg.name, task=task, teacher=teacher, rows=rows,
@@ -271,8 +365,25 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
         agreement=report.teacher_agreement(out / SCORED), stages=stages, settings=cfg.to_dict(),
         speed_rows=min(SPEED_ROWS, len(next(iter(dev.values())))),
         command=" ".join(["distill", *sys.argv[1:]]) if sys.argv else "distill run",
-        machine=report.describe_machine(rows))
+        machine=report.describe_machine(rows), ablations=ablations,
+        ablation_family=FAMILIES[cfg.top["students"][0]][2] if ablations else "")
     return StageResult(path, False, f"report: {path}")
+
+
+def ablation_rows(cfg: run_config.RunConfig, out: Path, n_iter: int) -> list:
+    """The report's ablation rows: the whole scored set's distilled students first, then each variant's."""
+    from ..report_ablations import measure_ablation
+
+    variants = ablation_variants(cfg, n_iter)
+    if not variants:
+        return []
+    seeds = student_seeds(cfg)
+    full = [out / student_stage(cfg, cfg.top["students"][0], False, s)[1] for s in seeds]
+    result = [measure_ablation(full, f"the whole transfer set ({n_iter} draws per example)", n_iter)]
+    for variant, what, settings in variants:
+        dirs = [out / ablation_stage(cfg, variant, s)[1] for s in seeds]
+        result.append(measure_ablation(dirs, what, settings["max_draws"] if variant.startswith("draws-") else None))
+    return result
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -144,7 +144,7 @@ def open_plain(path: Path, text_col: str, pair_col: str | None) -> Source:
     if split.text_pairs is not None:
         columns["text_pair"] = pa.array(split.text_pairs, pa.string())
     columns.update(label=pa.nulls(n, pa.int64()), source_index=pa.array(np.arange(n, dtype=np.int64)),
-                   is_original=pa.array(np.ones(n, dtype=bool)),
+                   draw=pa.nulls(n, pa.int32()), is_original=pa.array(np.ones(n, dtype=bool)),
                    ops=pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())))
     table = pa.table(columns, schema=store.transfer_schema(split.text_pairs is not None))
     fp = store.fingerprint("plain-input", store.hash_path(Path(split.path)), text_col, pair_col)

@@ -20,6 +20,7 @@ The defaults were chosen on SST-2; how, with every number measured, is in docs/s
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -77,7 +78,64 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
 
 def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
     """Train (or resume, or skip when the output is already complete). `on_epoch_end` is called after each
-    epoch's checkpoint is written (tests use it to interrupt a run)."""
+    epoch's checkpoint is written (tests use it to interrupt a run). With seeds > 1, `run_seeds`."""
+    problems = cfg.problems()
+    if problems:
+        raise ConfigError(problems)
+    if cfg.seeds > 1:
+        return run_seeds(cfg)
+    return train_one(cfg, on_epoch_end=on_epoch_end)
+
+
+def side_by_side_workers(cfg: TrainConfig) -> int:
+    """Students of this config that train at once: one per CPU for the one-thread BiLSTM (per `threads` CPUs
+    with more), one at a time for the transformer, which uses every core itself."""
+    from ..devices import available_cpus
+
+    if cfg.student != "bilstm":
+        return 1
+    return max(1, available_cpus() // (cfg.threads or DEFAULT_THREADS))
+
+
+def run_together(cfgs: list[TrainConfig], labels: list[str]) -> list[StageResult]:
+    """Several students (seeds, baselines) side by side in processes (`parallel.run_side_by_side`)."""
+    from ..parallel import run_side_by_side
+
+    workers = min(side_by_side_workers(c) for c in cfgs) if cfgs else 1
+    return run_side_by_side(train_one, cfgs, workers, labels)
+
+
+def run_seeds(cfg: TrainConfig) -> StageResult:
+    """`--seeds N`: N students (seeds SEED..SEED+N-1) into OUT/seed-S/, side by side; their mean ± std."""
+    import time
+
+    import numpy as np
+
+    from ..student.io import load_metrics
+
+    out = Path(cfg.out)
+    if store.read_manifest(out) is not None:
+        raise ConfigError([f"[out] {out} is a student directory; --seeds writes OUT/seed-N/ directories: pass "
+                           "another --out"])
+    seeds = [cfg.seed + i for i in range(cfg.seeds)]
+    cfgs = [replace(cfg, seed=s, seeds=1, out=out / f"seed-{s}") for s in seeds]
+    t0 = time.perf_counter()
+    results = run_together(cfgs, [f"seed {s}" for s in seeds])
+    wall = time.perf_counter() - t0
+    docs = [load_metrics(r.out_dir) for r in results]
+    one = np.mean([json.loads((r.out_dir / store.STATS).read_text("utf-8"))["total_s"] for r in results])
+    metric, split = docs[0]["metric"], next(iter(docs[0]["dev"]))
+    values = np.array([d["dev"][split][metric] for d in docs])
+    kind = "baseline" if cfg.baseline else f"distilled ({docs[0]['loss']})"
+    return StageResult(out, all(r.skipped for r in results),
+                       f"train {docs[0]['task']}: {len(seeds)} {kind} students, {split} {metric} "
+                       f"{values.mean():.4f} ± {values.std():.4f} ({', '.join(f'{v:.4f}' for v in values)}; "
+                       f"seeds {', '.join(map(str, seeds))}) in {wall:.0f}s, {side_by_side_workers(cfg)} at a time "
+                       f"(each {one:.0f}s on average) -> {out}/seed-*")
+
+
+def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
+    """One student: the stage proper."""
     from ..devices import resolve_device, set_cpu_threads, torch_threads
     from ..student.io import load_metrics  # torch: imported when the stage runs, not for --help
     from ..student.training import fit
@@ -111,10 +169,12 @@ def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None =
 
 
 def _summary(m: dict, out: Path, cached: bool = False) -> str:
-    dev = "; ".join(f"{split} " + " ".join(f"{k}={v:.4f}" for k, v in vals.items()) for split, vals in m["dev"].items())
+    splits = ({"holdout": m["holdout"]} if m.get("holdout") else {}) | m["dev"]
+    dev = "; ".join(f"{split} " + " ".join(f"{k}={v:.4f}" for k, v in vals.items()) for split, vals in splits.items())
     kind = "baseline (gold labels, ce)" if m.get("baseline") else f"distilled ({m.get('loss')})"
     kind = f"{m['student']} {kind}" if m.get("student", "bilstm") != "bilstm" else kind
-    return (f"train {m['task']}: {kind} student, {dev} (best epoch {m['best_epoch']} of {m['epochs_run']})"
+    return (f"train {m['task']}: {kind} student, {dev} (best epoch {m['best_epoch']} of {m['epochs_run']}"
+            f" on {(m.get('selection') or {}).get('split', 'dev')})"
             f" -> {out}" + (" [cached]" if cached else ""))
 
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from ..devices import DEVICES
 from ..errors import ConfigError
 from ..flags import setting
+from ..holdout import SELECT_ON
 from ..settings import LOSSES, check_loss, parse_formats
 from ..tasks import TaskSpec
 
 OPTIMIZERS = ("adam", "adadelta")
 SCHEDULES = ("constant", "linear")
 HARD_LABELS = ("gold", "teacher")
+ABLATION_RULES = ("mask", "pos", "ngram")
 # The student's matrices are small (batch 128 x 150 LSTM units): on SST-2 a second CPU thread made an epoch
 # slower (about 180 s against 140 s with one), as the threads spend more time meeting than computing.
 DEFAULT_THREADS = 1
@@ -59,7 +61,24 @@ class TrainConfig:
         choices=HARD_LABELS)
     temperature: float = setting(1.0, help="softmax temperature of the kl loss")
     epochs: int = setting(4, help="passes over the scored set (early stopping may end sooner)")
-    patience: int = setting(2, help="stop after this many epochs without a better dev score")
+    patience: int = setting(2, help="stop after this many epochs without a better score on the selection split")
+    min_confidence: float = setting(
+        0.0, help="drop synthetic rows whose teacher's top softmax probability is below this (0: keep every row)")
+    drop_disagreeing: bool = setting(
+        False, help="drop the originals whose gold label the teacher's argmax disagrees with")
+    rebalance: bool = setting(
+        False, help="subsample the synthetic rows so that their classes (the teacher's argmax) have the "
+                    "originals' class shares")
+    drop_rule: str | None = setting(
+        None, choices=ABLATION_RULES,
+        help="ablation: leave out the synthetic rows this rule (mask, pos or ngram) changed")
+    max_draws: int | None = setting(
+        None, help="ablation: train on the originals and the first N draws of each (0: the originals alone)")
+    select_on: str = setting(
+        "holdout", choices=SELECT_ON,
+        help="holdout (one in 20 of the training originals, at most 2,000, and the rows made from them, left out of "
+             "training) | dev (the first dev split, which is then no longer an unbiased estimate): where the best "
+             "epoch and early stopping are chosen")
     baseline: bool = setting(
         False,
         help="train on original gold-labelled rows only, with cross-entropy (no distillation)")
@@ -99,6 +118,10 @@ class TrainConfig:
         help="frozen pretrained rows for unseen words among the vectors' N most frequent")
     lowercase: bool = setting(True, help="lower-case text before tokenising (GloVe-6B is uncased)")
     seed: int = setting(0, help="seed of the initialisation and the batch order")
+    seeds: int = setting(
+        1,
+        help="train this many students, seeds SEED, SEED+1, ..., into OUT/seed-N/ side by side (BiLSTMs: one "
+             "process per CPU) and print their mean ± std")
     limit: int | None = setting(None, help="use only the first N rows of the scored set")
     export: str = setting("auto", help="torchscript,onnx | auto (both; onnx skipped if not installed) | none")
     student_init: str | None = setting(
@@ -139,6 +162,16 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "hidden", "fc", "embed_dim", "max_len", "min_count"):
             if getattr(self, name) < 1:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
+        if self.select_on not in SELECT_ON:
+            out.append(f"[select_on] must be one of {', '.join(SELECT_ON)}, got '{self.select_on}'")
+        if not 0.0 <= self.min_confidence < 1.0:
+            out.append(f"[min_confidence] must be in [0, 1), got {self.min_confidence}")
+        if self.drop_rule is not None and self.drop_rule not in ABLATION_RULES:
+            out.append(f"[drop_rule] must be one of {', '.join(ABLATION_RULES)}, got '{self.drop_rule}'")
+        if self.max_draws is not None and self.max_draws < 0:
+            out.append(f"[max_draws] must be >= 0, got {self.max_draws}")
+        if self.seeds < 1:
+            out.append(f"[seeds] must be >= 1, got {self.seeds}")
         if self.patience < 1:
             out.append(f"[patience] must be >= 1, got {self.patience}")
         if self.device not in DEVICES:
@@ -173,7 +206,7 @@ class TrainConfig:
         enters as the device it resolved to. Paths and thread counts do not enter."""
         cfg = self.resolved()
         d = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-        for k in ("scored", "out", "data", "threads") + (TRANSFORMER_ONLY + ("student",) if cfg.student == "bilstm"
+        for k in ("scored", "out", "data", "threads", "seeds") + (TRANSFORMER_ONLY + ("student",) if cfg.student == "bilstm"
                                                           else BILSTM_ONLY):
             d.pop(k)
         d["device"] = device_type

@@ -29,11 +29,15 @@ from torch.optim.swa_utils import AveragedModel
 
 from .. import batching, metrics as task_metrics, store
 from ..errors import DataError, TeacherMismatchError
+from ..holdout import HOLDOUT_SPLIT, holdout_rows
+
+HOLDOUT_LOSS = "cross_entropy"  # in the holdout's metrics: the tie-break of selection_key
 from ..losses import DistillLoss
 from ..progress import progress
 from ..settings import parse_formats
 from ..tasks import TaskSpec, data_dir, read_split
 from .export import export_student
+from .filters import steer
 from .io import METRICS, count_parameters, save_student
 from .models import StudentConfig, build_model, predict_logits
 from .tokenizer import Tokenizer
@@ -52,7 +56,7 @@ class TrainState:
 
     epoch: int = 0  # epochs finished
     step: int = 0  # optimiser steps taken
-    best_score: float = float("-inf")
+    best_score: list[float] | None = None  # selection_key of the best epoch
     best_epoch: int = 0
     bad_epochs: int = 0  # epochs since the best
     stopped: bool = False  # early stopping fired
@@ -71,6 +75,7 @@ class TrainData:
     labels: np.ndarray  # int64 [N]: the hard label of each row (TrainConfig.hard_labels), -1 where it has none
     vocab: Vocab
     counts: dict
+    holdout: HeldOut | None = None
 
     def __len__(self) -> int:
         return len(self.a)
@@ -93,7 +98,8 @@ def read_scored_table(cfg: TrainConfig, task: TaskSpec) -> pa.Table:
         table = table.append_column("label", pa.nulls(table.num_rows, pa.int64()))
     if "is_original" not in table.column_names:
         table = table.append_column("is_original", pa.array(np.zeros(table.num_rows, dtype=bool)))
-    table = table.select([*cols, "label", "is_original"])
+    table = table.select([*cols, "label", "is_original"] + [c for c in ("source_index", "ops", "draw")
+                                                            if c in table.column_names])
     if cfg.limit is not None:
         table = table.slice(0, cfg.limit)
     logits_type = table.schema.field("teacher_logits").type
@@ -126,7 +132,11 @@ def hard_labels(cfg: TrainConfig, gold: np.ndarray, teacher: np.ndarray) -> np.n
     return gold
 
 
-def no_rows_message(cfg: TrainConfig) -> str:
+def no_rows_message(cfg: TrainConfig, filtered: dict[str, int] | None = None) -> str:
+    if filtered and sum(filtered.values()):
+        return (f"{cfg.scored}: the filters left no rows to train on (removed: "
+                + ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in filtered.items())
+                + "); loosen --min-confidence, --drop-disagreeing or --rebalance")
     if cfg.baseline:
         return f"{cfg.scored}: --baseline needs original rows with gold labels, found none"
     if cfg.loss == "ce" and cfg.hard_labels == "gold":
@@ -136,31 +146,135 @@ def no_rows_message(cfg: TrainConfig) -> str:
 
 
 @dataclass
+class HeldOut:
+    """The holdout's original rows with their gold labels: what the best epoch is chosen on."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: np.ndarray  # int64 [n]
+    record: dict  # holdout.HoldoutMask.record(): how it was drawn, for metrics.json and the report
+
+
+@dataclass
 class SelectedRows:
-    """The scored set's rows the objective learns from, with their targets (both student families read these)."""
+    """The scored set's rows the objective learns from, with their targets (both student families read these),
+    and the holdout left out of them (None with select_on: dev)."""
 
     table: pa.Table
     gold: np.ndarray  # int64 [N], -1: no gold label
     teacher: np.ndarray  # float32 [N, C]
     labels: np.ndarray  # int64 [N]: the hard label of each row, -1 where it has none
+    holdout: HeldOut | None = None
+    filtered: dict[str, int] = field(default_factory=dict)  # rows each filter removed (filters.steer)
+
+
+def split_holdout(cfg: TrainConfig, table: pa.Table, gold: np.ndarray, is_original: np.ndarray
+                  ) -> tuple[np.ndarray | None, HeldOut | None]:
+    """With select_on: holdout, the mask of rows outside the holdout (what training may use) and the holdout's
+    gold-labelled originals; with select_on: dev, (None, None)."""
+    if cfg.select_on != "holdout":
+        return None, None
+    if "source_index" not in table.column_names:
+        raise DataError("the scored set has no source_index column to draw a holdout from; use --select-on dev",
+                        str(cfg.scored))
+    mask = holdout_rows(table.column("source_index").to_numpy(), is_original, gold, str(cfg.scored))
+    rows = np.flatnonzero(mask.held_out & is_original & (gold >= 0))
+    if len(rows) == 0:
+        raise DataError("the holdout has no original rows with gold labels; use --select-on dev", str(cfg.scored))
+    picked = table.take(pa.array(rows))
+    pairs = picked.column("text_pair").to_pylist() if "text_pair" in picked.column_names else None
+    return ~mask.held_out, HeldOut(picked.column("text").to_pylist(), pairs, gold[rows], mask.record())
 
 
 def select_rows(cfg: TrainConfig, task: TaskSpec) -> SelectedRows:
-    """Read the scored set, check its labels and logits, and keep the rows the objective can learn from."""
+    """Read the scored set, check its labels and logits, set the holdout aside (select_on: holdout), and keep the
+    rows the objective can learn from that the filters (`filters.steer`) let through."""
     table = read_scored_table(cfg, task)
     gold = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
     if gold.max(initial=-1) >= task.num_labels:
         raise DataError(f"{cfg.scored}: label {gold.max()} is out of range for task '{task.name}'")
-    keep = training_rows(cfg, gold, table.column("is_original").fill_null(False).to_numpy(zero_copy_only=False))
-    if keep is not None:
-        table, gold = table.filter(pa.array(keep)), gold[keep]
-    if table.num_rows == 0:
-        raise DataError(no_rows_message(cfg))
     teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)  # a writable copy
     teacher = teacher.reshape(-1, task.num_labels)  # [N, C]
     if not np.isfinite(teacher).all():
         raise DataError(f"{cfg.scored}: teacher_logits holds NaN or infinite values; score the set again")
-    return SelectedRows(table, gold, teacher, hard_labels(cfg, gold, teacher))
+    is_original = table.column("is_original").fill_null(False).to_numpy(zero_copy_only=False)
+    outside, held_out = split_holdout(cfg, table, gold, is_original)
+    keep = _both(_both(training_rows(cfg, gold, is_original), outside), ablation_rows(cfg, table, is_original))
+    steered, filtered = steer(cfg, gold, is_original, teacher, keep if keep is not None else np.ones(len(gold), bool))
+    keep = _both(keep, steered if filtered else None)
+    if keep is not None:
+        table, gold, teacher = table.filter(pa.array(keep)), gold[keep], teacher[keep]
+    if table.num_rows == 0:
+        raise DataError(no_rows_message(cfg, filtered))
+    return SelectedRows(table, gold, teacher, hard_labels(cfg, gold, teacher), held_out, filtered)
+
+
+def ablation_rows(cfg: TrainConfig, table: pa.Table, is_original: np.ndarray) -> np.ndarray | None:
+    """The subset an ablation trains on (None: every row): without the synthetic rows that `drop_rule` changed,
+    and/or the originals with their first `max_draws` draws. A subset of the full transfer set approximates a
+    transfer set made without the rule (or with fewer draws): the dedupe ran over all of it."""
+    keep = None
+    if cfg.drop_rule is not None:
+        ops = table.column("ops").combine_chunks() if "ops" in table.column_names else None
+        if ops is None:
+            raise DataError("--drop-rule needs the transfer set's ops column, which this scored set lacks",
+                            str(cfg.scored))
+        changed = np.zeros(table.num_rows, dtype=bool)
+        hits = pc.equal(pc.list_flatten(ops), cfg.drop_rule).to_numpy(zero_copy_only=False)
+        changed[pc.list_parent_indices(ops).to_numpy()[hits]] = True
+        keep = is_original | ~changed
+    if cfg.max_draws is not None:
+        if "draw" not in table.column_names:
+            raise DataError("--max-draws needs the transfer set's draw column (added in 0.1.0, #14); augment and "
+                            "score the set again", str(cfg.scored))
+        draw = table.column("draw").fill_null(-1).to_numpy()
+        keep = _both(keep, is_original | (draw < cfg.max_draws))
+    return keep
+
+
+def _both(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """Two row masks together (None: every row)."""
+    return b if a is None else a if b is None else a & b
+
+
+def selection_split(cfg: TrainConfig, task: TaskSpec) -> str:
+    """The split whose first metric chooses the best epoch and stops training early."""
+    return HOLDOUT_SPLIT if cfg.select_on == "holdout" else task.dev_splits[0]
+
+
+def selection_key(cfg: TrainConfig, task: TaskSpec, scores: dict) -> list[float]:
+    """What an epoch is ranked by: the selection split's first metric, and on the holdout its gold labels' mean
+    cross-entropy (lower is better) to break ties, which a small holdout's accuracy often has."""
+    split = scores[selection_split(cfg, task)]
+    return [split[task.metrics[0]]] + ([-split[HOLDOUT_LOSS]] if HOLDOUT_LOSS in split else [])
+
+
+def split_metrics(task: TaskSpec, name: str, logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The task's metrics of one evaluated split; the holdout adds its mean cross-entropy (`selection_key`)."""
+    out = task_metrics.compute(task.metrics, logits.argmax(1), labels)
+    if name == HOLDOUT_SPLIT:
+        out[HOLDOUT_LOSS] = mean_cross_entropy(logits, labels)
+    return out
+
+
+def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of -log softmax(logits)[label] over the rows with a label."""
+    keep = labels >= 0
+    z = logits[keep].astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return round(float(-log_p[np.arange(len(z)), labels[keep]].mean()), 6) if len(z) else 0.0
+
+
+def final_metrics(cfg: TrainConfig, task: TaskSpec, scores: dict, held_out: HeldOut | None,
+                  filtered: dict[str, int]) -> dict:
+    """metrics.json's (and stats.json's) figures of the kept weights: `dev` (every dev split), `holdout` (with
+    select_on: holdout), `selection` (what chose the epoch) and `filtered` (what the filters removed)."""
+    dev, held = split_scores(scores)
+    selection = {"select_on": cfg.select_on, "split": selection_split(cfg, task), "metric": task.metrics[0],
+                 **(held_out.record if held_out is not None else {})}
+    return {"dev": dev, **({HOLDOUT_SPLIT: held} if held is not None else {}), "selection": selection,
+            "filtered": filtered}
 
 
 def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
@@ -181,8 +295,9 @@ def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> T
     counts = {"rows": n, "original_rows": int(pc.sum(table.column("is_original").cast(pa.int64())).as_py() or 0),
               "gold_rows": int((gold >= 0).sum()), "hard_label_rows": int((labels >= 0).sum()),
               "tokens": int(len(corpus.ids)), "distinct_tokens": len(token_table), "vocab_size": len(vocab),
-              "unk_rate": round(float((corpus.ids == 1).mean()) if len(corpus.ids) else 0.0, 6)}
-    return TrainData(a, b, teacher, labels, vocab, counts)
+              "unk_rate": round(float((corpus.ids == 1).mean()) if len(corpus.ids) else 0.0, 6),
+              "filtered": rows.filtered}
+    return TrainData(a, b, teacher, labels, vocab, counts, rows.holdout)
 
 
 @dataclass
@@ -193,8 +308,13 @@ class DevSplit:
     labels: np.ndarray
 
 
-def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer, vocab: Vocab) -> list[DevSplit]:
+def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer, vocab: Vocab,
+             held_out: HeldOut | None = None) -> list[DevSplit]:
+    """The splits evaluated after each epoch: the holdout first (when there is one), then every dev split."""
     out = []
+    if held_out is not None:
+        b = encode_texts(held_out.pairs, tokenizer, vocab) if task.is_pair else None
+        out.append(DevSplit(HOLDOUT_SPLIT, encode_texts(held_out.texts, tokenizer, vocab), b, held_out.labels))
     for split in task.dev_splits:
         s, _ = read_split(task, data_dir(task, cfg.data), split)
         a = encode_texts(s.texts, tokenizer, vocab)
@@ -222,12 +342,9 @@ def expand_vocabulary(vocab: Vocab, vectors: str, limit: int, tokenizer: Tokeniz
 
 def evaluate(model: nn.Module, dev: list[DevSplit], task: TaskSpec, max_len: int,
              device: torch.device | None = None) -> dict[str, dict]:
-    """The task's metrics on every dev split."""
-    out = {}
-    for d in dev:
-        pred = predict_logits(model, d.a, d.b, max_len, device=device).argmax(1)
-        out[d.name] = task_metrics.compute(task.metrics, pred, d.labels)
-    return out
+    """The task's metrics on the holdout (with its cross-entropy) and every dev split."""
+    return {d.name: split_metrics(task, d.name, predict_logits(model, d.a, d.b, max_len, device=device), d.labels)
+            for d in dev}
 
 
 def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
@@ -420,12 +537,19 @@ def train_epoch(fitter: Fitter, data: TrainData, batches: list[np.ndarray], teac
             "clipped": round(clipped / steps, 4)}
 
 
-def record_epoch(state: TrainState, figures: dict, scores: dict, score: float, lr: float, patience: int) -> bool:
+def split_scores(scores: dict) -> tuple[dict, dict | None]:
+    """An evaluation's metrics per split, as (the dev splits', the holdout's or None)."""
+    return {k: v for k, v in scores.items() if k != HOLDOUT_SPLIT}, scores.get(HOLDOUT_SPLIT)
+
+
+def record_epoch(state: TrainState, figures: dict, scores: dict, score: list[float], lr: float, patience: int) -> bool:
     """Count the finished epoch into `state` (history, best score, early stopping); True when it is the best."""
     state.epoch += 1
+    dev, held_out = split_scores(scores)
     state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": figures["train_loss"],
-                          "dev": scores, "lr": lr, **{k: v for k, v in figures.items() if k != "train_loss"}})
-    if score > state.best_score:
+                          "dev": dev, **({HOLDOUT_SPLIT: held_out} if held_out is not None else {}), "lr": lr,
+                          **{k: v for k, v in figures.items() if k != "train_loss"}})
+    if state.best_score is None or score > state.best_score:  # lexicographic: the metric, then the tie-break
         state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
         return True
     state.bad_epochs += 1
@@ -437,14 +561,14 @@ def run_epochs(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, fitter: 
                state: TrainState, best: dict | None, one_epoch: Callable[[int], dict],
                dev_scores: Callable[[], dict], on_epoch_end: Callable[[TrainState], None] | None) -> dict | None:
     """The epochs still to run (`state` says how many ran): `one_epoch(n)` trains epoch n and returns its figures
-    with the optimiser steps it took; then dev evaluation of the kept weights, the best weights so far, early
-    stopping and a checkpoint. Returns the best weights; the training seconds go into the stage's timings."""
+    with the optimiser steps it took; then evaluation of the kept weights (holdout and dev), the best weights so
+    far and early stopping (on `selection_split`), and a checkpoint. Returns the best weights; the training seconds go into the stage's timings."""
     while state.epoch < cfg.epochs and not state.stopped:
         figures = one_epoch(state.epoch + 1)
         state.step += figures.pop("steps")
         scores = dev_scores()
-        if record_epoch(state, figures, scores, scores[task.dev_splits[0]][task.metrics[0]],
-                        fitter.scheduler.get_last_lr()[0], cfg.patience):
+        if record_epoch(state, figures, scores, selection_key(cfg, task, scores), fitter.scheduler.get_last_lr()[0],
+                        cfg.patience):
             best = copy.deepcopy(fitter.kept.state_dict())
         save_checkpoint(stage.work_dir / CHECKPOINT, stage.fingerprint, fitter, state, best, rng)
         if on_epoch_end is not None:
@@ -468,7 +592,7 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
         student = build_student(cfg, task, data, tokenizer)
     model = student.model.to(device)
     with stage.timed("tokenize"):
-        dev = load_dev(cfg, task, tokenizer, student.vocab)
+        dev = load_dev(cfg, task, tokenizer, student.vocab, data.holdout)
     steps_per_epoch = -(-len(data) // cfg.batch_size)  # the last batch may be short
     fitter = make_fitter(cfg, model, steps_per_epoch * cfg.epochs)
     # ---- resume from the last finished epoch, if a killed run left one
@@ -491,6 +615,7 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     # ---- evaluation: the best epoch's weights, on the CPU (where students are served)
     model.load_state_dict(best_model)
     final = evaluate(model.cpu().eval(), dev, task, cfg.max_len)
+    final = final_metrics(cfg, task, final, data.holdout, data.counts["filtered"])
     metrics_doc, exported = write_student(stage, cfg, task, student, tokenizer, dev, state, final)
     ckpt_path.unlink(missing_ok=True)
     stage.stats.update(run_stats(cfg, data, student, state, stage.timings, final, exported, device))
@@ -502,7 +627,7 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
 
 def write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, student: Student, tokenizer: Tokenizer,
                   dev: list[DevSplit], state: TrainState, final: dict) -> tuple[dict, dict]:
-    """Weights, vocabulary, config, metrics.json (`final`: the dev metrics of the kept weights) and the exported
+    """Weights, vocabulary, config, metrics.json (`final`: `final_metrics` of the kept weights) and the exported
     files of the (CPU) model into the stage's work directory; returns the metrics document and what the export
     wrote."""
     model, mcfg, work = student.model, student.config, stage.work_dir
@@ -511,7 +636,7 @@ def write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, stude
                  extra={"train": stage.config, "stage_fingerprint": stage.fingerprint})
     metrics_doc = {"task": task.name, "metric": task.metrics[0], "baseline": cfg.baseline,
                    "loss": "ce" if cfg.baseline else cfg.loss, "best_epoch": state.best_epoch,
-                   "epochs_run": state.epoch, "stopped_early": state.stopped, "dev": final, "history": state.history}
+                   "epochs_run": state.epoch, "stopped_early": state.stopped, **final, "history": state.history}
     store.write_json(work / METRICS, metrics_doc)
     with stage.timed("export"):
         exported = export_student(model, mcfg, work, parse_formats(cfg.export), _check_batch(dev, mcfg))
@@ -530,7 +655,7 @@ def run_stats(cfg: TrainConfig, data: TrainData, student: Student, state: TrainS
         "params_frozen_embedding": params["frozen_embedding"],
         "epochs_run": state.epoch, "best_epoch": state.best_epoch, "steps": state.step, "train_s": timings["train"],
         "train_rows_per_s": round(len(data) * state.epoch / max(1e-9, timings["train"]), 1),
-        "export": exported, "dev": final, "threads": torch.get_num_threads(), "device": device.type,
+        "export": exported, **final, "threads": torch.get_num_threads(), "device": device.type,
     }
 
 

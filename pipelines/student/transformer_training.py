@@ -21,15 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import batching, metrics as task_metrics, store
+from .. import batching, store
 from ..devices import autocast, resolve_dtype, torch_dtype
 from ..encoding import Encoded, collate, encode, render_masks
 from ..errors import DataError
+from ..holdout import HOLDOUT_SPLIT
 from ..losses import DistillLoss
 from ..progress import progress
 from ..tasks import TaskSpec, data_dir, read_split
 from .io import METRICS
-from .training import CHECKPOINT, Fitter, TrainState, load_checkpoint, run_epochs, seed_everything, select_rows
+from .training import (CHECKPOINT, Fitter, HeldOut, TrainState, final_metrics, load_checkpoint, run_epochs,
+                       seed_everything, select_rows, split_metrics)
 from .transformer_export import export_transformer
 from .transformer import check_tokenizers_agree, encoder_blocks, parse_layers, student_from_teacher
 
@@ -63,6 +65,7 @@ class TokenRows:
     teacher: np.ndarray  # float32 [N, C]
     labels: np.ndarray  # int64 [N], -1: no hard label
     counts: dict
+    holdout: HeldOut | None = None
 
 
 def scored_teacher_dir(record: Any) -> Path | None:
@@ -84,8 +87,9 @@ def load_rows(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> TokenRows:
     pairs = rows.table.column("text_pair").to_pylist() if task.is_pair else None
     enc = encode(tokenizer, mask_rendered(rows.table.column("text").to_pylist(), tokenizer),
                  mask_rendered(pairs, tokenizer) if pairs is not None else None, cfg.max_len)
-    counts = {"rows": rows.table.num_rows, "gold_rows": int((rows.gold >= 0).sum()), "tokens": int(enc.lengths.sum())}
-    return TokenRows(enc, rows.teacher, rows.labels, counts)
+    counts = {"rows": rows.table.num_rows, "gold_rows": int((rows.gold >= 0).sum()), "tokens": int(enc.lengths.sum()),
+              "filtered": rows.filtered}
+    return TokenRows(enc, rows.teacher, rows.labels, counts, rows.holdout)
 
 
 def mask_rendered(texts: list[str], tokenizer: Any) -> list[str]:
@@ -189,8 +193,12 @@ class DevRows:
     labels: np.ndarray
 
 
-def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> list[DevRows]:
+def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Any, held_out: HeldOut | None) -> list[DevRows]:
+    """The splits evaluated after each epoch: the holdout first (when there is one), then every dev split."""
     out = []
+    if held_out is not None:
+        out.append(DevRows(HOLDOUT_SPLIT, encode(tokenizer, held_out.texts, held_out.pairs, cfg.max_len),
+                           held_out.labels))
     for split in task.dev_splits:
         s, _ = read_split(task, data_dir(task, cfg.data), split)
         out.append(DevRows(split, encode(tokenizer, s.texts, s.text_pairs, cfg.max_len), s.labels))
@@ -199,8 +207,8 @@ def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> list[DevRows]:
 
 def evaluate(model: nn.Module, dev: list[DevRows], task: TaskSpec, pad_id: int, device: torch.device,
              amp: torch.dtype | None, batch_tokens: int) -> dict[str, dict]:
-    return {d.name: task_metrics.compute(task.metrics, predict(model, d.enc, pad_id, device, amp, batch_tokens)
-                                         .argmax(1), d.labels) for d in dev}
+    return {d.name: split_metrics(task, d.name, predict(model, d.enc, pad_id, device, amp, batch_tokens), d.labels)
+            for d in dev}
 
 
 def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.device,
@@ -219,7 +227,7 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     amp = torch_dtype(resolve_dtype("auto", device.type))  # bf16 where native (GPUs, AVX512-BF16/AMX CPUs)
     with stage.timed("tokenize"):
         data = load_rows(cfg, task, tokenizer)
-        dev = load_dev(cfg, task, tokenizer)
+        dev = load_dev(cfg, task, tokenizer, data.holdout)
     rng = seed_everything(cfg.seed)
     model, made_from = make_student(cfg, task, teacher_dir)
     model = model.to(device)
@@ -236,7 +244,8 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     best = run_epochs(cfg, task, stage, fitter, rng, state, best, one_epoch,
                       lambda: evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens), on_epoch_end)
     fitter.model.load_state_dict(best)
-    final = evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens)
+    final = final_metrics(cfg, task, evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens),
+                          data.holdout, data.counts["filtered"])
     metrics_doc = write_student(stage, cfg, task, model, tokenizer, state, final, made_from)
     with stage.timed("export"):
         exported = export_transformer(LogitsOf(model).cpu(), stage.work_dir, check_batch(dev[0], pad_id)) \
@@ -244,7 +253,7 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     ckpt_path.unlink(missing_ok=True)
     params = sum(p.numel() for p in model.parameters())
     stage.stats.update(data.counts, student="transformer", **made_from, params=params, epochs_run=state.epoch,
-                       best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], dev=final,
+                       best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], **final,
                        precision=str(amp).removeprefix("torch.") if amp else "float32",
                        threads=torch.get_num_threads(), device=device.type, export=exported,
                        total_s=round(time.perf_counter() - t_start, 2))
@@ -268,6 +277,6 @@ def write_student(stage: store.StageRun, cfg: TrainConfig, task: TaskSpec, model
                                            "train": stage.config, "stage_fingerprint": stage.fingerprint})
     metrics_doc = {"task": task.name, "metric": task.metrics[0], "baseline": cfg.baseline, "student": "transformer",
                    "loss": "ce" if cfg.baseline else cfg.loss, "best_epoch": state.best_epoch,
-                   "epochs_run": state.epoch, "stopped_early": state.stopped, "dev": final, "history": state.history}
+                   "epochs_run": state.epoch, "stopped_early": state.stopped, **final, "history": state.history}
     store.write_json(work / METRICS, metrics_doc)
     return metrics_doc

@@ -35,3 +35,10 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def take(self, rows: np.ndarray) -> Split:
+        """The split's rows at `rows` (indices), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Split(self.path, [self.texts[i] for i in rows],
+                     [self.text_pairs[i] for i in rows] if self.text_pairs is not None else None,
+                     self.labels[rows] if self.labels is not None else None)

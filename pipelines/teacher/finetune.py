@@ -97,8 +97,8 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
              s: TrainSettings, *, device: torch.device, amp_dtype: torch.dtype | None, pad_id: int,
              progress: Callable[[int], Any] | None = None) -> FinetuneResult:
     """Fine-tune `model` in place with cross-entropy, evaluating on `dev` after each epoch (and every
-    `s.eval_steps` steps). At the end the model holds the weights of the best evaluation on the first dev split's
-    first metric. Deterministic given `s.seed` on CPU."""
+    `s.eval_steps` steps). At the end the model holds the weights of the best evaluation on the first split of
+    `dev` (the holdout, when the stage selects on one), by the first metric. Deterministic given `s.seed` on CPU."""
     torch.manual_seed(s.seed)
     plans = plan_epochs(train.enc.lengths, s)
     optimizer = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.lr)

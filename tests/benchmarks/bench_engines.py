@@ -5,9 +5,14 @@
   ratios to the local engine at the same worker count. Ray's wall time includes starting its instance.
 - Precisions: rows/s of the reference teacher at float32, bf16 and int8 (2 threads) on the same SST-2 rows, with
   the argmax agreement and largest logit difference against float32.
+- Students from each precision: the BiLSTM's SST-2 dev accuracy over three seeds from float32, bf16 and int8
+  logits of the same transfer set.
 - Memory: a 10M-row transfer set (SST-2 train, 320 draws a sentence: 10.2M rows kept; 150 draws keep only
   5.2M, the rest are duplicates or unchanged): peak RSS of `distill augment` (goal under 2 GB), and the same
-  bytes with a 4x larger chunk size.
+  bytes with a 4x larger chunk size. Then peak RSS of `distill score` (a one-layer random-weight BERT with the
+  reference teacher's vocabulary, so that the figure is the stage's own footprint, not a model's) and of `distill
+  train` (a small BiLSTM, one epoch) on that set and on a 1M-row one (the first 10% of the sentences): how
+  each stage's memory grows with the set.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PYTHON, REPO, save, shared_path, timed_process
+from .bench_score import _random_bert
+from .conftest import PYTHON, save, shared_path, timed_process
 
 SCORE_ROWS_ORIGINALS = 400  # SST-2 train sentences whose transfer set is scored (~6,000 rows)
 
@@ -96,6 +102,44 @@ def bench_precisions():
     save("precisions", results)
 
 
+PRECISION_ORIGINALS = int(os.environ.get("BENCH_PRECISION_ORIGINALS", "3000"))
+PRECISION_SEEDS = (0, 1, 2)
+
+
+def bench_students_from_each_precision(tmp_path):
+    """Does a student lose anything when its teacher scored at bf16 or int8? The first PRECISION_ORIGINALS SST-2
+    training sentences ×10 draws, scored by the reference teacher at float32, bf16 and int8 (2 threads); the
+    default BiLSTM trained on each over three seeds; SST-2 dev accuracy (best epoch on dev) mean ± std and every
+    run. `score.dtype: auto` may pick int8 only if its students lose nothing measurable against float32's."""
+    import numpy as np
+
+    from pipelines.stages import augment, score, train
+    from pipelines.stages.augment import AugmentConfig, RecipeConfig
+    from pipelines.stages.score import ScoreConfig
+    from pipelines.stages.train import TrainConfig
+    from pipelines.tasks import TASKS
+
+    sst2, teacher = shared_path("data", "glue", "SST-2"), shared_path("teachers", "minilm-sst2")
+    task = TASKS["sst2"]
+    transfer = augment.run(AugmentConfig(task=task, data=sst2, out=tmp_path / "t", limit=PRECISION_ORIGINALS,
+                                         recipe=RecipeConfig(n_iter=10))).out_dir
+    results: dict = {"originals": PRECISION_ORIGINALS, "seeds": list(PRECISION_SEEDS)}
+    for dtype in ("float32", "bf16", "int8"):
+        scored = score.run(ScoreConfig(teacher=str(teacher), transfer=transfer, out=tmp_path / f"s-{dtype}",
+                                       dtype=dtype)).out_dir
+        stats = json.loads((scored / "stats.json").read_text())
+        runs = []
+        for seed in PRECISION_SEEDS:
+            out = train.run(TrainConfig(scored=scored, task=task, data=sst2, out=tmp_path / f"{dtype}-{seed}",
+                                        seed=seed, export="none")).out_dir
+            runs.append(round(100 * json.loads((out / "metrics.json").read_text())["dev"]["dev"]["accuracy"], 2))
+        results[dtype] = {"rows": stats["rows"], "score_rows_per_s": stats["rows_per_s"], "dev_accuracy": runs,
+                          "mean": round(float(np.mean(runs)), 2), "std": round(float(np.std(runs)), 2)}
+    for dtype in ("bf16", "int8"):
+        results[dtype]["mean_minus_float32"] = round(results[dtype]["mean"] - results["float32"]["mean"], 2)
+    save("precision-students", results)
+
+
 @pytest.mark.skipif(os.environ.get("BENCH_10M") != "1", reason="set BENCH_10M=1: two ~10M-row runs, minutes")
 def bench_ten_million_rows_in_bounded_memory(tmp_path):
     sst2 = shared_path("data", "glue", "SST-2")
@@ -108,5 +152,25 @@ def bench_ten_million_rows_in_bounded_memory(tmp_path):
         results[f"chunk {chunk}"] = {"rows": stats["rows"], "wall_s": run["wall_s"],
                                      "peak_rss_mb": run["peak_rss_mb"], "digest": digest(out)}
     results["same bytes"] = results["chunk 0"]["digest"] == results["chunk 500"]["digest"]
+    small = tmp_path / "t-1m"
+    timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), "--n-iter", "320", "--limit", "6735",
+                          "--out", str(small)), {"TQDM_DISABLE": "1"})
+    teacher = _random_bert(tmp_path / "tiny-teacher", shared_path("teachers", "minilm-sst2"), "tiny")
+    for name, transfer in (("1M", small), ("10M", tmp_path / "t0")):
+        results[f"score+train {name}"] = score_and_train_memory(transfer, teacher, sst2, tmp_path / name)
     save("augment-10m", results)
     assert results["same bytes"]
+
+
+def score_and_train_memory(transfer: Path, teacher: Path, sst2: Path, out: Path) -> dict:
+    """Peak RSS and wall time of `distill score` and one epoch of `distill train` on a transfer set."""
+    env = {"TQDM_DISABLE": "1"}
+    scored = timed_process(distill("score", "--teacher", str(teacher), "--transfer", str(transfer), "--out",
+                                   str(out / "scored"), "--dtype", "float32"), env)
+    trained = timed_process(distill("train", "--scored", str(out / "scored"), "--task", "sst2", "--data", str(sst2),
+                                    "--out", str(out / "student"), "--epochs", "1", "--vectors", "none", "--hidden",
+                                    "16", "--fc", "16", "--embed-dim", "16", "--batch-size", "512", "--export",
+                                    "none"), env)
+    rows = json.loads((out / "scored" / "stats.json").read_text())["rows"]
+    return {"rows": rows, "score": {k: scored[k] for k in ("wall_s", "peak_rss_mb")},
+            "train": {k: trained[k] for k in ("wall_s", "peak_rss_mb")}}

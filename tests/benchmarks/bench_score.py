@@ -130,7 +130,8 @@ def bench_score_cpu(sst2_dir, reference_teacher, tmp_path):
 
 # ----------------------------------------------------------------------------------------------- GPU
 
-BERT_SIZES = {"bert-base": (768, 12, 12, 3072), "bert-large": (1024, 24, 16, 4096)}  # hidden, layers, heads, ffn
+BERT_SIZES = {"bert-base": (768, 12, 12, 3072), "bert-large": (1024, 24, 16, 4096),  # hidden, layers, heads, ffn
+              "tiny": (32, 1, 2, 64)}  # memory benchmarks: the stage's own footprint, not the model's
 
 
 def _matmul_tflops(n: int = 8192, reps: int = 20) -> float:

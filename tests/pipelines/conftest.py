@@ -89,8 +89,15 @@ def write_transfer_set(out: Path, texts: list[str], pairs: list[str] | None = No
     columns = {"text": texts}
     if pairs is not None:
         columns["text_pair"] = pairs
-    columns.update(label=labels, source_index=[i // 3 for i in range(n)], is_original=[i % 3 == 0 for i in range(n)],
-                   ops=[[] if i % 3 == 0 else ["mask"] for i in range(n)])
+    # Each labelled row is an original; the rows after it are synthetic rows made from it (draws 0, 1, ...).
+    is_original = [lab is not None for lab in labels]
+    source, draw, seen = [], [], -1
+    for orig in is_original:
+        seen += orig
+        source.append(max(seen, 0))
+        draw.append(None if orig else (0 if not draw or draw[-1] is None else draw[-1] + 1))
+    columns.update(label=labels, source_index=source, draw=draw, is_original=is_original,
+                   ops=[[] if o else ["mask"] for o in is_original])
     schema = store.transfer_schema(pairs is not None)
     table = pa.table(columns, schema=schema)
     fp = store.fingerprint("test-transfer", texts, pairs, labels)

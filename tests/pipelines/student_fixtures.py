@@ -22,6 +22,7 @@ def scored_schema(num_labels: int, pair: bool = False) -> pa.Schema:
     fields += [
         pa.field("label", pa.int64()),
         pa.field("source_index", pa.int64()),
+        pa.field("draw", pa.int32()),
         pa.field("is_original", pa.bool_()),
         pa.field("ops", pa.list_(pa.string())),
         pa.field("teacher_logits", pa.list_(pa.float32(), num_labels)),
@@ -39,11 +40,16 @@ def write_scored_set(out: Path, texts: list[str], logits: np.ndarray, labels: li
     is_original = is_original if is_original is not None else [lab is not None for lab in labels]
     source_index = source_index if source_index is not None else list(range(n))
     ops = ops if ops is not None else [[] if o else ["mask"] for o in is_original]
+    made: dict[int, int] = {}  # synthetic rows so far per source: the draw number of the next
+    draws = []
+    for src, orig in zip(source_index, is_original):
+        draws.append(None if orig else made.get(src, 0))
+        made[src] = made.get(src, 0) + (not orig)
     schema = scored_schema(logits.shape[1], pairs is not None)
     cols = {"text": texts}
     if pairs is not None:
         cols["text_pair"] = pairs
-    cols.update(label=labels, source_index=source_index, is_original=is_original, ops=ops,
+    cols.update(label=labels, source_index=source_index, draw=draws, is_original=is_original, ops=ops,
                 teacher_logits=pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), logits.shape[1]))
     table = pa.table(cols).cast(schema)
     fp = store.fingerprint("test-scored", texts[:50], n, float(logits.sum()), pairs is not None)

@@ -47,7 +47,9 @@ def test_demo_task_end_to_end(tmp_path, capsys):
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith("augment: 320 originals + ") and str(out) in summary
     ds = datasets.load_from_disk(str(out))
-    assert ds.column_names == ["text", "label", "source_index", "is_original", "ops"]
+    assert ds.column_names == ["text", "label", "source_index", "draw", "is_original", "ops"]
+    draws = [d for d, o in zip(ds["draw"], ds["is_original"]) if not o]
+    assert all(d is None for d, o in zip(ds["draw"], ds["is_original"]) if o) and set(draws) <= set(range(5))
     originals = ds.filter(lambda r: r["is_original"])
     assert len(originals) == 320 and set(originals["label"]) == {0, 1}
     synthetic = ds.filter(lambda r: not r["is_original"])
@@ -63,6 +65,39 @@ def test_demo_task_end_to_end(tmp_path, capsys):
     assert stats["synthetic"] + stats["dropped_unchanged"] + stats["dropped_duplicates"] <= 320 * 5
     assert stats["tagging_sentences_per_s"] > 0 and stats["synthetic_rows_per_s"] > 0
     assert sum(stats["rows_per_rule"].values()) >= stats["synthetic"]
+
+
+CORPUS = ["the staff were friendly and the room was clean", "a noisy street , but a quiet courtyard",
+          "breakfast was cold and the coffee was worse", "we would stay here again", "the pool was closed"]
+
+
+def test_unlabelled_text_alone_and_beside_a_tasks_split(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    alone = tmp_path / "alone"
+    assert augment("--input", str(corpus), "--out", str(alone), "--n-iter", "4") == 0
+    ds = datasets.load_from_disk(str(alone))
+    originals = [t for t, o in zip(ds["text"], ds["is_original"]) if o]
+    assert originals == CORPUS and all(label is None for label in ds["label"]) and len(ds) > len(CORPUS)
+    replaced = {w for t, o in zip(ds["text"], ds["is_original"]) if not o for w in t.split()}
+    assert replaced <= {w for t in CORPUS for w in t.split()} | {MASK_SYMBOL}  # the POS table is the corpus's
+    both = tmp_path / "both"
+    assert augment("--task", "demo", "--input", str(corpus), "--out", str(both), "--n-iter", "2") == 0
+    ds = datasets.load_from_disk(str(both))
+    originals = [(t, lab, i) for t, lab, i, o in zip(ds["text"], ds["label"], ds["source_index"], ds["is_original"])
+                 if o]
+    assert len(originals) == 320 + len(CORPUS) and [t for t, _, _ in originals[320:]] == CORPUS
+    assert all(lab is not None for _, lab, _ in originals[:320]) and all(lab is None for _, lab, _ in originals[320:])
+    assert [i for _, _, i in originals[320:]] == list(range(320, 325))  # after the split: never held out
+    from pipelines.holdout import holdout_rows
+    import numpy as np
+
+    gold = np.array([-1 if lab is None else lab for lab in ds["label"]])
+    mask = holdout_rows(np.array(ds["source_index"]), np.array(ds["is_original"]), gold, "t")
+    assert mask.of_examples == 320 and not mask.held_out[np.array(ds["source_index"]) >= 320].any()
+    capsys.readouterr()
+    assert augment("--task", "mrpc", "--data", str(tmp_path), "--input", str(corpus), "--out", str(tmp_path / "p")) == 2
+    assert "single-sentence tasks only" in capsys.readouterr().err
 
 
 def test_second_run_is_a_no_op_and_a_changed_setting_reruns(tmp_path, capsys):

@@ -60,9 +60,13 @@ def test_finetune_stage_writes_a_teacher_that_score_accepts(toy_data, backbone, 
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["dev"]["dev"]["accuracy"] >= 0.9 and "sst2 dev accuracy" in result.summary
+    assert metrics["dev"]["dev"]["accuracy"] >= 0.9 and "sst2 holdout accuracy" in result.summary
     assert len(metrics["history"]) > FAST.epochs  # each epoch, and every 7 steps
-    assert metrics["best"]["dev"]["dev"]["accuracy"] == max(h["dev"]["dev"]["accuracy"] for h in metrics["history"])
+    # the best checkpoint is chosen on the holdout (8 of the 160 training rows, left out of training), not dev
+    assert metrics["select_on"] == "holdout" and metrics["holdout_examples"] == 8 and metrics["train_rows"] == 152
+    held = [h["dev"]["holdout"]["accuracy"] for h in metrics["history"]]
+    assert metrics["best"] == metrics["history"][held.index(max(held))]
+    assert metrics["holdout"] == metrics["best"]["dev"]["holdout"] and "holdout" not in metrics["dev"]
     manifest = store.read_manifest(out)
     assert manifest["stage"] == "finetune-teacher" and manifest["precision"] == "float32"
     assert manifest["base_model"]["weights_sha256"] == hub.locate_model(backbone).weights_sha256
@@ -87,8 +91,12 @@ def test_finetune_stage_cli(toy_data, backbone, tmp_path, capsys):
     argv = ["finetune-teacher", "--task", "sst2", "--data", str(toy_data), "--model", str(backbone),
             "--out", str(tmp_path / "t"), "--epochs", "1", "--limit", "32", "--device", "cpu"]
     assert cli.main(argv) == 0
+    assert capsys.readouterr().out.startswith("finetune-teacher: sst2 holdout accuracy")
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["train_rows"] == 30  # 2 of 32 held out
+    argv[argv.index("--out") + 1] = str(tmp_path / "d")
+    assert cli.main(argv + ["--select-on", "dev"]) == 0
     assert capsys.readouterr().out.startswith("finetune-teacher: sst2 dev accuracy")
-    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["train_rows"] == 32
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["train_rows"] == 32
 
 
 def test_finetune_stage_reports_every_config_problem(tmp_path):
@@ -115,7 +123,7 @@ def test_finetune_stage_real_minilm_then_score(sst2_dir, tmp_path):
     teacher = finetune.run(FinetuneConfig(task=TASKS["sst2"], data=sst2_dir, out=tmp_path / "teacher", limit=64,
                                           train=TrainSettings(epochs=1), device="cpu")).out_dir
     metrics = json.loads((teacher / "metrics.json").read_text())
-    assert metrics["train_rows"] == 64
+    assert metrics["train_rows"] == 61  # 3 of the 64 held out to choose the checkpoint on
     # The reported dev accuracy is the saved teacher's: scoring dev with it again gives the same figure.
     lines = (sst2_dir / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     texts, gold = [ln.split("\t")[0] for ln in lines], np.array([int(ln.split("\t")[1]) for ln in lines])

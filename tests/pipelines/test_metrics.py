@@ -70,3 +70,17 @@ def test_no_labelled_rows_at_all_gives_zeros_not_nan():
     with np.errstate(all="raise"):
         got = metrics.compute(("accuracy", "f1", "mcc"), np.array([1, 0]), np.array([-1, -1]))
     assert got == {"accuracy": 0.0, "f1": 0.0, "mcc": 0.0}
+
+
+def test_class_view_counts_confusion_precision_recall_and_calibration():
+    from pipelines.metrics import class_view
+
+    # rows: gold 0, 0, 1, 1, unlabelled; predicted 0 (p=.9), 1 (p=.6), 1 (p=.9), 1 (p=.9)
+    logits = np.log(np.array([[0.9, 0.1], [0.4, 0.6], [0.1, 0.9], [0.1, 0.9], [0.5, 0.5]]))
+    v = class_view(logits, np.array([0, 0, 1, 1, -1]), 2)
+    assert v["confusion"] == [[1, 1], [0, 2]] and v["rows"] == 4
+    assert v["precision"] == [1.0, pytest.approx(2 / 3, abs=1e-6)] and v["recall"] == [0.5, 1.0]
+    # bin of 0.6: one wrong row (|0 - 0.6| x 1/4); bin of 0.9: three right rows (|1 - 0.9| x 3/4)
+    assert v["ece"] == pytest.approx(0.6 / 4 + 0.1 * 3 / 4, abs=1e-6)
+    perfect = class_view(np.array([[10.0, -10.0], [-10.0, 10.0]]), np.array([0, 1]), 2)
+    assert perfect["ece"] < 1e-6 and perfect["precision"] == [1.0, 1.0]

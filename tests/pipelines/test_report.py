@@ -58,6 +58,32 @@ def test_report_without_a_baseline_claims_no_comparison_with_one(tmp_path):
     assert "without distillation" not in md
 
 
+def test_report_says_what_chose_the_students_epochs(tmp_path):
+    held = {"select_on": "holdout", "examples": 100, "of_examples": 2000, "rows": 1900}
+    rows = [_row("Teacher", 0.90, 1000, 10.0),
+            _row("distilled", 0.88, 10, 1000.0, family="bilstm", holdout={"accuracy": 0.87}, selection=held),
+            _row("baseline", 0.83, 10, 990.0, family="bilstm", baseline=True, holdout={"accuracy": 0.81},
+                 selection=held)]
+    md, doc = _write(tmp_path, rows)
+    assert "| dev accuracy | holdout accuracy |" in md and "| distilled | 88.0 | 87.0 |" in md
+    assert "| Teacher | 90.0 | – |" in md
+    assert ("chosen on a holdout of 100 of the 2,000 training examples (and the 1,900 transfer-set rows made "
+            "from them, left out of training); the dev figures were not used to choose anything") in md
+    md, _ = _write(tmp_path, [_row("Teacher", 0.90, 1000, 10.0), _row("distilled", 0.88, 10, 1000.0)])
+    assert "chosen on dev (select_on: dev), so their dev figures are optimistic" in md
+    assert "holdout accuracy" not in md
+
+
+def test_report_gives_each_models_classes_confusion_and_calibration(tmp_path):
+    view = metrics.class_view(np.log([[0.9, 0.1], [0.4, 0.6], [0.1, 0.9], [0.1, 0.9]]), np.array([0, 0, 1, 1]), 2)
+    rows = [_row("Teacher", 0.90, 1000, 10.0, classes={"dev": view}),
+            _row("distilled", 0.75, 10, 1000.0, family="bilstm", classes={"dev": view})]
+    md, doc = _write(tmp_path, rows)
+    assert "## Per class" in md and "| Model | P negative | R negative | P positive | R positive | Confusion | ECE |" in md
+    assert "| distilled | 100.0 | 50.0 | 66.7 | 100.0 | [[1, 1], [0, 2]] | 0.225 |" in md
+    assert doc["models"][1]["classes"]["dev"]["confusion"] == [[1, 1], [0, 2]]
+
+
 def test_report_says_where_and_on_how_many_sentences_each_speed_was_measured(tmp_path):
     rows = [_row("Teacher", 0.90, 1000, 10.0, device="cuda", dtype="bf16", speed_rows=256),
             _row("distilled", 0.88, 10, 1000.0, speed_rows=872)]

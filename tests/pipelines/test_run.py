@@ -161,3 +161,69 @@ def test_a_run_trains_both_student_families_from_one_scored_set(tiny_teacher, tm
     assert "Transformer student (distilled)" in (out / "report.md").read_text()
     assert main(["run", "demo", "--out", str(tmp_path / "bad"), "--teacher", str(tiny_teacher),
                  "--set", "teacher.finetune=false", "--set", "students=[cnn]"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_run_with_several_seeds_reports_their_mean_and_spread(tiny_teacher, tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--set", "augment.n_iter=2", "--set", "augment.limit=60", "--set", "student.epochs=2",
+            "--set", "student.vectors=none", "--set", "student.expand_vocab=0", "--set", "student.export=none",
+            "--set", "student.embed_dim=16", "--set", "student.hidden=8", "--set", "student.fc=8"]
+    assert main(["run", "demo", "--out", str(out), "--teacher", str(tiny_teacher), "--set", "teacher.finetune=false",
+                 "--set", "seeds=[3, 4]", *tiny]) == 0
+    st = stages(out)
+    names = ["train-seed3", "train-seed4", "train-baseline-seed3", "train-baseline-seed4"]
+    assert list(st) == ["augment", "score", *names, "report"]
+    assert all(st[n]["side_by_side"] == 4 and st[n]["status"] == "done" for n in names)  # one group, in processes
+    for n, d in zip(names, ("student-seed3", "student-seed4", "baseline-seed3", "baseline-seed4")):
+        assert json.loads((out / d / "manifest.json").read_text())["seed"] == int(n[-1])
+    distilled = json.loads((out / "report.json").read_text())["models"][1]
+    runs = [json.loads((out / f"student-seed{s}" / "metrics.json").read_text()) for s in (3, 4)]
+    assert [r["seed"] for r in distilled["runs"]] == [3, 4]
+    accs = [r["dev"]["dev"]["accuracy"] for r in runs]
+    assert distilled["dev"]["dev"]["accuracy"] == pytest.approx(sum(accs) / 2)
+    assert distilled["dev_std"]["dev"]["accuracy"] == pytest.approx(abs(accs[0] - accs[1]) / 2)
+    md = (out / "report.md").read_text()
+    assert "## Every seed" in md and " ± " in md and "trained side by side" in md
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_run_with_ablations_trains_each_subset_and_reports_them(tiny_teacher, tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--set", "augment.n_iter=3", "--set", "augment.limit=60", "--set", "student.epochs=1",
+            "--set", "student.vectors=none", "--set", "student.expand_vocab=0", "--set", "student.export=none",
+            "--set", "student.embed_dim=16", "--set", "student.hidden=8", "--set", "student.fc=8"]
+    assert main(["run", "demo", "--out", str(out), "--teacher", str(tiny_teacher), "--set", "teacher.finetune=false",
+                 "--set", "ablate=[rules, size]", "--set", "baseline=false", *tiny]) == 0
+    variants = ["no-mask", "no-pos", "no-ngram", "originals", "draws-1"]  # size: only the draws below n_iter 3
+    assert list(stages(out)) == ["augment", "score", "train", *[f"train-ablate-{v}" for v in variants], "report"]
+    rows = {v: json.loads((out / f"ablate-{v}" / "stats.json").read_text())["rows"] for v in variants}
+    full = json.loads((out / "student" / "stats.json").read_text())["rows"]
+    assert rows["originals"] < rows["draws-1"] < full and all(rows[v] <= full for v in variants)
+    assert rows["originals"] == json.loads((out / "student" / "stats.json").read_text())["original_rows"]
+    doc = json.loads((out / "report.json").read_text())
+    assert [a["name"] for a in doc["ablations"]] == [
+        "the whole transfer set (3 draws per example)", "without masking", "without POS replacement",
+        "without n-gram sampling", "the originals alone", "the first 1 draws per example"]
+    assert doc["ablations"][0]["rows"] == full and "metric_vs_transfer_size" in doc["plots"]
+    md = (out / "report.md").read_text()
+    assert "## Ablations" in md and "approximates a transfer set made without the rule" in md
+    assert main(["run", "demo", "--out", str(tmp_path / "bad"), "--teacher", str(tiny_teacher),
+                 "--set", "teacher.finetune=false", "--set", "ablate=[layers]"]) == 2
+
+
+def test_unlabelled_text_in_a_run_config_is_augmented_beside_the_training_split(tiny_teacher, tmp_path):
+    from pipelines.errors import ConfigError
+    from pipelines.stages.run import load_config, plan_run
+
+    corpus = tmp_path / "reviews.jsonl"
+    corpus.write_text('{"body": "a fine film"}\n', encoding="utf-8")
+    cfg = load_config("demo", [f"unlabelled={corpus}", "unlabelled_col=body", f"teacher.model={tiny_teacher}",
+                               "teacher.finetune=false"])
+    plan = plan_run(cfg, tmp_path / "run")
+    assert plan.augment.input == corpus and plan.augment.input_col == "body" and plan.augment.task.name == "demo"
+    with pytest.raises(ConfigError, match=r"\[augment\] input: .*missing.txt does not exist"):
+        plan_run(load_config("demo", [f"unlabelled={tmp_path / 'missing.txt'}", f"teacher.model={tiny_teacher}",
+                                      "teacher.finetune=false"]), tmp_path / "run2")

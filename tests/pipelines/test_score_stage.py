@@ -113,7 +113,7 @@ def test_score_stage_plain_text_file(tiny_teacher, tmp_path):
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     out = score.run(ScoreConfig(dtype="float32", teacher=str(tiny_teacher), input=tmp_path / "in.txt", out=tmp_path / "s")).out_dir
     ds = datasets.load_from_disk(str(out))
-    assert ds.column_names == ["text", "label", "source_index", "is_original", "ops", "teacher_logits"]
+    assert ds.column_names == ["text", "label", "source_index", "draw", "is_original", "ops", "teacher_logits"]
     assert ds["text"] == texts and ds["label"] == [None] * 25 and ds["source_index"] == list(range(25))
     assert all(ds["is_original"]) and ds["ops"] == [[]] * 25
     np.testing.assert_allclose(np.asarray(ds.with_format("numpy")["teacher_logits"]),

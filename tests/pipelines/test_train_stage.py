@@ -17,6 +17,7 @@ from pipelines.errors import ConfigError, DistillError, TeacherMismatchError
 from pipelines.stages import evaluate as eval_stage
 from pipelines.stages import train as train_stage
 from pipelines.devices import torch_threads
+from pipelines.holdout import holdout_size
 from pipelines.tasks import get_task
 
 from .student_fixtures import ROOT, SST2, TEACHER, demo_scored_set, tiny_train_config, write_scored_set
@@ -51,9 +52,15 @@ def test_train_stage_writes_student_dir(demo_scored, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert all("train_loss" in h and "accuracy" in h["dev"]["dev"] for h in metrics["history"])
-    assert metrics["dev"]["dev"]["accuracy"] == max(h["dev"]["dev"]["accuracy"] for h in metrics["history"])
+    # selection on the holdout: 16 of the 320 originals (5%) and their 16 masked copies left out of training
+    assert metrics["selection"] == {"select_on": "holdout", "split": "holdout", "metric": "accuracy", "examples": 16,
+                                    "of_examples": 320, "rows": 32, "fraction": 0.05, "max": 2000, "seed": 0}
+    # the best epoch: the holdout's accuracy, ties broken by its lower cross-entropy
+    best = max(metrics["history"], key=lambda h: (h["holdout"]["accuracy"], -h["holdout"]["cross_entropy"]))
+    assert metrics["best_epoch"] == best["epoch"] and metrics["holdout"] == best["holdout"]
+    assert metrics["dev"] == best["dev"]  # dev: the chosen epoch's, reported, not chosen on
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["rows"] == 640 and stats["original_rows"] == 320 and stats["gold_rows"] == 320
+    assert stats["rows"] == 608 and stats["original_rows"] == 304 and stats["gold_rows"] == 304
     assert stats["params"] == stats["params_embedding"] + stats["params_without_embedding"]
     assert stats["export"]["max_abs_diff"]["torchscript"] < 1e-5
     config = json.loads((out / "config.json").read_text())
@@ -202,14 +209,17 @@ def test_train_stage_baseline_uses_gold_originals_only(demo_scored, tmp_path):
     out = tmp_path / "base"
     result = train_stage.run(tiny_train_config(demo_scored, out, baseline=True, epochs=1))
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["rows"] == 320 and stats["gold_rows"] == 320
+    assert stats["rows"] == 304 and stats["gold_rows"] == 304  # the 320 originals less the 16 held out
     assert "baseline" in result.summary
     assert json.loads((out / "manifest.json").read_text())["baseline"] is True
 
 
 def test_train_stage_limit(demo_scored, tmp_path):
     train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", limit=100, epochs=1))
-    assert json.loads((tmp_path / "s" / "stats.json").read_text())["rows"] == 100
+    # the first 100 rows: 50 originals and a copy of each, 2 of them (and their copies) held out
+    assert holdout_size(50) == 2 and json.loads((tmp_path / "s" / "stats.json").read_text())["rows"] == 96
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "d", limit=100, epochs=1, select_on="dev"))
+    assert json.loads((tmp_path / "d" / "stats.json").read_text())["rows"] == 100
 
 
 @pytest.mark.parametrize("loss", ["kl", "ce"])
@@ -274,9 +284,10 @@ def test_train_stage_trains_every_objective_on_a_sentence_transfer_set(sentence_
     m = json.loads((out / "metrics.json").read_text())
     gold_only = overrides == {"loss": "ce"}
     # `ce` on gold labels trains on the labelled rows only: every batch has a target, none is a wasted step.
-    rows = ORIGINALS if gold_only else ORIGINALS * (1 + SYNTHETIC_PER_ORIGINAL)
-    assert stats["rows"] == rows and stats["gold_rows"] == ORIGINALS
-    assert stats["hard_label_rows"] == (rows if overrides.get("hard_labels") == "teacher" else ORIGINALS)
+    kept = ORIGINALS - holdout_size(ORIGINALS)  # the held-out originals and their synthetic rows are left out
+    rows = kept if gold_only else kept * (1 + SYNTHETIC_PER_ORIGINAL)
+    assert stats["rows"] == rows and stats["gold_rows"] == kept
+    assert stats["hard_label_rows"] == (rows if overrides.get("hard_labels") == "teacher" else kept)
     assert m["epochs_run"] == 2 and stats["steps"] == 2 * -(-rows // 32)
     # The schedule's total is the steps actually taken: the linear decay ends at 0.
     assert m["history"][-1]["lr"] == pytest.approx(0.0, abs=1e-12)
@@ -285,9 +296,12 @@ def test_train_stage_trains_every_objective_on_a_sentence_transfer_set(sentence_
 
 def test_train_stage_ce_on_gold_labels_needs_some(tmp_path):
     scored = write_scored_set(tmp_path / "plain", ["a b", "c d e"], np.zeros((2, 2)))  # scored from plain text
+    with pytest.raises(DistillError, match="no original rows with gold labels to hold out .* use --select-on dev"):
+        train_stage.run(tiny_train_config(scored, tmp_path / "s"))
     with pytest.raises(DistillError, match="--hard-labels teacher"):
-        train_stage.run(tiny_train_config(scored, tmp_path / "s", loss="ce"))
-    train_stage.run(tiny_train_config(scored, tmp_path / "t", loss="ce", hard_labels="teacher", epochs=1))
+        train_stage.run(tiny_train_config(scored, tmp_path / "s", loss="ce", select_on="dev"))
+    train_stage.run(tiny_train_config(scored, tmp_path / "t", loss="ce", hard_labels="teacher", epochs=1,
+                                      select_on="dev"))
     assert json.loads((tmp_path / "t" / "stats.json").read_text())["hard_label_rows"] == 2
 
 
@@ -381,6 +395,33 @@ def test_train_and_eval_through_the_cli(demo_scored, tmp_path, capsys):
     assert doc["task"] == "demo" and doc["splits"]["dev"]["accuracy"] == pytest.approx(trained)
     assert cli.main(["train", "--scored", str(tmp_path), "--task", "demo", "--out", str(out)]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_train_seeds_trains_one_student_per_seed_side_by_side(demo_scored, tmp_path):
+    out = tmp_path / "seeds"
+    result = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, seed=5, seeds=2))
+    docs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text()) for s in (5, 6)]
+    accs = [d["dev"]["dev"]["accuracy"] for d in docs]
+    assert f"dev accuracy {np.mean(accs):.4f} ± {np.std(accs):.4f}" in result.summary and "seeds 5, 6" in result.summary
+    assert [json.loads((out / f"seed-{s}" / "manifest.json").read_text())["seed"] for s in (5, 6)] == [5, 6]
+    single = train_stage.run(tiny_train_config(demo_scored, tmp_path / "one", epochs=1, seed=6))
+    assert json.loads((single.out_dir / "metrics.json").read_text())["dev"] == docs[1]["dev"]  # the same student
+    again = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, seed=5, seeds=2))
+    assert again.skipped
+    with pytest.raises(ConfigError, match="is a student directory; --seeds writes OUT/seed-N"):
+        train_stage.run(tiny_train_config(demo_scored, tmp_path / "one", epochs=1, seeds=2))
+
+
+def test_ablation_subsets_select_rows_by_rule_and_draw(tmp_path):
+    scored = demo_scored_set(tmp_path / "scored", synthetic_per_row=3)  # each original, 3 masked draws
+    kept = 320 - holdout_size(320)
+    want = {"max_draws": kept * 2, "max_draws0": kept, "mask": kept, "pos": kept * 4}
+    for name, settings in (("max_draws", {"max_draws": 1}), ("max_draws0", {"max_draws": 0}),
+                           ("mask", {"drop_rule": "mask"}), ("pos", {"drop_rule": "pos"})):
+        out = train_stage.run(tiny_train_config(scored, tmp_path / name, epochs=1, **settings)).out_dir
+        assert json.loads((out / "stats.json").read_text())["rows"] == want[name], name
+    with pytest.raises(ConfigError, match=r"\[drop_rule\] must be one of mask, pos, ngram"):
+        train_stage.run(tiny_train_config(scored, tmp_path / "x", drop_rule="masks"))
 
 
 def test_stage_manifest_is_a_finished_output(demo_scored, tmp_path):

@@ -232,4 +232,4 @@ def test_a_transformer_student_from_the_real_minilm_teacher(reference_teacher, s
     assert stats["layers"] == [0, 2, 4] and stats["init_layers"] == 6
     assert stats["export"]["max_abs_diff"]["onnx"] < 1e-3
     assert stats["params"] < 0.85 * 22_713_986  # three of the teacher's six layers (the embeddings stay whole)
-    assert 0.0 <= stats["dev"]["dev"]["accuracy"] <= 1.0 and stats["rows"] == 120
+    assert 0.0 <= stats["dev"]["dev"]["accuracy"] <= 1.0 and stats["rows"] == 114  # 6 held out
