@@ -26,7 +26,7 @@ class AblationRow:
     dev_std: dict[str, dict[str, float]]
     holdout: dict[str, float] | None
     holdout_std: dict[str, float] | None
-    draws: int | None  # size ablation: draws per example (None: a rule ablation, or the full set)
+    draws: int | None  # draws per example trained on (0: the originals alone; None: a rule ablation)
     seeds: int
     paths: list[str]
 
@@ -102,7 +102,8 @@ def plot_size_curve(out: Path, rows: list[AblationRow], metric: str, split: str)
     err = [100 * r.dev_std[split][metric] for r in sized]
     ax.errorbar(x, y, yerr=err if sized[0].seeds > 1 else None, marker="o", capsize=3)
     for r in sized:
-        ax.annotate(f"{r.draws} draws", (r.rows, 100 * r.dev[split][metric]), textcoords="offset points",
+        label = "originals" if r.draws == 0 else f"{r.draws} draw{'s' if r.draws > 1 else ''}"
+        ax.annotate(label, (r.rows, 100 * r.dev[split][metric]), textcoords="offset points",
                     xytext=(5, -12), fontsize=8)
     ax.set_xscale("log")
     ax.set(xlabel="training rows (log scale)", ylabel=f"{split} {metric} (%)",

@@ -248,10 +248,15 @@ def student_seeds(cfg: run_config.RunConfig) -> list[int]:
 def student_stage(cfg: run_config.RunConfig, family: str, baseline: bool, seed: int) -> tuple[str, str]:
     """A student's stage name in run.json and its directory in the run: train / student, train-baseline /
     baseline (-transformer after the family's), and -seedN after both when the run trains several seeds."""
-    suffix = FAMILIES.get(family, (family, f"-{family}", family))[1]
-    seeded = f"-seed{seed}" if len(student_seeds(cfg)) > 1 else ""
+    suffix, seeded = _suffixes(cfg, family, seed)
     return (f"train{suffix}" + ("-baseline" if baseline else "") + seeded,
             (BASELINE if baseline else STUDENT) + suffix + seeded)
+
+
+def _suffixes(cfg: run_config.RunConfig, family: str, seed: int) -> tuple[str, str]:
+    """The family's suffix of stage and directory names, and the seed's (only when the run has several)."""
+    return (FAMILIES.get(family, (family, f"-{family}", family))[1],
+            f"-seed{seed}" if len(student_seeds(cfg)) > 1 else "")
 
 
 def ablation_variants(cfg: run_config.RunConfig, n_iter: int) -> list[tuple[str, str, dict]]:
@@ -261,16 +266,14 @@ def ablation_variants(cfg: run_config.RunConfig, n_iter: int) -> list[tuple[str,
         out += [(f"no-{r}", f"without {title}", {"drop_rule": r}) for r, title in RULE_NAMES.items()]
         out.append(("originals", "the originals alone", {"max_draws": 0}))
     if "size" in cfg.top["ablate"]:
-        out += [(f"draws-{k}", f"the first {k} draws per example", {"max_draws": k}) for k in ABLATION_DRAWS
-                if k < n_iter]
+        out += [(f"draws-{k}", "the first draw per example" if k == 1 else f"the first {k} draws per example",
+                 {"max_draws": k}) for k in ABLATION_DRAWS if k < n_iter]
     return out
 
 
 def ablation_stage(cfg: run_config.RunConfig, variant: str, seed: int) -> tuple[str, str]:
     """An ablation student's stage name and directory: train-ablate-no-mask / ablate-no-mask (-seedN)."""
-    family = cfg.top["students"][0]
-    suffix = FAMILIES.get(family, (family, f"-{family}", family))[1]
-    seeded = f"-seed{seed}" if len(student_seeds(cfg)) > 1 else ""
+    suffix, seeded = _suffixes(cfg, cfg.top["students"][0], seed)
     return f"train{suffix}-ablate-{variant}{seeded}", f"ablate{suffix}-{variant}{seeded}"
 
 
@@ -382,7 +385,7 @@ def ablation_rows(cfg: run_config.RunConfig, out: Path, n_iter: int) -> list:
     result = [measure_ablation(full, f"the whole transfer set ({n_iter} draws per example)", n_iter)]
     for variant, what, settings in variants:
         dirs = [out / ablation_stage(cfg, variant, s)[1] for s in seeds]
-        result.append(measure_ablation(dirs, what, settings["max_draws"] if variant.startswith("draws-") else None))
+        result.append(measure_ablation(dirs, what, settings.get("max_draws")))  # the originals: 0 draws
     return result
 
 

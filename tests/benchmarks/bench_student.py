@@ -223,3 +223,41 @@ def bench_sst2_quality():
     results["teacher_minus_distilled_points"] = round(
         100 * (results["teacher_dev_accuracy"] - results["distilled"]["dev_accuracy"]), 2)
     _record("sst2_quality", results)
+
+
+FILTERS = {"none": {}, "min_confidence=0.7": {"min_confidence": 0.7}, "drop_disagreeing": {"drop_disagreeing": True},
+           "rebalance": {"rebalance": True}}
+FILTER_SEEDS = (0, 1, 2)
+
+
+def bench_filters():
+    """Does steering the transfer set help? The default BiLSTM on one scored SST-2 set (DISTILL_BENCH_SCORED)
+    with each training-time filter, three seeds each, side by side (one process per CPU); SST-2 dev and holdout
+    accuracy (selection on the holdout) mean ± std, and what each filter removed."""
+    scored = os.environ.get("DISTILL_BENCH_SCORED")
+    if not scored:
+        pytest.skip("set DISTILL_BENCH_SCORED to a scored SST-2 transfer set (output of `distill score`)")
+    import numpy as np
+
+    from pipelines.stages.train import TrainConfig, run_together
+    from pipelines.tasks import get_task
+
+    data = shared_path("data", "glue", "SST-2")
+    root = BENCH_DIR / "filters"
+    limit = int(os.environ.get("DISTILL_BENCH_LIMIT", "0")) or None  # the first N rows of the scored set
+    cfgs = [TrainConfig(scored=Path(scored), task=get_task("sst2"), data=data, seed=seed, export="none",
+                        out=root / f"{name}-{seed}", limit=limit, **settings)
+            for name, settings in FILTERS.items() for seed in FILTER_SEEDS]
+    t0 = time.perf_counter()
+    run_together(cfgs, [c.out.name for c in cfgs])
+    results: dict = {"scored": scored, "limit": limit, "seeds": list(FILTER_SEEDS),
+                     "wall_s": round(time.perf_counter() - t0, 1)}
+    for name in FILTERS:
+        docs = [json.loads((root / f"{name}-{s}" / "metrics.json").read_text()) for s in FILTER_SEEDS]
+        dev = np.array([100 * d["dev"]["dev"]["accuracy"] for d in docs])
+        held = np.array([100 * d["holdout"]["accuracy"] for d in docs])
+        results[name] = {"dev": dev.round(2).tolist(), "dev_mean": round(float(dev.mean()), 2),
+                         "dev_std": round(float(dev.std()), 2), "holdout_mean": round(float(held.mean()), 2),
+                         "holdout_std": round(float(held.std()), 2), "removed": docs[0]["filtered"],
+                         "rows": json.loads((root / f"{name}-0" / "stats.json").read_text())["rows"]}
+    _record("filters", results)

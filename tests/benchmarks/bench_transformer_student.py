@@ -3,8 +3,8 @@
 Reduced scale for a 2-core CPU (training 884k rows takes hours there): the first BENCH_STUDENT_ORIGINALS SST-2
 training sentences (default 2,000) ×10 draws, scored by the reference teacher (MiniLM-L6, dev 89.79); a 3-layer
 student made from it (layers 0, 2, 4), the BiLSTM with the project's defaults on the same scored set, SST-2 dev
-accuracy (best epoch, chosen on dev as every figure of this project so far; per seed of BENCH_STUDENT_SEEDS,
-with mean and standard deviation) and CPU sentences/s of each (and of the teacher) on the dev sentences, 2
+accuracy (best epoch chosen by `distill train`'s default, the holdout; per seed of BENCH_STUDENT_SEEDS, with
+mean and standard deviation) and CPU sentences/s of each (and of the teacher) on the dev sentences, 2
 threads, batches of 32.
 """
 
