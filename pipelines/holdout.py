@@ -2,10 +2,10 @@
 
 `select_on: holdout` (the default of `distill train`, `distill finetune-teacher` and `distill run`): a fixed,
 seeded, stratified slice of the training split's examples (HOLDOUT_FRACTION of them, at most HOLDOUT_MAX, with
-the split's class shares) is left out of training, together with every synthetic row made from them, and the best epoch, early stopping and the teacher's
-best checkpoint are chosen on it. The slice depends only on the split's labels and on HOLDOUT_SEED, never on
-the student's seed: every seed and both student families select on the same examples,
-and a teacher fine-tuned by the project on the same split held out the same ones. `select_on: dev` is the old
+the split's class shares) is left out of training, together with every synthetic row made from them, and the
+best epoch, early stopping and the teacher's best checkpoint are chosen on it. The slice depends only on the
+split's labels and on HOLDOUT_SEED, never on the student's seed: every seed and both student families select
+on the same examples, and a teacher fine-tuned by the project on the same split held out the same ones. `select_on: dev` is the old
 behaviour (selection on the first dev split), kept for comparison; the report says which was used.
 """
 
@@ -82,3 +82,8 @@ def holdout_rows(source_index: np.ndarray, is_original: np.ndarray, gold: np.nda
     labels[originals] = gold[labelled]
     chosen = holdout_examples(labels)
     return HoldoutMask(np.isin(source_index, chosen), int(np.isin(chosen, originals).sum()), len(labels))
+
+
+def split_scores(scores: dict) -> tuple[dict, dict | None]:
+    """An evaluation's metrics per split, as (the dev splits', the holdout's or None)."""
+    return {k: v for k, v in scores.items() if k != HOLDOUT_SPLIT}, scores.get(HOLDOUT_SPLIT)

@@ -40,6 +40,27 @@ def compute(metric_names: tuple[str, ...] | list[str], pred: np.ndarray, gold: n
 ECE_BINS = 15
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """[N, C] class probabilities of logits, in float64 (shifted by each row's maximum)."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True)) if len(z) else z
+    return p / p.sum(axis=1, keepdims=True) if len(z) else p
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """[N, C] log class probabilities of logits, in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True) if len(z) else z
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True)) if len(z) else z
+
+
+def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of -log softmax(logits)[label] over the rows with a label (gold >= 0)."""
+    keep = np.asarray(labels) >= 0
+    log_p = log_softmax(np.asarray(logits)[keep])
+    return round(float(-log_p[np.arange(len(log_p)), np.asarray(labels)[keep]].mean()), 6) if len(log_p) else 0.0
+
+
 def class_view(logits: np.ndarray, gold: np.ndarray, num_labels: int) -> dict:
     """Per-class precision and recall, the confusion matrix (rows: gold label, columns: predicted) and the
     expected calibration error (ECE_BINS equal-width bins of the top softmax probability: the rows' share in
@@ -54,8 +75,7 @@ def class_view(logits: np.ndarray, gold: np.ndarray, num_labels: int) -> dict:
     diag = np.diag(confusion)
     precision = np.divide(diag, predicted, out=np.zeros(num_labels), where=predicted > 0)
     recall = np.divide(diag, actual, out=np.zeros(num_labels), where=actual > 0)
-    z = logits - logits.max(1, keepdims=True) if len(logits) else logits
-    confidence = (np.exp(z) / np.exp(z).sum(1, keepdims=True)).max(1) if len(z) else np.zeros(0)
+    confidence = softmax(logits).max(1) if len(logits) else np.zeros(0)
     bins = np.minimum((confidence * ECE_BINS).astype(np.int64), ECE_BINS - 1)
     correct = (pred == gold).astype(np.float64)
     ece = sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.mean(bins == b)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from . import store
-from .report_ablations import AblationRow, mean_std, plot_size_curve, render_ablations
+from . import metrics, store
+from .report_ablations import AblationRow, plot_size_curve, render_ablations, seed_spread
 from .tasks import Split, TaskSpec
 
 
@@ -95,8 +95,6 @@ def evaluate_teacher(scorer: Any, task: TaskSpec, dev: dict[str, Split]) -> tupl
 
 def evaluated(task: TaskSpec, dev: dict[str, Split], logits: dict[str, np.ndarray]) -> tuple[dict, dict]:
     """({split: task metrics}, {split: class view}) of a model's logits on the dev splits."""
-    from . import metrics
-
     scores = {n: metrics.compute(task.metrics, logits[n].argmax(1), s.labels) for n, s in dev.items()}
     return scores, {n: metrics.class_view(logits[n], s.labels, logits[n].shape[1]) for n, s in dev.items()}
 
@@ -173,10 +171,9 @@ def measure_seeds(student_dirs: list[Path], seeds: list[int], name: str, dev: di
     docs = [load_metrics(d) for d in student_dirs]
     row.runs = [{"seed": s, "dev": d["dev"], "holdout": d.get("holdout"), "best_epoch": d.get("best_epoch"),
                  "path": str(p)} for s, d, p in zip(seeds, docs, student_dirs)]
-    row.dev, row.dev_std = mean_std([d["dev"] for d in docs])
-    if all(d.get("holdout") for d in docs):
-        mean, std = mean_std([{"h": d["holdout"]} for d in docs])
-        row.holdout, row.holdout_std = mean["h"], std["h"]
+    row.dev, row.dev_std, holdout, holdout_std = seed_spread(docs)
+    if holdout is not None:
+        row.holdout, row.holdout_std = holdout, holdout_std
     row.history = []  # one learning curve per seed would crowd the plot: the runs are listed instead
     return row
 
@@ -188,9 +185,7 @@ def teacher_agreement(scored_dir: Path) -> dict[str, Any]:
     num_labels = table.schema.field("teacher_logits").type.list_size
     logits = table["teacher_logits"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
     logits = logits.reshape(-1, num_labels).astype(np.float64)
-    prob = np.exp(logits - logits.max(1, keepdims=True))
-    prob /= prob.sum(1, keepdims=True)
-    conf = prob.max(1)
+    conf = metrics.softmax(logits).max(1)
     original = table["is_original"].to_numpy(zero_copy_only=False)
     labels = table["label"].to_numpy(zero_copy_only=False)
     has_gold = original & ~np.isnan(labels.astype(float))
@@ -266,7 +261,7 @@ def _fmt_metric(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}"
 
 
-def _fmt_spread(v: float | None, std: float | None) -> str:
+def fmt_spread(v: float | None, std: float | None) -> str:
     """A metric, with ± its standard deviation over seeds where there are several."""
     return _fmt_metric(v) + (f" ± {100 * std:.1f}" if v is not None and std is not None else "")
 
@@ -290,9 +285,9 @@ def _model_table(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
         "Params", "Params w/o embeddings", "Sentences/s", "Size on disk (MB)"]
     lines = ["## Teacher vs students", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r.name] + [_fmt_spread(r.dev.get(s, {}).get(m), r.dev_std.get(s, {}).get(m))
+        cells = [r.name] + [fmt_spread(r.dev.get(s, {}).get(m), r.dev_std.get(s, {}).get(m))
                             for s in splits for m in metrics] + (
-            [_fmt_spread((r.holdout or {}).get(m), (r.holdout_std or {}).get(m)) for m in metrics] if held else []) + [
+            [fmt_spread((r.holdout or {}).get(m), (r.holdout_std or {}).get(m)) for m in metrics] if held else []) + [
             f"{r.params:,}", f"{r.params_without_embedding:,}", f"{r.sentences_per_s:,.0f}", f"{r.size_mb:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _selection_note(rows[1:], splits)] if len(rows) > 1 else []

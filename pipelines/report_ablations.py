@@ -36,14 +36,17 @@ def measure_ablation(student_dirs: list[Path], name: str, draws: int | None) -> 
     from .student.io import load_metrics
 
     docs = [load_metrics(d) for d in student_dirs]
-    stats = [json.loads((d / store.STATS).read_text("utf-8")) for d in student_dirs]
+    rows = json.loads((student_dirs[0] / store.STATS).read_text("utf-8"))["rows"]
+    return AblationRow(name, int(rows), *seed_spread(docs), draws, len(docs), [str(d) for d in student_dirs])
+
+
+def seed_spread(docs: list[dict]) -> tuple[dict, dict, dict | None, dict | None]:
+    """Mean and std over several students' metrics.json: dev (per split), and the holdout's where all have one."""
     dev, dev_std = mean_std([d["dev"] for d in docs])
-    holdout = holdout_std = None
-    if all(d.get("holdout") for d in docs):
-        m, s = mean_std([{"h": d["holdout"]} for d in docs])
-        holdout, holdout_std = m["h"], s["h"]
-    return AblationRow(name, int(stats[0]["rows"]), dev, dev_std, holdout, holdout_std, draws, len(docs),
-                       [str(d) for d in student_dirs])
+    if not all(d.get("holdout") for d in docs):
+        return dev, dev_std, None, None
+    mean, std = mean_std([{"h": d["holdout"]} for d in docs])
+    return dev, dev_std, mean["h"], std["h"]
 
 
 def mean_std(per_run: list[dict[str, dict[str, float]]]) -> tuple[dict, dict]:
@@ -56,13 +59,9 @@ def mean_std(per_run: list[dict[str, dict[str, float]]]) -> tuple[dict, dict]:
     return mean, std
 
 
-def _cell(v: float | None, std: float | None, seeds: int) -> str:
-    if v is None:
-        return "–"
-    return f"{100 * v:.1f}" + (f" ± {100 * std:.1f}" if seeds > 1 and std is not None else "")
-
-
 def render_ablations(doc: dict) -> list[str]:
+    from .report import fmt_spread  # the main table's cells (report imports this module)
+
     rows = doc.get("ablations") or []
     if not rows:
         return []
@@ -77,9 +76,11 @@ def render_ablations(doc: dict) -> list[str]:
              "made without the rule (or with fewer draws): duplicates were dropped over the whole set.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["name"], f"{r['rows']:,}"] + [_cell(r["dev"][s][metric], r["dev_std"][s][metric], seeds)
-                                                  for s in splits]
-        cells += [_cell((r["holdout"] or {}).get(metric), (r["holdout_std"] or {}).get(metric), seeds)] if held else []
+        spread = seeds > 1  # one seed: no ± 0.0
+        cells = [r["name"], f"{r['rows']:,}"] + [
+            fmt_spread(r["dev"][s][metric], r["dev_std"][s][metric] if spread else None) for s in splits]
+        cells += [fmt_spread((r["holdout"] or {}).get(metric),
+                             (r["holdout_std"] or {}).get(metric) if spread else None)] if held else []
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 

@@ -25,7 +25,7 @@ import numpy as np
 from .. import store
 from ..devices import DEVICES, resolve_device, set_cpu_threads
 from ..flags import add_flags, from_flags, setting
-from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples
+from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples, split_scores
 from ..errors import ConfigError
 from ..progress import peak_memory_mb, progress
 from ..settings import TrainSettings
@@ -172,8 +172,8 @@ def run(cfg: FinetuneConfig) -> StageResult:
 
 def selected(best: dict, held_out: int) -> dict:
     """metrics.json's figures of the kept checkpoint: the evaluation, its dev splits' metrics and the holdout's."""
-    dev = {k: v for k, v in best["dev"].items() if k != HOLDOUT_SPLIT}
-    holdout = {HOLDOUT_SPLIT: best["dev"][HOLDOUT_SPLIT], "holdout_examples": held_out} if held_out else {}
+    dev, held = split_scores(best["dev"])
+    holdout = {HOLDOUT_SPLIT: held, "holdout_examples": held_out} if held_out else {}
     return {"best": best, "dev": dev, **holdout}
 
 

@@ -206,8 +206,8 @@ class TrainConfig:
         enters as the device it resolved to. Paths and thread counts do not enter."""
         cfg = self.resolved()
         d = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-        for k in ("scored", "out", "data", "threads", "seeds") + (TRANSFORMER_ONLY + ("student",) if cfg.student == "bilstm"
-                                                          else BILSTM_ONLY):
+        other_family = TRANSFORMER_ONLY + ("student",) if cfg.student == "bilstm" else BILSTM_ONLY
+        for k in ("scored", "out", "data", "threads", "seeds") + other_family:
             d.pop(k)
         d["device"] = device_type
         d["task"] = cfg.task.to_dict()

@@ -19,17 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..metrics import softmax
+
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 FILTER_SEED = 0
-
-
-def softmax_confidence(teacher: np.ndarray) -> np.ndarray:
-    """[N] the top softmax probability of each row's logits."""
-    z = teacher.astype(np.float64) - teacher.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    return (p.max(axis=1) / p.sum(axis=1)) if len(z) else np.zeros(0)
 
 
 def steer(cfg: TrainConfig, gold: np.ndarray, is_original: np.ndarray, teacher: np.ndarray,
@@ -42,7 +37,7 @@ def steer(cfg: TrainConfig, gold: np.ndarray, is_original: np.ndarray, teacher: 
         return keep, counts
     synthetic = among & ~is_original
     if cfg.min_confidence > 0:
-        low = synthetic & (softmax_confidence(teacher) < cfg.min_confidence)
+        low = synthetic & (softmax(teacher).max(axis=1) < cfg.min_confidence)
         keep &= ~low
         counts["low_confidence_synthetic"] = int(low.sum())
     if cfg.drop_disagreeing:

@@ -29,9 +29,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from .. import batching, metrics as task_metrics, store
 from ..errors import DataError, TeacherMismatchError
-from ..holdout import HOLDOUT_SPLIT, holdout_rows
-
-HOLDOUT_LOSS = "cross_entropy"  # in the holdout's metrics: the tie-break of selection_key
+from ..holdout import HOLDOUT_SPLIT, holdout_rows, split_scores
 from ..losses import DistillLoss
 from ..progress import progress
 from ..settings import parse_formats
@@ -48,6 +46,7 @@ if TYPE_CHECKING:
     from .config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
+HOLDOUT_LOSS = "cross_entropy"  # in the holdout's metrics: the tie-break of selection_key
 
 
 @dataclass
@@ -253,17 +252,8 @@ def split_metrics(task: TaskSpec, name: str, logits: np.ndarray, labels: np.ndar
     """The task's metrics of one evaluated split; the holdout adds its mean cross-entropy (`selection_key`)."""
     out = task_metrics.compute(task.metrics, logits.argmax(1), labels)
     if name == HOLDOUT_SPLIT:
-        out[HOLDOUT_LOSS] = mean_cross_entropy(logits, labels)
+        out[HOLDOUT_LOSS] = task_metrics.mean_cross_entropy(logits, labels)
     return out
-
-
-def mean_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean of -log softmax(logits)[label] over the rows with a label."""
-    keep = labels >= 0
-    z = logits[keep].astype(np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    return round(float(-log_p[np.arange(len(z)), labels[keep]].mean()), 6) if len(z) else 0.0
 
 
 def final_metrics(cfg: TrainConfig, task: TaskSpec, scores: dict, held_out: HeldOut | None,
@@ -537,11 +527,6 @@ def train_epoch(fitter: Fitter, data: TrainData, batches: list[np.ndarray], teac
             "clipped": round(clipped / steps, 4)}
 
 
-def split_scores(scores: dict) -> tuple[dict, dict | None]:
-    """An evaluation's metrics per split, as (the dev splits', the holdout's or None)."""
-    return {k: v for k, v in scores.items() if k != HOLDOUT_SPLIT}, scores.get(HOLDOUT_SPLIT)
-
-
 def record_epoch(state: TrainState, figures: dict, scores: dict, score: list[float], lr: float, patience: int) -> bool:
     """Count the finished epoch into `state` (history, best score, early stopping); True when it is the best."""
     state.epoch += 1
@@ -562,7 +547,8 @@ def run_epochs(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, fitter: 
                dev_scores: Callable[[], dict], on_epoch_end: Callable[[TrainState], None] | None) -> dict | None:
     """The epochs still to run (`state` says how many ran): `one_epoch(n)` trains epoch n and returns its figures
     with the optimiser steps it took; then evaluation of the kept weights (holdout and dev), the best weights so
-    far and early stopping (on `selection_split`), and a checkpoint. Returns the best weights; the training seconds go into the stage's timings."""
+    far and early stopping (on `selection_split`), and a checkpoint. Returns the best weights; the training
+    seconds go into the stage's timings."""
     while state.epoch < cfg.epochs and not state.stopped:
         figures = one_epoch(state.epoch + 1)
         state.step += figures.pop("steps")
