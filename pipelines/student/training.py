@@ -15,7 +15,7 @@ import copy
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,13 +40,14 @@ from .io import METRICS, count_parameters, save_student
 from .models import StudentConfig, build_model, predict_logits
 from .tokenizer import Tokenizer
 from .vectors import init_embedding, load_vectors, pretrained_words, resolve_vectors
-from .vocab import Corpus, Vocab, encode_texts, pad_batch, tokenize_corpus
+from .vocab import UNK, Corpus, CorpusBuilder, Vocab, encode_texts, pad_batch
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 HOLDOUT_LOSS = "cross_entropy"  # in the holdout's metrics: the tie-break of selection_key
+TOKENISE_ROWS = 1 << 18  # rows of the scored set tokenised at a time (`load_train_data`)
 
 
 @dataclass
@@ -157,14 +158,32 @@ class HeldOut:
 @dataclass
 class SelectedRows:
     """The scored set's rows the objective learns from, with their targets (both student families read these),
-    and the holdout left out of them (None with select_on: dev)."""
+    and the holdout left out of them (None with select_on: dev). The texts stay in the memory-mapped scored set:
+    `pieces` reads the kept rows' texts a slice at a time, `table` all of them at once."""
 
-    table: pa.Table
+    source: pa.Table  # the scored set, every row (memory-mapped)
+    keep: np.ndarray | None  # bool [rows of source]: the rows kept (None: every row)
     gold: np.ndarray  # int64 [N], -1: no gold label
     teacher: np.ndarray  # float32 [N, C]
     labels: np.ndarray  # int64 [N]: the hard label of each row, -1 where it has none
+    original_rows: int  # of the N kept rows
     holdout: HeldOut | None = None
     filtered: dict[str, int] = field(default_factory=dict)  # rows each filter removed (filters.steer)
+
+    def __len__(self) -> int:
+        return len(self.gold)
+
+    def pieces(self, columns: list[str], rows: int | None = None) -> Iterator[pa.Table]:
+        """The kept rows' `columns`, in order, `rows` (default TOKENISE_ROWS) rows of the scored set at a time."""
+        rows = rows or TOKENISE_ROWS
+        for start in range(0, self.source.num_rows, rows):
+            piece = self.source.select(columns).slice(start, rows)
+            yield piece if self.keep is None else piece.filter(pa.array(self.keep[start:start + rows]))
+
+    @property
+    def table(self) -> pa.Table:
+        """The kept rows' columns, all in memory."""
+        return self.source if self.keep is None else self.source.filter(pa.array(self.keep))
 
 
 def split_holdout(cfg: TrainConfig, table: pa.Table, gold: np.ndarray, is_original: np.ndarray
@@ -202,10 +221,11 @@ def select_rows(cfg: TrainConfig, task: TaskSpec) -> SelectedRows:
     steered, filtered = steer(cfg, gold, is_original, teacher, keep if keep is not None else np.ones(len(gold), bool))
     keep = _both(keep, steered if filtered else None)
     if keep is not None:
-        table, gold, teacher = table.filter(pa.array(keep)), gold[keep], teacher[keep]
-    if table.num_rows == 0:
+        gold, teacher, is_original = gold[keep], teacher[keep], is_original[keep]
+    if len(gold) == 0:
         raise DataError(no_rows_message(cfg, filtered))
-    return SelectedRows(table, gold, teacher, hard_labels(cfg, gold, teacher), held_out, filtered)
+    return SelectedRows(table, keep, gold, teacher, hard_labels(cfg, gold, teacher), int(is_original.sum()),
+                        held_out, filtered)
 
 
 def ablation_rows(cfg: TrainConfig, table: pa.Table, is_original: np.ndarray) -> np.ndarray | None:
@@ -268,26 +288,28 @@ def final_metrics(cfg: TrainConfig, task: TaskSpec, scores: dict, held_out: Held
 
 
 def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
-    """Pick the rows (`select_rows`), tokenise the distinct texts, build the vocabulary."""
+    """Pick the rows (`select_rows`), tokenise them a slice of the scored set at a time (`CorpusBuilder`: memory
+    holds the token ids, not the texts), build the vocabulary. Both sides of a pair share one vocabulary."""
     rows = select_rows(cfg, task)
-    table, gold, teacher, labels = rows.table, rows.gold, rows.teacher, rows.labels
-
-    # Tokenise both sides of a pair together so they share one vocabulary, then split them apart again.
-    n = table.num_rows
-    text = table.column("text")
-    both = pa.chunked_array(text.chunks + table.column("text_pair").chunks) if task.is_pair else text
-    corpus, token_table, token_counts = tokenize_corpus(both, tokenizer)
-    vocab = Vocab.build(token_table, token_counts, cfg.min_count, cfg.max_vocab)
-    lut = vocab.lookup_table(token_table)
-    corpus = Corpus(lut[corpus.ids], corpus.offsets)
-    a = corpus.take(np.arange(n)) if task.is_pair else corpus
-    b = corpus.take(np.arange(n, 2 * n)) if task.is_pair else None
-    counts = {"rows": n, "original_rows": int(pc.sum(table.column("is_original").cast(pa.int64())).as_py() or 0),
-              "gold_rows": int((gold >= 0).sum()), "hard_label_rows": int((labels >= 0).sum()),
-              "tokens": int(len(corpus.ids)), "distinct_tokens": len(token_table), "vocab_size": len(vocab),
-              "unk_rate": round(float((corpus.ids == 1).mean()) if len(corpus.ids) else 0.0, 6),
-              "filtered": rows.filtered}
-    return TrainData(a, b, teacher, labels, vocab, counts, rows.holdout)
+    sides = ["text", "text_pair"] if task.is_pair else ["text"]
+    builder = CorpusBuilder(tokenizer, len(sides))
+    with progress(len(rows), "tokenise", unit="row") as bar:
+        for piece in rows.pieces(sides):
+            for side, column in enumerate(sides):
+                builder.add(piece.column(column), side)
+            bar.update(piece.num_rows)
+    tokens = builder.tokens
+    vocab = Vocab.build(tokens, builder.counts, cfg.min_count, cfg.max_vocab)
+    lut = vocab.lookup_table(tokens)
+    a = builder.corpus(lut, 0)
+    b = builder.corpus(lut, 1) if task.is_pair else None
+    ids = [a.ids] + ([b.ids] if b is not None else [])
+    total = sum(len(x) for x in ids)
+    unk = sum(int(np.count_nonzero(x == UNK)) for x in ids)
+    stats = {"rows": len(rows), "original_rows": rows.original_rows, "gold_rows": int((rows.gold >= 0).sum()),
+             "hard_label_rows": int((rows.labels >= 0).sum()), "tokens": total, "distinct_tokens": len(tokens),
+             "vocab_size": len(vocab), "unk_rate": round(unk / total if total else 0.0, 6), "filtered": rows.filtered}
+    return TrainData(a, b, rows.teacher, rows.labels, vocab, stats, rows.holdout)
 
 
 @dataclass

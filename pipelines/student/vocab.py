@@ -101,6 +101,51 @@ def tokenize_corpus(texts: pa.Array | pa.ChunkedArray | list[str], tokenizer: To
     return Corpus(ids, offsets), list(table), counts
 
 
+class CorpusBuilder:
+    """`tokenize_corpus` over columns that arrive in pieces (Arrow slices of a memory-mapped scored set), so that
+    only one piece's intermediate arrays exist at a time. Rows are kept as int32 ids into one token table, with
+    each token's count, shared by every side (both texts of a pair: one vocabulary); `corpus(lut, side)` maps
+    a side's rows to vocabulary rows. Equal to one `tokenize_corpus` call over the whole column, whatever the
+    pieces (a test checks it)."""
+
+    def __init__(self, tokenizer: Tokenizer, sides: int = 1):
+        self.tokenizer = tokenizer
+        self.index: dict[str, int] = {}
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.ids: list[list[np.ndarray]] = [[] for _ in range(sides)]  # int32 per piece, ids into self.index
+        self.lengths: list[list[np.ndarray]] = [[] for _ in range(sides)]  # int64 per piece
+
+    def add(self, texts: pa.Array | pa.ChunkedArray | list[str], side: int = 0) -> None:
+        corpus, tokens, counts = tokenize_corpus(texts, self.tokenizer)
+        to_shared = np.fromiter((self.index.setdefault(t, len(self.index)) for t in tokens), dtype=np.int32,
+                                count=len(tokens))
+        if len(self.index) > len(self.counts):
+            self.counts = np.concatenate([self.counts, np.zeros(len(self.index) - len(self.counts), np.int64)])
+        self.counts[to_shared] += counts  # a piece's tokens are distinct
+        self.ids[side].append(to_shared[corpus.ids] if len(to_shared) else corpus.ids)
+        self.lengths[side].append(corpus.lengths)
+
+    @property
+    def tokens(self) -> list[str]:
+        return list(self.index)
+
+    def corpus(self, lut: np.ndarray, side: int = 0) -> Corpus:
+        """A side's rows as vocabulary rows (`lut`: `Vocab.lookup_table(self.tokens)`), once: its pieces are let
+        go as they are copied."""
+        parts, lengths = self.ids[side], self.lengths[side]
+        ids = np.empty(sum(len(part) for part in parts), dtype=np.int32)
+        at = 0
+        while parts:  # each piece is dropped once copied: memory holds the ids once, plus one piece
+            part = parts.pop(0)
+            ids[at:at + len(part)] = lut[part] if len(part) else part
+            at += len(part)
+        lens = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        self.lengths[side] = []
+        offsets = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        return Corpus(ids, offsets)
+
+
 class Vocab:
     """Token <-> row. Rows 0..2 are PAD, UNK and MASK (the transfer set's mask symbol gets its own row)."""
 

@@ -149,7 +149,7 @@ def bench_ten_million_rows_in_bounded_memory(tmp_path):
                                     "--chunk-size", str(chunk), "--out", str(out)), {"TQDM_DISABLE": "1"})
         stats = json.loads((out / "stats.json").read_text())
         results[f"chunk {chunk}"] = {"rows": stats["rows"], "wall_s": run["wall_s"],
-                                     "peak_rss_mb": run["peak_rss_mb"], "digest": digest(out)}
+                                     "peak_rss_mb": run["peak_rss_mb"], "peak_anon_mb": run["peak_anon_mb"], "digest": digest(out)}
     results["same bytes"] = results["chunk 0"]["digest"] == results["chunk 500"]["digest"]
     small = tmp_path / "t-1m"
     timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), "--n-iter", "320", "--limit", "6735",
@@ -171,5 +171,5 @@ def score_and_train_memory(transfer: Path, teacher: Path, sst2: Path, out: Path)
                                     "16", "--fc", "16", "--embed-dim", "16", "--batch-size", "512", "--export",
                                     "none"), env)
     rows = json.loads((out / "scored" / "stats.json").read_text())["rows"]
-    return {"rows": rows, "score": {k: scored[k] for k in ("wall_s", "peak_rss_mb")},
-            "train": {k: trained[k] for k in ("wall_s", "peak_rss_mb")}}
+    return {"rows": rows, "score": {k: scored[k] for k in ("wall_s", "peak_rss_mb", "peak_anon_mb")},
+            "train": {k: trained[k] for k in ("wall_s", "peak_rss_mb", "peak_anon_mb")}}

@@ -371,6 +371,37 @@ def test_train_stage_pair_task(tmp_path):
     assert set(r["splits"]["dev"]) >= {"accuracy", "f1", "rows"}
 
 
+@pytest.mark.parametrize("baseline", [False, True])
+def test_training_data_is_tokenised_a_slice_at_a_time_with_the_same_result(tmp_path, monkeypatch, baseline):
+    """load_train_data reads the scored set in slices (TOKENISE_ROWS): any slice size gives the ids of the
+    tokeniser and vocabulary applied to each kept row, both sides of a pair in one vocabulary."""
+    from pipelines.student.tokenizer import Tokenizer
+    from pipelines.tasks import generic_task
+
+    rng = np.random.default_rng(1)
+    words = ["the", "cat", "dog's", "sat", "ran", "on", "mat", "park", "Über", "n't", "a,b"]
+    a = [" ".join(rng.choice(words, rng.integers(0, 7))) for _ in range(53)]
+    b = [" ".join(rng.choice(words[3:], rng.integers(1, 5))) for _ in range(53)]
+    original = [i % 3 == 0 for i in range(53)]
+    scored = write_scored_set(tmp_path / "scored", a, rng.normal(size=(53, 2)), labels=[i % 2 for i in range(53)],
+                              pairs=b, is_original=original)
+    task = generic_task("s1", "s2", "label", ["0", "1"], name="pairs")
+    cfg = tiny_train_config(scored, tmp_path / "s", task=task, select_on="dev", baseline=baseline, min_count=2)
+    tok = Tokenizer()
+    whole = training.load_train_data(cfg, task, tok)
+    monkeypatch.setattr(training, "TOKENISE_ROWS", 7)
+    sliced = training.load_train_data(cfg, task, tok)
+    assert whole.vocab.tokens == sliced.vocab.tokens and whole.counts == sliced.counts
+    kept = [i for i in range(53) if original[i] or not baseline]
+    assert len(sliced) == len(kept) == whole.counts["rows"]
+    for side, texts in ((sliced.a, a), (sliced.b, b)):
+        assert side.ids.dtype == np.int32 and len(side) == len(kept)
+        for j, i in enumerate(kept):
+            assert side.ids[side.offsets[j]:side.offsets[j + 1]].tolist() == sliced.vocab.encode(tok(texts[i]))
+    for x, y in ((whole.a, sliced.a), (whole.b, sliced.b)):
+        assert x.ids.tolist() == y.ids.tolist() and x.offsets.tolist() == y.offsets.tolist()
+
+
 def test_eval_stage_matches_training_metrics(demo_scored, tmp_path):
     out = tmp_path / "s"
     train_stage.run(tiny_train_config(demo_scored, out, epochs=1))
