@@ -178,6 +178,20 @@ def measure_seeds(student_dirs: list[Path], seeds: list[int], name: str, dev: di
     return row
 
 
+def majority_baseline(task: TaskSpec, dev: dict[str, Split]) -> dict[str, dict[str, Any]]:
+    """Per dev split, the best constant prediction (the split's most frequent gold label) and the task's metrics
+    of predicting it for every row: what any model, the teacher first, must beat."""
+    out = {}
+    for name, split in dev.items():
+        gold = np.asarray(split.labels if split.labels is not None else [], dtype=np.int64)
+        gold = gold[gold >= 0]
+        if len(gold):
+            label = int(np.bincount(gold, minlength=task.num_labels).argmax())
+            out[name] = {"label": task.label_names[label],
+                         **metrics.compute(task.metrics, np.full(len(gold), label), gold)}
+    return out
+
+
 def teacher_agreement(scored_dir: Path) -> dict[str, Any]:
     """How often the teacher's argmax equals the gold label on the original rows, and its confidence
     (max softmax probability) on original and synthetic rows."""
@@ -289,6 +303,12 @@ def _model_table(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
                             for s in splits for m in metrics] + (
             [fmt_spread((r.holdout or {}).get(m), (r.holdout_std or {}).get(m)) for m in metrics] if held else []) + [
             f"{r.params:,}", f"{r.params_without_embedding:,}", f"{r.sentences_per_s:,.0f}", f"{r.size_mb:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    majority = doc.get("majority") or {}
+    if majority:
+        cells = ["Majority class (every row the split's most frequent label)"] + [
+            _fmt_metric(majority.get(s, {}).get(m)) for s in splits for m in metrics] + (
+            ["–"] * len(metrics) if held else []) + ["–"] * 4
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _selection_note(rows[1:], splits)] if len(rows) > 1 else []
     lines += [_filters_note(r) for r in rows[1:] if r.filtered]
@@ -451,7 +471,8 @@ def describe_machine(rows: list[ModelRow]) -> str:
 
 def write_report(out: Path, *, run_name: str, task: TaskSpec, teacher: str, rows: list[ModelRow],
                  transfer_stats: dict, agreement: dict, stages: list[dict], settings: dict, speed_rows: int,
-                 command: str, machine: str, ablations: list[AblationRow] = (), ablation_family: str = "") -> Path:
+                 command: str, machine: str, ablations: list[AblationRow] = (), ablation_family: str = "",
+                 majority: dict[str, dict[str, Any]] | None = None) -> Path:
     """report.json, report.md and the plots, in `out`."""
     import datetime as dt
 
@@ -464,6 +485,7 @@ def write_report(out: Path, *, run_name: str, task: TaskSpec, teacher: str, rows
     doc = {
         "run": run_name, "task": task.to_dict(), "teacher": teacher, "models": [asdict(r) for r in rows],
         "comparison": comparison(rows, metric, first_split) if len(rows) > 1 else {},
+        "majority": majority or {},
         "transfer": transfer_stats,
         "teacher_agreement": {k: v for k, v in agreement.items() if not k.startswith("_")},
         "ablations": [asdict(a) for a in ablations], "ablation_family": ablation_family,

@@ -369,7 +369,8 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
         speed_rows=min(SPEED_ROWS, len(next(iter(dev.values())))),
         command=" ".join(["distill", *sys.argv[1:]]) if sys.argv else "distill run",
         machine=report.describe_machine(rows), ablations=ablations,
-        ablation_family=FAMILIES[cfg.top["students"][0]][2] if ablations else "")
+        ablation_family=FAMILIES[cfg.top["students"][0]][2] if ablations else "",
+        majority=report.majority_baseline(task, dev))
     return StageResult(path, False, f"report: {path}")
 
 

@@ -51,6 +51,23 @@ def test_report_compares_the_distilled_student_with_teacher_and_baseline(tmp_pat
     assert "| distilled | 88.0 |" in md
 
 
+def test_report_gives_the_majority_class_baseline_beside_every_metric(tmp_path):
+    from pipelines.tasks import Split
+
+    task = get_task("mrpc")  # accuracy and f1
+    dev = {"dev": Split("x", ["a"] * 5, ["b"] * 5, np.array([1, 1, 0, 1, -1]))}
+    majority = report.majority_baseline(task, dev)
+    assert majority == {"dev": {"label": task.label_names[1], "accuracy": 0.75, "f1": round(2 * 0.75 / 1.75, 6)}}
+    rows = [_row("Teacher", 0.90, 1000, 10.0), _row("distilled", 0.88, 10, 1000.0)]
+    agreement = {"gold_agreement_on_originals": 0.9, "_confidence": np.array([0.9]), "_original": np.array([True])}
+    path = report.write_report(tmp_path, run_name="t", task=get_task("sst2"), teacher="teacher", rows=rows,
+                               transfer_stats={"originals": 1, "synthetic": 0, "rows": 1, "rows_per_rule": {}},
+                               agreement=agreement, stages=[], settings={}, speed_rows=2, command="distill run t",
+                               machine="2 CPU cores", majority={"dev": {"label": "positive", "accuracy": 0.509}})
+    assert "| Majority class (every row the split's most frequent label) | 50.9 | – | – | – | – |" in path.read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["majority"]["dev"]["accuracy"] == 0.509
+
+
 def test_report_without_a_baseline_claims_no_comparison_with_one(tmp_path):
     md, doc = _write(tmp_path, [_row("Teacher", 0.90, 1000, 10.0), _row("distilled", 0.88, 10, 1000.0)])
     assert "distilled_vs_baseline" not in doc["comparison"]

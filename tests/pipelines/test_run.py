@@ -45,6 +45,7 @@ def test_demo_config_runs_every_stage_and_writes_the_report(demo_run):
         assert m["params"] > 0 and m["sentences_per_s"] > 0
     teacher, student, baseline = report["models"]
     assert teacher["dev"]["dev"]["accuracy"] >= 0.7  # half the demo's dev sentences are positive
+    assert report["majority"]["dev"]["accuracy"] == 0.5  # the demo's dev split: 50 of each label
     for m, directory in ((student, "student"), (baseline, "baseline")):  # the report shows what training measured
         assert m["dev"] == json.loads((demo_run / directory / "metrics.json").read_text())["dev"]
     assert student["params_without_embedding"] < 0.01 * 85_054_464
