@@ -33,7 +33,7 @@ from .augment import AugmentConfig
 from .finetune import FinetuneConfig
 from .score import ScoreConfig
 from ..student.config import STUDENT_KINDS
-from .train import TrainConfig
+from .train import TrainConfig, resolve_labels
 
 # Layout of a run directory.
 TRANSFER, TEACHER, SCORED, STUDENT, BASELINE = "transfer", "teacher", "scored", "student", "baseline"
@@ -346,9 +346,8 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
             progress: _Progress, n_iter: int) -> StageResult:
     from .. import report
 
-    dev = {}
-    for split in task.dev_splits:
-        dev[split], _ = read_split(task, data, split)
+    task = resolve_labels(task, data, store.read_manifest(out / SCORED) or {})  # the label ids training used
+    dev = {split: read_split(task, data, split)[0] for split in task.dev_splits}
     teacher = score_cfg.teacher  # measured as the score stage ran it: same device, dtype and max_length
     rows = [report.measure_teacher(teacher, task, dev, TEACHER_SPEED_ROWS, max_length=score_cfg.max_length,
                               device=score_cfg.device, dtype=score_cfg.dtype, batch_tokens=score_cfg.batch_tokens,
