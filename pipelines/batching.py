@@ -1,8 +1,8 @@
 """Length-bucketed batches of row indices, shared by teacher scoring, teacher fine-tuning and student training.
 
 One idea, used three ways: order the rows by length, so that a batch holds rows of about the same length and
-little compute goes to padding, then cut that order into batches, by a padded-token budget (transformer
-teachers: rows × longest row stays under the budget) or by a row count (the student). Inference keeps the
+little compute goes to padding, then cut that order into batches, by a padded-token budget (teacher
+inference: rows × longest row stays under the budget) or by a row count (training: students and teachers). Inference keeps the
 order (longest first); training shuffles (rows before sorting, so equal lengths come in random order, and the
 batches after cutting, so batch lengths are not ordered through the epoch).
 
@@ -68,12 +68,19 @@ def by_tokens(lengths: np.ndarray, batch_tokens: int, rng: np.random.Generator |
     return shuffle_batches(batches, rng)
 
 
-def by_rows(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+def by_rows(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None,
+            group_rows: int | None = None) -> list[np.ndarray]:
     """Batches of `batch_size` rows, rows sorted by length (shortest first).
 
     With `rng` (student training): random order within a length, and the batches shuffled. Padding is near
-    zero, so an epoch costs about what its real tokens cost. Without `rng`: a stable sort, batches in order."""
+    zero, so an epoch costs about what its real tokens cost. With `group_rows` too (teacher fine-tuning), rows
+    are sorted within shuffled groups of that many rows only, so a batch mixes lengths a little and the batches
+    of an epoch differ from one epoch to the next. Without `rng`: a stable sort, batches in order."""
     if rng is None:
         return cut_by_rows(sort_by_length(lengths), batch_size)
-    order = sort_by_length(lengths, rng.permutation(len(lengths)))
-    return shuffle_batches(cut_by_rows(order, batch_size), rng)
+    perm = rng.permutation(len(lengths))
+    group = len(perm) if group_rows is None else group_rows
+    batches = []
+    for start in range(0, len(perm), max(1, group)):
+        batches += cut_by_rows(sort_by_length(lengths, perm[start:start + group]), batch_size)
+    return shuffle_batches(batches, rng)

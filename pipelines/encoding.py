@@ -24,6 +24,11 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def take(self, rows: Sequence[int]) -> Encoded:
+        """These rows only, in the order given."""
+        types = [self.token_type_ids[i] for i in rows] if self.token_type_ids is not None else None
+        return Encoded([self.input_ids[i] for i in rows], types, self.lengths[np.asarray(rows, dtype=np.int64)])
+
 
 def render_masks(texts: Sequence[str], mask_token: str | None) -> list[str]:
     """Replace the neutral mask symbol by the model's own mask token (a plain string replace)."""

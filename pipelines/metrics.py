@@ -37,6 +37,16 @@ def compute(metric_names: tuple[str, ...] | list[str], pred: np.ndarray, gold: n
     return {name: round(METRICS[name](pred[keep], gold[keep]), 6) for name in metric_names}
 
 
+def majority_class(metric_names: tuple[str, ...] | list[str], gold: np.ndarray, num_labels: int,
+                   ) -> tuple[int, dict[str, float]]:
+    """The best constant prediction (the most frequent gold label; ties to the smaller id) and the named metrics
+    of predicting it for every row that has a gold label: what any model must beat."""
+    gold = np.asarray(gold, dtype=np.int64)
+    gold = gold[gold >= 0]
+    label = int(np.bincount(gold, minlength=num_labels).argmax()) if len(gold) else 0
+    return label, compute(metric_names, np.full(len(gold), label), gold)
+
+
 ECE_BINS = 15
 
 

@@ -183,12 +183,9 @@ def majority_baseline(task: TaskSpec, dev: dict[str, Split]) -> dict[str, dict[s
     of predicting it for every row: what any model, the teacher first, must beat."""
     out = {}
     for name, split in dev.items():
-        gold = np.asarray(split.labels if split.labels is not None else [], dtype=np.int64)
-        gold = gold[gold >= 0]
-        if len(gold):
-            label = int(np.bincount(gold, minlength=task.num_labels).argmax())
-            out[name] = {"label": task.label_names[label],
-                         **metrics.compute(task.metrics, np.full(len(gold), label), gold)}
+        if split.labels is not None and (split.labels >= 0).any():
+            label, scores = metrics.majority_class(task.metrics, split.labels, task.num_labels)
+            out[name] = {"label": task.label_names[label], **scores}
     return out
 
 

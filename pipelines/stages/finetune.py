@@ -1,22 +1,26 @@
 """`distill finetune-teacher`: fine-tune a transformers encoder into the task's teacher.
 
 Any encoder directory or hub id becomes a sequence classifier with the task's labels (a new head when it has
-none), is trained on the train split with cross-entropy (AdamW, linear warm-up and decay, length-grouped batches
-by a token budget, gradient clipping), and is evaluated on every dev split after each epoch (and every
---eval-steps steps). The best evaluation on the holdout's first metric is kept (`select_on: holdout`, the default:
+none), is trained on the train split with cross-entropy (the usual recipe: AdamW, batches of 32 examples grouped
+by length, 10% warm-up then linear decay, gradient clipping; epochs by data size unless given, `--lr auto` for a
+small search of the rate on the holdout), and is evaluated on every dev split after each epoch (and every
+--eval-steps steps), with a checkpoint each time that a killed run resumes from. The best evaluation on the holdout's first metric is kept (`select_on: holdout`, the default:
 5% of the training examples, at most 2,000, left out of training; `pipelines.holdout`), or on the first dev
 split's with `select_on: dev`. The output is a standard
 Hugging Face directory (safetensors weights, config with id2label, tokenizer) plus metrics.json, so `distill
 score --teacher DIR` and `from_pretrained(DIR)` both read it.
 
 On CUDA the forward pass runs under bf16 autocast when the GPU supports it; on CPU in float32. Given the seed,
-a run is reproducible on the same device (the device's precision is part of the fingerprint).
+a run is reproducible on the same device (the device's precision is part of the fingerprint). metrics.json
+also holds `check` (`teacher.verdict`): the kept teacher on the holdout against the majority class, which
+`distill run` reads to stop before scoring a teacher that learnt nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +32,7 @@ from ..flags import add_flags, from_flags, setting
 from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples, split_scores
 from ..errors import ConfigError
 from ..progress import peak_memory_mb, progress
-from ..settings import TrainSettings
+from ..settings import LR_SEARCH, TrainSettings, epochs_for
 from ..tasks import Split, TaskSpec, data_dir, find_split_file, read_split
 from . import StageResult
 from .common import add_task_args, task_from_args
@@ -39,8 +43,11 @@ if TYPE_CHECKING:
     from ..teacher.finetune import LabelledRows
 
 STAGE = "finetune-teacher"
-STAGE_VERSION = 1  # bump whenever the weights written change for the same inputs
+STAGE_VERSION = 2  # bump whenever the weights written change for the same inputs (2: batches of 32 examples)
 METRICS_FILE = "metrics.json"
+CHECKPOINT = "checkpoint.pt"  # in the work directory while the stage runs; not part of the teacher written
+LR_SEARCH_FILE = "lr-search.json"  # likewise: a resumed run does not search again
+LR_SEARCH_ROWS = 2000  # training examples each rate of `lr: auto` is tried on
 
 
 @dataclass
@@ -64,26 +71,15 @@ class FinetuneConfig:
              "the same ones) | dev (the first dev split): where the best checkpoint is chosen")
 
     def problems(self) -> list[str]:
-        s, out = self.train, []
-        for name in ("epochs", "batch_tokens", "eval_batch_tokens"):
-            if getattr(s, name) is not None and getattr(s, name) < 1:
-                out.append(f"[{name}] must be >= 1, got {getattr(s, name)}")
-        if s.lr <= 0:
-            out.append(f"[lr] must be > 0, got {s.lr}")
-        if s.weight_decay < 0:
-            out.append(f"[weight_decay] must be >= 0, got {s.weight_decay}")
-        if not 0 <= s.warmup_ratio < 1:
-            out.append(f"[warmup_ratio] must be in [0, 1), got {s.warmup_ratio}")
-        if s.grad_clip <= 0:
-            out.append(f"[grad_clip] must be > 0, got {s.grad_clip}")
-        if s.eval_steps < 0:
-            out.append(f"[eval_steps] must be >= 0, got {s.eval_steps}")
+        out = self.train.problems()
         if self.limit is not None and self.limit < 1:
             out.append(f"[limit] must be >= 1, got {self.limit}")
         if self.max_length < 2:
             out.append(f"[max_length] must be >= 2, got {self.max_length}")
         if self.device not in DEVICES:
             out.append(f"[device] must be one of {', '.join(DEVICES)}, got '{self.device}'")
+        if self.train.lr == "auto" and self.select_on != "holdout":
+            out.append("[lr] auto chooses the rate on the holdout: it needs select_on: holdout")
         if self.select_on not in SELECT_ON:
             out.append(f"[select_on] must be one of {', '.join(SELECT_ON)}, got '{self.select_on}'")
         return out
@@ -106,9 +102,7 @@ def fingerprint(inputs: dict, model_identity: dict, results_config: dict, precis
 
 
 def run(cfg: FinetuneConfig) -> StageResult:
-    import torch
-
-    from ..teacher import checks, finetune, hub  # torch and transformers: imported when the stage runs, not for --help
+    from ..teacher import hub  # torch and transformers: imported when the stage runs, not for --help
 
     problems = cfg.problems()
     if problems:
@@ -117,6 +111,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
     train_split, task = read_split(cfg.task, data, "train", limit=cfg.limit)
     dev_splits = {name: read_split(task, data, name)[0] for name in task.dev_splits}
     train_split, dev_splits, held_out = hold_out(cfg, train_split, dev_splits)
+    settings = replace(cfg.train, epochs=cfg.train.epochs or epochs_for(len(train_split)))
     files = hub.locate_model(cfg.model or hub.default_backbone(), cfg.trust_remote_code)
     device = resolve_device(cfg.device)
     precision, amp_dtype = _precision(device)
@@ -130,44 +125,118 @@ def run(cfg: FinetuneConfig) -> StageResult:
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"finetune-teacher: up to date, {cfg.out} (fingerprint {fp[:12]})")
 
-    with store.stage_run(STAGE, cfg.out, fp, config, inputs=inputs, seed=cfg.train.seed,
+    chosen = {"epochs": settings.epochs, "epochs_from": "config" if cfg.train.epochs else "data size"}
+    with store.stage_run(STAGE, cfg.out, fp, config, inputs=inputs, seed=cfg.train.seed, resumable=True,
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
                                 "base_model": {"name": files.name, "path": str(files.path), **files.identity()},
-                                "device": str(device), "precision": precision}) as run_:
-        threads = set_cpu_threads()
-        with run_.timed("load"):
-            torch.manual_seed(cfg.train.seed)  # the new classification head's initialisation
-            tokenizer = hub.load_tokenizer(files.path, cfg.trust_remote_code)
-            model = hub.load_classifier(files.path, device, trust_remote_code=cfg.trust_remote_code,
-                                        label_names=task.label_names)
-        checks.check_max_length(model.config, tokenizer, cfg.max_length, files.name)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        with run_.timed("tokenize"):
-            train = _labelled(tokenizer, train_split, cfg.max_length)
-            dev = {name: _labelled(tokenizer, split, cfg.max_length) for name, split in dev_splits.items()}
-        steps = sum(len(plan) for plan in finetune.plan_epochs(train.enc.lengths, cfg.train))
-        with run_.timed("train"), progress(steps, "fine-tuning", "step") as bar:
-            result = finetune.finetune(model, train, dev, task.metrics, cfg.train, device=device,
-                                       amp_dtype=amp_dtype, pad_id=pad_id, progress=bar.update)
-        with run_.timed("save"):
-            hub.save_teacher(model, tokenizer, run_.work_dir)
-        best = result.best
-        metrics = {"task": task.name, "metric": f"{next(iter(dev))}.{task.metrics[0]}", **selected(best, held_out),
-                   "select_on": cfg.select_on, "history": result.history, "train_rows": len(train_split),
-                   "steps": result.steps, "base_model": files.name, "seconds": run_.timings["train"]}
-        store.write_json(run_.work_dir / METRICS_FILE, metrics)
-        tokens = int(train.enc.lengths.sum()) * cfg.train.epochs
-        run_.stats.update(train_rows=len(train_split), dev_rows={k: len(v.labels) for k, v in dev.items()},
-                          steps=result.steps, evaluations=len(result.history), threads=threads,
-                          train_tokens_per_s=round(tokens / max(run_.timings["train"], 1e-9), 1),
-                          peak_memory_mb=peak_memory_mb())
+                                "device": str(device), "precision": precision, "train_settings": chosen}) as run_:
+        metrics = _fit(cfg, run_, task, files, (train_split, dev_splits, held_out), settings, device, amp_dtype)
+        run_.extra["train_settings"] = {**chosen, "lr": metrics["lr"]}
         run_.commit()
-    metric = task.metrics[0]
-    scores = " ".join(f"{name} {metric} {vals[metric]:.4f}" for name, vals in best["dev"].items())
+    best = metrics["best"]
+    scores = " ".join(f"{name} {task.metrics[0]} {vals[task.metrics[0]]:.4f}" for name, vals in best["dev"].items())
+    warn = f"; WARNING: {'; '.join(metrics['check']['reasons'])}" if metrics["check"]["failed"] else ""
     return StageResult(Path(cfg.out), False,
-                       f"finetune-teacher: {task.name} {scores} (best of {len(result.history)} evaluations on "
-                       f"{next(iter(dev))}, step {best['step']}) after {result.steps} steps on {len(train_split):,} "
-                       f"rows in {run_.stats['wall_s']:.0f}s -> {cfg.out}")
+                       f"finetune-teacher: {task.name} {scores} (best of {len(metrics['history'])} evaluations on "
+                       f"{next(iter(best['dev']))}, step {best['step']}) after {metrics['steps']} steps "
+                       f"({settings.epochs} epochs, lr {metrics['lr']:g}) on {len(train_split):,} rows in "
+                       f"{run_.stats['wall_s']:.0f}s -> {cfg.out}{warn}")
+
+
+def _fit(cfg: FinetuneConfig, run_: store.StageRun, task: TaskSpec, files, splits: tuple, settings: TrainSettings,
+         device, amp_dtype) -> dict:
+    """Load, tokenise, (search the rate,) fine-tune with checkpoints, judge and save the teacher into the work
+    directory; returns metrics.json's document."""
+    from ..teacher import checks, finetune, hub
+
+    train_split, dev_splits, held_out = splits
+    threads = set_cpu_threads()
+    with run_.timed("load"):
+        tokenizer = hub.load_tokenizer(files.path, cfg.trust_remote_code)
+        model = _new_classifier(cfg, files, device, task)
+    checks.check_max_length(model.config, tokenizer, cfg.max_length, files.name)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with run_.timed("tokenize"):
+        train = _labelled(tokenizer, train_split, cfg.max_length)
+        dev = {name: _labelled(tokenizer, split, cfg.max_length) for name, split in dev_splits.items()}
+    search = None
+    if settings.lr == "auto":
+        with run_.timed("lr_search"):
+            search = search_lr(cfg, run_.work_dir, task, files, train, dev, settings, device, amp_dtype, pad_id)
+        settings = replace(settings, lr=search["lr"])
+    steps = sum(len(plan) for plan in finetune.plan_epochs(train.enc.lengths, settings))
+    with run_.timed("train"), progress(steps, "fine-tuning", "step") as bar:
+        result = finetune.finetune(model, train, dev, task.metrics, settings, device=device, amp_dtype=amp_dtype,
+                                   pad_id=pad_id, progress=bar.update,
+                                   checkpoint=finetune.Checkpointing(run_.work_dir / CHECKPOINT, run_.fingerprint))
+    check = judge(model, task, dev, settings, device, amp_dtype, pad_id)
+    with run_.timed("save"):
+        hub.save_teacher(model, tokenizer, run_.work_dir)
+    metrics = {"task": task.name, "metric": f"{next(iter(dev))}.{task.metrics[0]}", **selected(result.best, held_out),
+               "select_on": cfg.select_on, "history": result.history, "train_rows": len(train_split),
+               "steps": result.steps, "epochs": settings.epochs, "batch_size": settings.batch_size,
+               "lr": settings.lr, "lr_search": search, "check": check, "base_model": files.name,
+               "seconds": run_.timings["train"]}
+    store.write_json(run_.work_dir / METRICS_FILE, metrics)
+    for name in (CHECKPOINT, LR_SEARCH_FILE):
+        (run_.work_dir / name).unlink(missing_ok=True)
+    run_.stats.update(train_rows=len(train_split), dev_rows={k: len(v.labels) for k, v in dev.items()},
+                      steps=result.steps, evaluations=len(result.history), threads=threads,
+                      train_tokens_per_s=round(int(train.enc.lengths.sum()) * settings.epochs
+                                               / max(run_.timings["train"], 1e-9), 1),
+                      peak_memory_mb=peak_memory_mb())
+    return metrics
+
+
+def _new_classifier(cfg: FinetuneConfig, files, device, task: TaskSpec):
+    """The backbone with the task's classification head, initialised from the seed."""
+    import torch
+
+    from ..teacher import hub
+
+    torch.manual_seed(cfg.train.seed)  # the new classification head's initialisation
+    return hub.load_classifier(files.path, device, trust_remote_code=cfg.trust_remote_code,
+                               label_names=task.label_names)
+
+
+def search_lr(cfg: FinetuneConfig, work_dir: Path, task: TaskSpec, files, train: LabelledRows,
+              dev: dict[str, LabelledRows], settings: TrainSettings, device, amp_dtype, pad_id: int) -> dict:
+    """`lr: auto`: each rate of LR_SEARCH fine-tunes a fresh model on the same LR_SEARCH_ROWS training examples
+    (a seeded draw) for the run's epochs, and the best on the holdout (ties: the smaller rate) is kept. Recorded
+    in the work directory, so a resumed run does not search again."""
+    from ..teacher import finetune
+
+    saved = work_dir / LR_SEARCH_FILE
+    if saved.is_file():
+        return json.loads(saved.read_text("utf-8"))
+    rows = np.sort(np.random.default_rng(settings.seed).permutation(len(train.labels))[:LR_SEARCH_ROWS])
+    subset = finetune.LabelledRows(train.enc.take(rows), train.labels[rows])
+    holdout = {HOLDOUT_SPLIT: dev[HOLDOUT_SPLIT]}
+    tried = []
+    for lr in LR_SEARCH:
+        model = _new_classifier(cfg, files, device, task)
+        result = finetune.finetune(model, subset, holdout, task.metrics, replace(settings, lr=lr), device=device,
+                                   amp_dtype=amp_dtype, pad_id=pad_id)
+        tried.append({"lr": lr, HOLDOUT_SPLIT: result.best["dev"][HOLDOUT_SPLIT], "steps": result.steps})
+    metric = task.metrics[0]
+    best = max(tried, key=lambda t: (t[HOLDOUT_SPLIT][metric], -t["lr"]))
+    search = {"lr": best["lr"], "rows": len(rows), "epochs": settings.epochs, "tried": tried}
+    store.write_json(saved, search)
+    return search
+
+
+def judge(model, task: TaskSpec, dev: dict[str, LabelledRows], settings: TrainSettings, device, amp_dtype,
+          pad_id: int) -> dict:
+    """`teacher.verdict.assess` of the kept weights on the selection split (the holdout, or the first dev split
+    with select_on: dev)."""
+    from ..devices import default_batch_tokens
+    from ..teacher.scorer import predict_logits
+    from ..teacher.verdict import assess
+
+    name = next(iter(dev))
+    logits = predict_logits(model.eval(), dev[name].enc, batch_tokens=settings.eval_batch_tokens
+                            or default_batch_tokens(device), device=device, amp_dtype=amp_dtype, pad_id=pad_id)
+    return assess(task.metrics, logits.argmax(axis=1), dev[name].labels, task.num_labels, name)
 
 
 def selected(best: dict, held_out: int) -> dict:

@@ -320,13 +320,24 @@ def run(cfg: run_config.RunConfig, out: Path | None = None) -> StageResult:
         progress = _Progress(plan.out, cfg)
         progress.step("augment", lambda: augment(plan.augment))
         if plan.finetune is not None:
-            progress.step("finetune-teacher", lambda: finetune(plan.finetune))
+            teacher = progress.step("finetune-teacher", lambda: finetune(plan.finetune)).out_dir
+            stop_if_failed(teacher, force=cfg.teacher["force"])
         progress.step("score", lambda: score(plan.score))
         train_students(plan.students, progress)
         n_iter = plan.augment.recipe.draws(plan.task.is_pair)
         report = progress.step("report", lambda: _report(cfg, plan.out, plan.task, plan.data, plan.score,
                                                          progress, n_iter)).out_dir
     return StageResult(plan.out, False, f"run: done; report at {report}")
+
+
+def stop_if_failed(teacher: Path, *, force: bool) -> None:
+    """Stop before scoring when the fine-tuned teacher learnt nothing (`teacher.verdict`), unless forced; the
+    teacher stays on disk to be looked at, and a rerun with teacher.force=true reuses it."""
+    from ..teacher.verdict import failure_message
+
+    check = json.loads((teacher / "metrics.json").read_text("utf-8")).get("check") or {}
+    if check.get("failed") and not force:
+        raise DistillError(failure_message(check, str(teacher)))
 
 
 def train_students(students: dict[str, TrainConfig], progress: _Progress) -> None:

@@ -12,7 +12,6 @@ below it.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from .. import batching, metrics as task_metrics, store
+from .. import batching, checkpoints, metrics as task_metrics, store
 from ..errors import DataError, TeacherMismatchError
 from ..holdout import HOLDOUT_SPLIT, holdout_rows, split_scores
 from ..losses import DistillLoss
@@ -474,47 +473,23 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 def save_checkpoint(path: Path, fp: str, fitter: Fitter, state: TrainState, best_model: dict | None,
                     rng: np.random.Generator) -> None:
-    """Everything the loop needs to continue exactly; written to a temp file and renamed (never half-written)."""
-    ckpt = {
-        "fingerprint": fp,
-        "model": fitter.model.state_dict(),
-        "optimizer": fitter.optimizer.state_dict(),
-        "scheduler": fitter.scheduler.state_dict(),
-        "best_model": best_model,
-        "ema": fitter.ema.state_dict() if fitter.ema is not None else None,
-        "state": asdict(state),
-        "rng": {"torch": torch.get_rng_state(), "numpy": rng.bit_generator.state, "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None},
-    }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(ckpt, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Everything the loop needs to continue exactly (`checkpoints.save`: atomic, with every RNG)."""
+    checkpoints.save(path, fp, {
+        "model": fitter.model.state_dict(), "optimizer": fitter.optimizer.state_dict(),
+        "scheduler": fitter.scheduler.state_dict(), "best_model": best_model,
+        "ema": fitter.ema.state_dict() if fitter.ema is not None else None, "state": asdict(state)}, rng)
 
 
 def load_checkpoint(path: Path, fp: str, fitter: Fitter, rng: np.random.Generator
                     ) -> tuple[TrainState, dict | None]:
     """Restore `fitter` and every RNG from a checkpoint of this configuration; the loop counters and the best
     weights so far."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say which, and how to start over
-        raise DataError(f"cannot read the checkpoint ({e}); delete it to train from scratch", str(path)) from e
-    if ckpt.get("fingerprint") != fp:
-        raise DataError("the checkpoint belongs to another configuration; delete it to train from scratch",
-                        str(path))
+    ckpt = checkpoints.load(path, fp, rng)
     fitter.model.load_state_dict(ckpt["model"])
     fitter.optimizer.load_state_dict(ckpt["optimizer"])
     fitter.scheduler.load_state_dict(ckpt["scheduler"])
     if fitter.ema is not None:
         fitter.ema.load_state_dict(ckpt["ema"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if ckpt["rng"].get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
-    rng.bit_generator.state = ckpt["rng"]["numpy"]
-    py = ckpt["rng"]["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
     return TrainState(**ckpt["state"]), ckpt["best_model"]
 
 

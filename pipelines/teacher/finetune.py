@@ -1,19 +1,21 @@
-"""Fine-tuning a teacher: cross-entropy, AdamW with linear warm-up and decay, length-grouped token-budget
-batches, gradient clipping, and an evaluation after each epoch (and every `eval_steps` steps) that keeps the best
-weights. The loop reads top to bottom; evaluation scores dev rows exactly as the `score` stage scores.
+"""Fine-tuning a teacher: cross-entropy, AdamW with linear warm-up and decay, batches of `batch_size` examples
+grouped by length, gradient clipping, and an evaluation after each epoch (and every `eval_steps` steps) that keeps
+the best weights and writes a checkpoint (weights, optimiser, schedule, counters, RNGs) that a killed run resumes
+from exactly. The loop reads top to bottom; evaluation scores dev rows exactly as the `score` stage scores.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from .. import batching
+from .. import batching, checkpoints
 from .. import metrics as task_metrics
 from ..devices import autocast, default_batch_tokens
 from ..errors import DistillError
@@ -29,11 +31,26 @@ class LabelledRows:
     labels: np.ndarray  # [n] int64
 
 
+GROUP_ROWS = 32 * 64  # rows are sorted by length within shuffled groups of this many (64 batches of 32)
+
+
 @dataclass
 class FinetuneResult:
+    """The loop's counters and record; saved in every checkpoint."""
+
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluation
     best: dict[str, Any] | None = None  # the history entry whose weights the model holds at the end
     steps: int = 0
+    loss_sum: float = 0.0  # training loss × rows since the last evaluation
+    loss_rows: int = 0
+
+
+@dataclass
+class Checkpointing:
+    """Where the loop saves its checkpoint, and the stage fingerprint that a resumed run must match."""
+
+    path: Path
+    fingerprint: str
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -50,9 +67,10 @@ def lr_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio
 
 
 def plan_epochs(lengths: np.ndarray, s: TrainSettings) -> list[list[np.ndarray]]:
-    """Every epoch's batches, drawn up front from the seed (so the schedule knows the total step count)."""
+    """Every epoch's batches of `s.batch_size` examples (length-grouped), drawn up front from the seed: the
+    schedule knows the total step count, and a resumed run finds the same batches. `s.epochs` must be set."""
     rng = np.random.default_rng(s.seed)
-    return [batching.by_tokens(lengths, s.batch_tokens, rng) for _ in range(s.epochs)]
+    return [batching.by_rows(lengths, s.batch_size, rng, GROUP_ROWS) for _ in range(s.epochs)]
 
 
 def evaluate(model: torch.nn.Module, dev: dict[str, LabelledRows], metric_names: Sequence[str], *,
@@ -95,46 +113,75 @@ def train_step(model: torch.nn.Module, train: LabelledRows, rows: np.ndarray, op
 
 def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, LabelledRows], metric_names: Sequence[str],
              s: TrainSettings, *, device: torch.device, amp_dtype: torch.dtype | None, pad_id: int,
-             progress: Callable[[int], Any] | None = None) -> FinetuneResult:
+             progress: Callable[[int], Any] | None = None, checkpoint: Checkpointing | None = None,
+             ) -> FinetuneResult:
     """Fine-tune `model` in place with cross-entropy, evaluating on `dev` after each epoch (and every
     `s.eval_steps` steps). At the end the model holds the weights of the best evaluation on the first split of
-    `dev` (the holdout, when the stage selects on one), by the first metric. Deterministic given `s.seed` on CPU."""
+    `dev` (the holdout, when the stage selects on one), by the first metric. Deterministic given `s.seed` on CPU.
+    With `checkpoint`, every evaluation saves one, and a checkpoint found there is resumed from."""
     torch.manual_seed(s.seed)
     plans = plan_epochs(train.enc.lengths, s)
     optimizer = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.lr)
     schedule = lr_schedule(optimizer, sum(len(p) for p in plans), s.warmup_ratio)
     eval_tokens = s.eval_batch_tokens or default_batch_tokens(device)
-    first_split, first_metric = next(iter(dev)), metric_names[0]
     result, best_state = FinetuneResult(), None
-    loss_sum, loss_rows, step = 0.0, 0, 0
+    if checkpoint is not None and checkpoint.path.is_file():
+        result, best_state = _resume(checkpoint, model, optimizer, schedule)
+        if progress is not None:
+            progress(result.steps)
 
     def evaluate_and_keep(epoch: int) -> None:
-        nonlocal best_state, loss_sum, loss_rows
+        nonlocal best_state
         scores = evaluate(model, dev, metric_names, batch_tokens=eval_tokens, device=device, amp_dtype=amp_dtype,
                           pad_id=pad_id)
-        entry = {"step": step, "epoch": epoch, "train_loss": round(loss_sum / max(1, loss_rows), 6),
-                 "lr": schedule.get_last_lr()[0], "dev": scores}
-        result.history.append(entry)
-        loss_sum, loss_rows = 0.0, 0
-        if result.best is None or scores[first_split][first_metric] > result.best["dev"][first_split][first_metric]:
-            result.best = entry
-            # A CPU copy, so keeping the best costs no device memory.
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if _record(result, epoch, scores, schedule.get_last_lr()[0], metric_names[0]):
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # CPU copy
+        if checkpoint is not None:
+            checkpoints.save(checkpoint.path, checkpoint.fingerprint, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+                "best_model": best_state, "result": asdict(result)})
 
     model.train()
+    step = 0
     for epoch, plan in enumerate(plans, start=1):
         for k, rows in enumerate(plan):
+            step += 1
+            if step <= result.steps:
+                continue  # done before the checkpoint this run resumed from
             loss = train_step(model, train, rows, optimizer, schedule, s.grad_clip, device=device,
                               amp_dtype=amp_dtype, pad_id=pad_id)
-            step += 1
-            loss_sum, loss_rows = loss_sum + loss * len(rows), loss_rows + len(rows)
+            result.steps, result.loss_sum, result.loss_rows = step, result.loss_sum + loss * len(rows), \
+                result.loss_rows + len(rows)
             if progress is not None:
                 progress(1)
             if s.eval_steps and step % s.eval_steps == 0 and k < len(plan) - 1:
                 evaluate_and_keep(epoch)
-        evaluate_and_keep(epoch)
-
+        if step > (result.history[-1]["step"] if result.history else 0):
+            evaluate_and_keep(epoch)
     if best_state is not None:
         model.load_state_dict(best_state)
-    result.steps = step
     return result
+
+
+def _record(result: FinetuneResult, epoch: int, scores: dict, lr: float, metric: str) -> bool:
+    """Add an evaluation to the history; whether it is the best so far (on the first split, by `metric`)."""
+    first = next(iter(scores))
+    entry = {"step": result.steps, "epoch": epoch, "train_loss": round(result.loss_sum / max(1, result.loss_rows), 6),
+             "lr": lr, "dev": scores}
+    result.history.append(entry)
+    result.loss_sum, result.loss_rows = 0.0, 0
+    if result.best is None or scores[first][metric] > result.best["dev"][first][metric]:
+        result.best = entry
+        return True
+    return False
+
+
+def _resume(checkpoint: Checkpointing, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            schedule: torch.optim.lr_scheduler.LRScheduler) -> tuple[FinetuneResult, dict | None]:
+    """The loop's record and best weights from a killed run's checkpoint, with the model, optimiser, schedule
+    and RNGs restored to the moment it was written."""
+    ckpt = checkpoints.load(checkpoint.path, checkpoint.fingerprint)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    schedule.load_state_dict(ckpt["scheduler"])
+    return FinetuneResult(**ckpt["result"]), ckpt["best_model"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +12,18 @@ import pytest
 
 from pipelines import cli, store
 from pipelines.errors import ConfigError, MissingResourceError
-from pipelines.settings import TrainSettings
+from pipelines.settings import LR_SEARCH, TrainSettings, epochs_for
 from pipelines.stages import finetune, score
 from pipelines.stages.finetune import FinetuneConfig
 from pipelines.teacher import hub
+from pipelines.teacher.verdict import assess
 from pipelines.teacher.scorer import TeacherScorer
 from pipelines.tasks import TASKS
 
 from .conftest import make_teacher
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-FAST = TrainSettings(epochs=3, lr=5e-3, batch_tokens=128, warmup_ratio=0.1, eval_steps=7, seed=1)
+FAST = TrainSettings(epochs=3, lr=5e-3, batch_size=8, warmup_ratio=0.1, eval_steps=7, seed=1)
 
 
 def write_toy_sst2(out: Path, n_train: int = 160, n_dev: int = 48) -> Path:
@@ -146,3 +148,79 @@ def test_finetune_fingerprint_covers_device_type_and_library_versions(monkeypatc
     monkeypatch.setattr(finetune.store, "result_versions", lambda: {"torch": "0.0", "transformers": "0",
                                                                    "tokenizers": "0"})
     assert finetune.fingerprint(*args, "cpu") != cpu
+
+
+def test_finetune_epochs_follow_the_data_size_and_are_recorded(toy_data, backbone, tmp_path):
+    assert [epochs_for(n) for n in (1_000_000, 16_667, 16_666, 8_000, 3_668, 10)] == [3, 3, 4, 7, 10, 10]
+    cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "t", model=str(backbone),
+                         train=replace(FAST, epochs=None, eval_steps=0), device="cpu", limit=48)
+    out = finetune.run(cfg).out_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 48 rows, 2 held out: 46 examples, so 10 epochs of 6 batches of (at most) 8 examples
+    assert metrics["epochs"] == 10 and metrics["batch_size"] == 8 and metrics["steps"] == 60
+    assert [h["epoch"] for h in metrics["history"]] == list(range(1, 11))
+    assert store.read_manifest(out)["train_settings"] == {"epochs": 10, "epochs_from": "data size", "lr": 5e-3}
+
+
+def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_teacher(toy_data, backbone, tmp_path, monkeypatch):
+    from pipelines.teacher import finetune as loop
+
+    cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "full", model=str(backbone),
+                         train=FAST, device="cpu")
+    full = finetune.run(cfg).out_dir
+    total = json.loads((full / "metrics.json").read_text())["steps"]
+    real, calls = loop.train_step, []
+
+    def killed_at_step_10(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_step", killed_at_step_10)
+    resumed = replace(cfg, out=tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        finetune.run(resumed)
+    assert not resumed.out.exists() and len(list(tmp_path.glob(".resumed.partial-*/checkpoint.pt"))) == 1
+    calls.clear()
+    monkeypatch.setattr(loop, "train_step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = finetune.run(resumed).out_dir
+    assert len(calls) == total - FAST.eval_steps  # from the checkpoint of the evaluation at step 7
+    assert (out / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, out))
+    assert a["history"] == b["history"] and a["best"] == b["best"]
+    assert not (out / "checkpoint.pt").exists() and not list(tmp_path.glob(".resumed.partial-*"))
+
+
+def test_finetune_lr_auto_keeps_the_best_rate_on_the_holdout(toy_data, backbone, tmp_path):
+    assert TrainSettings(lr="3e-5").lr == 3e-5 and TrainSettings(lr="AUTO").lr == "auto"
+    assert "[lr] must be a number > 0 or auto, got 'fast'" in TrainSettings(lr="fast").problems()
+    with pytest.raises(ConfigError, match="auto chooses the rate on the holdout"):
+        finetune.run(FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "d", select_on="dev",
+                                    train=replace(FAST, lr="auto")))
+    cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "t", model=str(backbone),
+                         train=replace(FAST, lr="auto", epochs=2, eval_steps=0), device="cpu")
+    out = finetune.run(cfg).out_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    search = metrics["lr_search"]
+    assert [t["lr"] for t in search["tried"]] == list(LR_SEARCH) and search["rows"] == 152
+    accuracy = [t["holdout"]["accuracy"] for t in search["tried"]]
+    assert search["lr"] == LR_SEARCH[accuracy.index(max(accuracy))] == metrics["lr"]
+    assert store.read_manifest(out)["train_settings"]["lr"] == metrics["lr"]
+    assert not (out / "lr-search.json").exists()
+
+
+def test_finetune_judges_its_teacher_against_the_majority_class():
+    gold = np.array([1, 1, 1, 0, 0, 1, 1, 0])
+    lazy = assess(("accuracy",), np.ones(8, dtype=np.int64), gold, 2, "holdout")
+    assert lazy["failed"] and lazy["majority"] == {"label": 1, "accuracy": 0.625} and lazy["mcc"] == 0.0
+    assert lazy["predicted_distribution"] == [0, 8] and len(lazy["reasons"]) == 3
+    good = assess(("mcc", "accuracy"), gold, gold, 2, "holdout")
+    assert not good["failed"] and good["reasons"] == [] and good["metrics"]["mcc"] == 1.0
+    # better than the majority on accuracy yet uncorrelated with the labels: MCC about 0 is a failure too
+    gold = np.array([0] * 50 + [1] * 50)
+    coin = assess(("accuracy",), np.array(([0, 1] * 25) + ([1, 0] * 24) + [1, 1]), gold, 2, "dev")
+    assert coin["metrics"]["accuracy"] == 0.51 and coin["failed"]
+    assert coin["reasons"] == ["its dev Matthews correlation is 0.020 (below 0.05)"]
+    three = assess(("accuracy",), np.array([0, 1, 2, 2]), np.array([0, 1, 2, 2]), 3, "holdout")
+    assert not three["failed"] and three["mcc"] is None

@@ -18,7 +18,7 @@ import pytest
 
 from pipelines.cli import main
 
-QUICK = ["--set", "augment.n_iter=4", "--set", "finetune.epochs=1", "--set", "student.epochs=2",
+QUICK = ["--set", "augment.n_iter=4", "--set", "finetune.epochs=2", "--set", "student.epochs=2",
          "--set", "student.patience=2"]
 
 

@@ -21,7 +21,8 @@ from .conftest import SENTENCE_WORDS, make_teacher
 TINY = ["--set", "augment.n_iter=2", "--set", "augment.limit=40", "--set", "student.epochs=1",
         "--set", "student.vectors=none", "--set", "student.expand_vocab=0", "--set", "student.export=none",
         "--set", "student.embed_dim=16", "--set", "student.hidden=8", "--set", "student.fc=8"]
-TINY_FINETUNE = ["--set", "finetune.epochs=1", "--set", "finetune.limit=40"]
+TINY_FINETUNE = ["--set", "finetune.epochs=1", "--set", "finetune.limit=40",
+                 "--set", "teacher.force=true"]  # a 1-step teacher of a tiny model learns nothing: run it anyway
 SIX = ["anger", "fear", "joy", "love", "sadness", "surprise"]
 
 
@@ -145,3 +146,24 @@ def test_a_run_never_writes_into_a_directory_it_did_not_make(tmp_path, capsys, s
     (mine / "report.md").unlink()
     (mine / "run.json").write_text('{"stages": []}')  # a run.json, but not one of ours
     assert main(argv) == 2
+
+
+@pytest.mark.slow
+def test_a_teacher_that_learnt_nothing_stops_the_run_before_scoring(tmp_path, mrpc_dir, tiny_backbone, capsys):
+    """One step of a tiny random backbone predicts one class: the run says so and scores nothing, keeps the
+    teacher, and with teacher.force=true goes on from it."""
+    out = tmp_path / "run"
+    argv = ["run", "mrpc", "--out", str(out), "--data", str(mrpc_dir), "--teacher", str(tiny_backbone),
+            *TINY, *TINY_FINETUNE[:4]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "did not learn the task" in err and "no better than predicting class 1 for every row" in err
+    assert "finetune.lr=auto" in err and "teacher.force=true" in err
+    check = json.loads((out / "teacher" / "metrics.json").read_text())["check"]
+    assert check["failed"] and check["split"] == "holdout" and len(check["predicted_distribution"]) == 2
+    assert not (out / "scored").exists()
+    stages = {s["stage"]: s["status"] for s in json.loads((out / "run.json").read_text())["stages"]}
+    assert stages == {"augment": "done", "finetune-teacher": "done"}
+    assert main(argv + ["--set", "teacher.force=true"]) == 0
+    stages = {s["stage"]: s["status"] for s in json.loads((out / "run.json").read_text())["stages"]}
+    assert stages["finetune-teacher"] == "cached" and stages["report"] == "done"

@@ -366,7 +366,7 @@ def trainable_teacher(tmp_path_factory):
 
 def test_teacher_finetune_learns_and_is_reproducible(trainable_teacher):
     tiny_teacher = trainable_teacher
-    settings = TrainSettings(epochs=4, lr=5e-3, batch_tokens=128, eval_steps=5, warmup_ratio=0.1, seed=3)
+    settings = TrainSettings(epochs=4, lr=5e-3, batch_size=8, eval_steps=5, warmup_ratio=0.1, seed=3)
     model, result = _finetuned(tiny_teacher, settings)
     assert result.best["dev"]["dev"]["accuracy"] >= 0.9
     assert len(result.history) > settings.epochs  # per-epoch and every-5-steps evaluations

@@ -1,0 +1,50 @@
+"""Resumable training: one checkpoint file per stage work directory, written atomically, tied to the stage's
+fingerprint, holding the caller's state (weights, optimiser, schedule, counters) and every RNG, so a killed run
+continues as if it had not stopped. Shared by the students (`student.training`) and the teacher fine-tune."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+
+def save(path: Path, fp: str, state: dict[str, Any], rng: np.random.Generator | None = None) -> None:
+    """`state` and the RNGs (torch, CUDA, Python, and `rng`) under fingerprint `fp`; written to a temp file,
+    fsynced and renamed, so the file is never half-written."""
+    ckpt = {**state, "fingerprint": fp,
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "numpy": rng.bit_generator.state if rng is not None else None,
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(ckpt, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load(path: Path, fp: str, rng: np.random.Generator | None = None) -> dict[str, Any]:
+    """The state saved by `save` under fingerprint `fp`, with every RNG restored; a truncated, foreign or
+    other configuration's file stops with its path and how to start over."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DataError(f"cannot read the checkpoint ({e}); delete it to train from scratch", str(path)) from e
+    if ckpt.get("fingerprint") != fp:
+        raise DataError("the checkpoint belongs to another configuration; delete it to train from scratch",
+                        str(path))
+    saved = ckpt["rng"]
+    torch.set_rng_state(saved["torch"])
+    if saved.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda"])
+    if rng is not None and saved.get("numpy") is not None:
+        rng.bit_generator.state = saved["numpy"]
+    py = saved["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    return ckpt
