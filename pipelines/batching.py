@@ -1,10 +1,10 @@
 """Length-bucketed batches of row indices, shared by teacher scoring, teacher fine-tuning and student training.
 
 One idea, used three ways: order the rows by length, so that a batch holds rows of about the same length and
-little compute goes to padding, then cut that order into batches, by a padded-token budget (teacher
-inference: rows × longest row stays under the budget) or by a row count (training: students and teachers). Inference keeps the
-order (longest first); training shuffles (rows before sorting, so equal lengths come in random order, and the
-batches after cutting, so batch lengths are not ordered through the epoch).
+little compute goes to padding, then cut that order into batches, by a padded-token budget (teacher inference:
+rows × longest row stays under the budget) or by a row count (training: students and teachers). Inference keeps
+the order (longest first); training shuffles (rows before sorting, so equal lengths come in random order, and
+the batches after cutting, so batch lengths are not ordered through the epoch).
 
 Pure numpy and deterministic: the same lengths and the same Generator state give the same batches in the same
 order. Every function returns a list of int64 index arrays that together cover each row exactly once.

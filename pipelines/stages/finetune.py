@@ -1,14 +1,14 @@
 """`distill finetune-teacher`: fine-tune a transformers encoder into the task's teacher.
 
 Any encoder directory or hub id becomes a sequence classifier with the task's labels (a new head when it has
-none), is trained on the train split with cross-entropy (the usual recipe: AdamW, batches of 32 examples grouped
-by length, 10% warm-up then linear decay, gradient clipping; epochs by data size unless given, `--lr auto` for a
-small search of the rate on the holdout), and is evaluated on every dev split after each epoch (and every
---eval-steps steps), with a checkpoint each time that a killed run resumes from. The best evaluation on the holdout's first metric is kept (`select_on: holdout`, the default:
-5% of the training examples, at most 2,000, left out of training; `pipelines.holdout`), or on the first dev
-split's with `select_on: dev`. The output is a standard
-Hugging Face directory (safetensors weights, config with id2label, tokenizer) plus metrics.json, so `distill
-score --teacher DIR` and `from_pretrained(DIR)` both read it.
+none), is trained on the train split with cross-entropy (the usual recipe: AdamW, batches of 32 examples
+grouped by length, 10% warm-up then linear decay, gradient clipping; epochs by data size unless given, `--lr
+auto` for a small search of the rate on the holdout), and is evaluated on every dev split after each epoch (and
+every --eval-steps steps), with a checkpoint each time that a killed run resumes from. The best evaluation on
+the holdout's first metric is kept (`select_on: holdout`, the default: 5% of the training examples, at most
+2,000, left out of training; `pipelines.holdout`), or on the first dev split's with `select_on: dev`. The
+output is a standard Hugging Face directory (safetensors weights, config with id2label, tokenizer) plus
+metrics.json, so `distill score --teacher DIR` and `from_pretrained(DIR)` both read it.
 
 On CUDA the forward pass runs under bf16 autocast when the GPU supports it; on CPU in float32. Given the seed,
 a run is reproducible on the same device (the device's precision is part of the fingerprint). metrics.json

@@ -51,6 +51,23 @@ def test_batching_equals_the_hand_written_plans(n):
         assert _same(got, _student_reference(lengths, size, np.random.default_rng(3)))
 
 
+def test_batching_by_rows_in_groups_sorts_within_each_shuffled_group_only():
+    """Teacher fine-tuning: batches of `size` examples, each from one group of `group` shuffled rows, sorted by
+    length inside it; together they cover every row once."""
+    lengths = np.random.default_rng(5).integers(1, 60, size=1000)
+    size, group = 32, 256
+    got = batching.by_rows(lengths, size, np.random.default_rng(2), group_rows=group)
+    perm = np.random.default_rng(2).permutation(1000)
+    groups = [set(perm[i:i + group].tolist()) for i in range(0, 1000, group)]
+    assert sorted(np.concatenate(got).tolist()) == list(range(1000))
+    assert all(len(b) <= size for b in got)
+    assert sum(len(b) < size for b in got) == sum(len(g) % size > 0 for g in groups)  # one short batch a group
+    assert all(any(set(b.tolist()) <= g for g in groups) for b in got)
+    assert all(np.all(np.diff(lengths[b]) >= 0) for b in got)
+    one_group = batching.by_rows(lengths, size, np.random.default_rng(2), group_rows=10_000)
+    assert _same(one_group, batching.by_rows(lengths, size, np.random.default_rng(2)))  # the students' plan
+
+
 def test_batching_by_rows_unshuffled_is_sorted():
     lengths = np.array([5, 1, 3, 1, 4])
     assert [b.tolist() for b in batching.by_rows(lengths, 2)] == [[1, 3], [2, 4], [0]]
