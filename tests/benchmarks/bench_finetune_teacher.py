@@ -9,8 +9,8 @@ defaults (it holds 5% of the training split out to choose its checkpoint on, so 
 
 Cases (BENCH_TEACHER_CASES, comma-separated): `sst2-3k` (the first 3,000 SST-2 training sentences, 1 epoch),
 `mrpc` (all of MRPC, epochs by data size), `sst2` (all 67,349 sentences, epochs by data size: hours on 2 CPU
-cores; a GPU run). BENCH_TEACHER_EPOCHS sets a case's epochs for both sides (e.g. `mrpc:3`, the usual
-recipe's 3 where a 2-core CPU cannot afford the stage's 10). Seeds: BENCH_TEACHER_SEEDS (default 0,1,2), mean
+cores; a GPU run). BENCH_TEACHER_EPOCHS sets a case's epochs for both sides (default `mrpc:3`, the usual
+recipe's 3, as a 2-core CPU cannot afford the stage's 10 three times over; empty: the stage's own epochs). Seeds: BENCH_TEACHER_SEEDS (default 0,1,2), mean
 and standard deviation over them.
 """
 
@@ -28,7 +28,7 @@ CASES = {"sst2-3k": ("sst2", "SST-2", 3000, 1), "mrpc": ("mrpc", "MRPC", None, N
          "sst2": ("sst2", "SST-2", None, None)}  # name: task, data directory, rows, epochs (None: the stage's)
 CHOSEN = os.environ.get("BENCH_TEACHER_CASES", "sst2-3k,mrpc").split(",")
 SEEDS = [int(s) for s in os.environ.get("BENCH_TEACHER_SEEDS", "0,1,2").split(",")]
-EPOCHS = {c: int(e) for c, e in (x.split(":") for x in os.environ.get("BENCH_TEACHER_EPOCHS", "").split(",") if x)}
+EPOCHS = {c: int(e) for c, e in (x.split(":") for x in os.environ.get("BENCH_TEACHER_EPOCHS", "mrpc:3").split(",") if x)}
 
 
 def plain_recipe(task, train, dev, backbone: str, epochs: int, seed: int, device) -> dict:
