@@ -61,7 +61,7 @@ TEACHER_KEYS: dict[str, tuple[Any, Any, str]] = {
     "model": (str | None, None, "fine-tuned teacher directory or hub id; with finetune: true, the backbone"),
     "finetune": (bool, False, "fine-tune `model` (default: the MiniLM-L6 package) on the task first"),
     "force": (bool, False, "score and distil a fine-tuned teacher even when it learnt nothing (its holdout "
-                           "metric at or below the majority class's, or Matthews correlation about 0)"),
+                           "metric no better than predicting one class, or Matthews correlation about 0)"),
 }
 
 

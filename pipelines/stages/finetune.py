@@ -212,12 +212,13 @@ def search_lr(cfg: FinetuneConfig, work_dir: Path, task: TaskSpec, files, train:
     rows = np.sort(np.random.default_rng(settings.seed).permutation(len(train.labels))[:LR_SEARCH_ROWS])
     subset = finetune.LabelledRows(train.enc.take(rows), train.labels[rows])
     holdout = {HOLDOUT_SPLIT: dev[HOLDOUT_SPLIT]}
-    tried = []
-    for lr in LR_SEARCH:
-        model = _new_classifier(cfg, files, device, task)
-        result = finetune.finetune(model, subset, holdout, task.metrics, replace(settings, lr=lr), device=device,
-                                   amp_dtype=amp_dtype, pad_id=pad_id)
-        tried.append({"lr": lr, HOLDOUT_SPLIT: result.best["dev"][HOLDOUT_SPLIT], "steps": result.steps})
+    tried, steps = [], sum(len(plan) for plan in finetune.plan_epochs(subset.enc.lengths, settings))
+    with progress(steps * len(LR_SEARCH), f"lr search ({len(LR_SEARCH)} rates)", "step") as bar:
+        for lr in LR_SEARCH:
+            model = _new_classifier(cfg, files, device, task)
+            result = finetune.finetune(model, subset, holdout, task.metrics, replace(settings, lr=lr),
+                                       device=device, amp_dtype=amp_dtype, pad_id=pad_id, progress=bar.update)
+            tried.append({"lr": lr, HOLDOUT_SPLIT: result.best["dev"][HOLDOUT_SPLIT], "steps": result.steps})
     metric = task.metrics[0]
     best = max(tried, key=lambda t: (t[HOLDOUT_SPLIT][metric], -t["lr"]))
     search = {"lr": best["lr"], "rows": len(rows), "epochs": settings.epochs, "tried": tried}
