@@ -129,9 +129,9 @@ def run(cfg: FinetuneConfig) -> StageResult:
     with store.stage_run(STAGE, cfg.out, fp, config, inputs=inputs, seed=cfg.train.seed, resumable=True,
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
                                 "base_model": {"name": files.name, "path": str(files.path), **files.identity()},
-                                "device": str(device), "precision": precision, "train_settings": chosen}) as run_:
+                                "device": str(device), "precision": precision}) as run_:
         metrics = _fit(cfg, run_, task, files, (train_split, dev_splits, held_out), settings, device, amp_dtype)
-        run_.extra["train_settings"] = {**chosen, "lr": metrics["lr"]}
+        run_.extra["train_settings"] = {**chosen, "lr": metrics["lr"]}  # the rate lr: auto chose, too
         run_.commit()
     best = metrics["best"]
     scores = " ".join(f"{name} {task.metrics[0]} {vals[task.metrics[0]]:.4f}" for name, vals in best["dev"].items())
@@ -230,14 +230,13 @@ def judge(model, task: TaskSpec, dev: dict[str, LabelledRows], settings: TrainSe
           pad_id: int) -> dict:
     """`teacher.verdict.assess` of the kept weights on the selection split (the holdout, or the first dev split
     with select_on: dev)."""
-    from ..devices import default_batch_tokens
-    from ..teacher.scorer import predict_logits
+    from ..teacher.finetune import eval_batch_tokens, predict_labels
     from ..teacher.verdict import assess
 
     name = next(iter(dev))
-    logits = predict_logits(model.eval(), dev[name].enc, batch_tokens=settings.eval_batch_tokens
-                            or default_batch_tokens(device), device=device, amp_dtype=amp_dtype, pad_id=pad_id)
-    return assess(task.metrics, logits.argmax(axis=1), dev[name].labels, task.num_labels, name)
+    pred = predict_labels(model, dev[name], batch_tokens=eval_batch_tokens(settings, device), device=device,
+                          amp_dtype=amp_dtype, pad_id=pad_id)
+    return assess(task.metrics, pred, dev[name].labels, task.num_labels, name)
 
 
 def selected(best: dict, held_out: int) -> dict:

@@ -30,7 +30,7 @@ from ..holdout import SELECT_ON
 from ..tasks import TaskSpec, data_dir, find_split_file, read_split, resolve_task
 from . import StageResult
 from .augment import AugmentConfig
-from .finetune import FinetuneConfig
+from .finetune import METRICS_FILE as TEACHER_METRICS, FinetuneConfig
 from .score import ScoreConfig
 from ..student.config import STUDENT_KINDS
 from .train import TrainConfig, resolve_labels
@@ -335,7 +335,7 @@ def stop_if_failed(teacher: Path, *, force: bool) -> None:
     teacher stays on disk to be looked at, and a rerun with teacher.force=true reuses it."""
     from ..teacher.verdict import failure_message
 
-    check = json.loads((teacher / "metrics.json").read_text("utf-8")).get("check") or {}
+    check = json.loads((teacher / TEACHER_METRICS).read_text("utf-8")).get("check") or {}
     if check.get("failed") and not force:
         raise DistillError(failure_message(check, str(teacher)))
 

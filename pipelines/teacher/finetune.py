@@ -73,21 +73,32 @@ def plan_epochs(lengths: np.ndarray, s: TrainSettings) -> list[list[np.ndarray]]
     return [batching.by_rows(lengths, s.batch_size, rng, GROUP_ROWS) for _ in range(s.epochs)]
 
 
+def eval_batch_tokens(s: TrainSettings, device: torch.device) -> int:
+    """Padded tokens per evaluation batch: the setting, or the device's default."""
+    return s.eval_batch_tokens or default_batch_tokens(device)
+
+
+def predict_labels(model: torch.nn.Module, split: LabelledRows, *, batch_tokens: int, device: torch.device,
+                   amp_dtype: torch.dtype | None, pad_id: int) -> np.ndarray:
+    """The model's argmax label of every row of `split`, scored exactly as the `score` stage scores (in eval
+    mode; the model's training mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return predict_logits(model, split.enc, batch_tokens=batch_tokens, device=device, amp_dtype=amp_dtype,
+                              pad_id=pad_id).argmax(axis=1)
+    finally:
+        model.train(was_training)
+
+
 def evaluate(model: torch.nn.Module, dev: dict[str, LabelledRows], metric_names: Sequence[str], *,
              batch_tokens: int, device: torch.device, amp_dtype: torch.dtype | None, pad_id: int,
              ) -> dict[str, dict[str, float]]:
     """The task's metrics on each dev split, scored exactly as the `score` stage scores."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = {}
-        for name, split in dev.items():
-            logits = predict_logits(model, split.enc, batch_tokens=batch_tokens, device=device,
-                                    amp_dtype=amp_dtype, pad_id=pad_id)
-            out[name] = task_metrics.compute(metric_names, logits.argmax(axis=1), split.labels)
-        return out
-    finally:
-        model.train(was_training)
+    return {name: task_metrics.compute(metric_names, predict_labels(model, split, batch_tokens=batch_tokens,
+                                                                    device=device, amp_dtype=amp_dtype,
+                                                                    pad_id=pad_id), split.labels)
+            for name, split in dev.items()}
 
 
 def train_step(model: torch.nn.Module, train: LabelledRows, rows: np.ndarray, optimizer: torch.optim.Optimizer,
@@ -123,7 +134,7 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
     plans = plan_epochs(train.enc.lengths, s)
     optimizer = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.lr)
     schedule = lr_schedule(optimizer, sum(len(p) for p in plans), s.warmup_ratio)
-    eval_tokens = s.eval_batch_tokens or default_batch_tokens(device)
+    eval_tokens = eval_batch_tokens(s, device)
     result, best_state = FinetuneResult(), None
     if checkpoint is not None and checkpoint.path.is_file():
         result, best_state = _resume(checkpoint, model, optimizer, schedule)
