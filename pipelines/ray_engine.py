@@ -64,14 +64,21 @@ def cause_of(error: BaseException) -> BaseException:
 
 
 class _ChunkActor:
-    """Holds one instance of a callable class, built from object-store references once per actor."""
+    """Runs the library's callable classes for the engine's life (tagging, then generation, on the same actors:
+    one process start and import each, not one per phase). A worker is built on the first item of its phase
+    from object-store references, so an actor Ray restarts after a crash builds it again on its next item."""
 
-    def __init__(self, cls: type, refs: dict[str, Any]):
-        import ray
+    def __init__(self) -> None:
+        self.phase: int | None = None
+        self.worker: Any = None
 
-        self.worker = cls(**dict(zip(refs, ray.get(list(refs.values())))))
+    def call(self, phase: int, cls: type, refs: dict[str, Any], item: Any) -> Any:
+        if phase != self.phase:
+            import ray
 
-    def call(self, item: Any) -> Any:
+            self.phase, self.worker = None, None  # the last phase's worker (a tagger, a corpus) goes first
+            self.worker = cls(**dict(zip(refs, ray.get(list(refs.values())))))
+            self.phase = phase
         return self.worker(item)
 
 
@@ -81,6 +88,8 @@ class RayEngine:
     def __init__(self, ray: Any, workers: int):
         self.ray = ray
         self.workers = workers
+        self._chunk_actors: list[Any] = []  # made on the first mapped phase, reused by the next ones
+        self._phases = 0
 
     @classmethod
     @contextlib.contextmanager
@@ -108,7 +117,11 @@ class RayEngine:
             ctx.print_on_execution_start = False
             logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines
             cpus = int(ray.cluster_resources().get("CPU", 1))
-            yield cls(ray, max(1, min(workers or cpus, cpus)))
+            engine = cls(ray, max(1, min(workers or cpus, cpus)))
+            try:
+                yield engine
+            finally:
+                engine.end_chunk_actors()
         finally:
             ray.shutdown()
 
@@ -117,27 +130,31 @@ class RayEngine:
         return int(self.ray.cluster_resources().get("GPU", 0))
 
     def mapper(self, cls: type, kwargs: dict, items: Sequence[Any]) -> Iterator[Any]:
-        """The library's mapper protocol (augment.workers) on Ray actors, one CPU each, results in order."""
+        """The library's mapper protocol (augment.workers) on Ray actors, one CPU each, results in order. The
+        actors outlive the call: the next phase (generation after tagging) runs on the same ones."""
         from ray.util import ActorPool
 
         n = max(1, min(self.workers, len(items)))
         refs = {k: self.ray.put(v) for k, v in kwargs.items()}  # large state (a corpus) once, not per actor
         actor = self.ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_ChunkActor)
-        actors = [actor.remote(cls, refs) for _ in range(n)]
-        pool = ActorPool(actors)
+        self._chunk_actors += [actor.remote() for _ in range(n - len(self._chunk_actors))]
+        self._phases += 1
+        phase = self._phases
+        pool = ActorPool(self._chunk_actors[:n])
         pending = 0
-        try:
-            for item in items:
-                pool.submit(lambda a, v: a.call.remote(v), item)
-                pending += 1
-                if pending >= 2 * n:
-                    yield self._next(pool)
-                    pending -= 1
-            for _ in range(pending):
+        for item in items:
+            pool.submit(lambda a, v: a.call.remote(phase, cls, refs, v), item)
+            pending += 1
+            if pending >= 2 * n:
                 yield self._next(pool)
-        finally:
-            for a in actors:  # the pool's actors end with the work
-                self.ray.kill(a)
+                pending -= 1
+        for _ in range(pending):
+            yield self._next(pool)
+
+    def end_chunk_actors(self) -> None:
+        for a in self._chunk_actors:
+            self.ray.kill(a)
+        self._chunk_actors = []
 
     def _next(self, pool: Any) -> Any:
         try:

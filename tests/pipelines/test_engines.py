@@ -85,6 +85,33 @@ def test_augment_pairs_same_bytes_on_ray(tmp_path, mrpc_dir, quiet):
     assert data_bytes(ray) == data_bytes(local)
 
 
+def test_chunk_actors_serve_the_next_phase_and_rebuild_their_worker_after_a_crash(tmp_path, quiet):
+    """Tagging and generation run on the same Ray actors; an actor that dies mid-phase is restarted by Ray, builds
+    its phase's worker again and redoes the item it was on: every result once, in order."""
+    from pipelines.ray_engine import RayEngine
+
+    marker = tmp_path / "died"
+
+    class AddOrDie:  # defined here, so Ray ships it by value
+        def __init__(self, offset: int, die_on: int | None = None):
+            self.offset, self.die_on = offset, die_on
+
+        def __call__(self, item: int) -> tuple[int, int]:
+            if item == self.die_on and not marker.exists():
+                marker.touch()
+                os._exit(1)
+            return item + self.offset, os.getpid()
+
+    with RayEngine.started(workers=1) as engine:
+        first = list(engine.mapper(AddOrDie, {"offset": 100, "die_on": 5}, list(range(10))))
+        second = list(engine.mapper(AddOrDie, {"offset": 1000}, list(range(4))))
+    assert marker.exists(), "the actor never reached the item it dies on"
+    assert [v for v, _ in first] == [100 + i for i in range(10)]
+    assert [v for v, _ in second] == [1000 + i for i in range(4)]  # the new phase's worker, not the old one
+    assert first[0][1] != first[-1][1]  # a new process after the crash...
+    assert {pid for _, pid in second} == {first[-1][1]}  # ...which then served the next phase
+
+
 @pytest.fixture(scope="module")
 def single_and_pairs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("engines")
