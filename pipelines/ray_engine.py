@@ -63,6 +63,18 @@ def cause_of(error: BaseException) -> BaseException:
         seen = inner
 
 
+def _quiet_ray_data() -> Any:
+    """Ray Data, imported where shards need it (augmentation does not: about a second saved), with one progress
+    bar for the whole job (the stage's own) and without its per-dataset INFO lines."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return ray.data
+
+
 class _ChunkActor:
     """Runs the library's callable classes for the engine's life (tagging, then generation, on the same actors:
     one process start and import each, not one per phase). A worker is built on the first item of its phase
@@ -110,12 +122,6 @@ class RayEngine:
             # 127.0.0.1, so it listens where any Ray head does; on a closed network, as in CI, that is local.)
             ray.init(num_cpus=available_cpus(), **quiet)
         try:
-            from ray.data import DataContext
-
-            ctx = DataContext.get_current()
-            ctx.enable_progress_bars = False  # one bar for the whole job, the stage's own
-            ctx.print_on_execution_start = False
-            logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-dataset INFO lines
             cpus = int(ray.cluster_resources().get("CPU", 1))
             engine = cls(ray, max(1, min(workers or cpus, cpus)))
             try:
@@ -169,13 +175,12 @@ class RayEngine:
         does); returns what the actors returned for each shard (in the order shards finished), reporting rows to
         `progress`. A call a killed actor did not finish is done again whole: its shards are written again,
         each to its own file, so no row is duplicated."""
-        import ray.data
-
         if not todo:
             return []
+        ray_data = _quiet_ray_data()
         calls = -(-len(todo) // SHARDS_PER_CALL)
         concurrency = max(1, min(self.workers if not gpus_per_actor else max(1, self.gpus), calls))
-        ds = ray.data.from_items([{"shard": i} for i in todo], override_num_blocks=calls)
+        ds = ray_data.from_items([{"shard": i} for i in todo], override_num_blocks=calls)
         ds = ds.map_batches(cls, fn_constructor_kwargs=kwargs, batch_size=SHARDS_PER_CALL, concurrency=concurrency,
                             num_gpus=gpus_per_actor, num_cpus=cpus_per_actor)  # Ray Data restarts dead actors
         done = []
