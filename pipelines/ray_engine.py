@@ -142,8 +142,9 @@ class RayEngine:
 
         n = max(1, min(self.workers, len(items)))
         refs = {k: self.ray.put(v) for k, v in kwargs.items()}  # large state (a corpus) once, not per actor
-        actor = self.ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_ChunkActor)
-        self._chunk_actors += [actor.remote() for _ in range(n - len(self._chunk_actors))]
+        if len(self._chunk_actors) < n:
+            actor = self.ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_ChunkActor)
+            self._chunk_actors += [actor.remote() for _ in range(n - len(self._chunk_actors))]
         self._phases += 1
         phase = self._phases
         pool = ActorPool(self._chunk_actors[:n])
