@@ -6,7 +6,11 @@ grouped by length, 10% warm-up then linear decay, gradient clipping; epochs by d
 auto` for a small search of the rate on the holdout), and is evaluated on every dev split after each epoch (and
 every --eval-steps steps), with a checkpoint each time that a killed run resumes from. The best evaluation on
 the holdout's first metric is kept (`select_on: holdout`, the default: 5% of the training examples, at most
-2,000, left out of training; `pipelines.holdout`), or on the first dev split's with `select_on: dev`. The
+2,000, left out of training; `pipelines.holdout`), or on the first dev split's with `select_on: dev`. With
+`refit` (by default on splits of at most REFIT_MAX_EXAMPLES examples, where the held-out 5% costs accuracy and a
+second fit little time) a fresh model is then trained on every training example, the holdout included, for the
+share of the schedule at which the kept checkpoint was chosen, and that model is the teacher: the holdout
+chooses, and is not lost to training. The
 output is a standard Hugging Face directory (safetensors weights, config with id2label, tokenizer) plus
 metrics.json, so `distill score --teacher DIR` and `from_pretrained(DIR)` both read it.
 
@@ -43,11 +47,14 @@ if TYPE_CHECKING:
     from ..teacher.finetune import LabelledRows
 
 STAGE = "finetune-teacher"
-STAGE_VERSION = 2  # bump whenever the weights written change for the same inputs (2: batches of 32 examples)
+STAGE_VERSION = 3  # bump whenever the weights written change for the same inputs (2: batches of 32; 3: refit)
 METRICS_FILE = "metrics.json"
 CHECKPOINT = "checkpoint.pt"  # in the work directory while the stage runs; not part of the teacher written
+REFIT_CHECKPOINT = "refit-checkpoint.pt"  # likewise, the refit's
 LR_SEARCH_FILE = "lr-search.json"  # likewise: a resumed run does not search again
 LR_SEARCH_ROWS = 2000  # training examples each rate of `lr: auto` is tried on
+REFIT = ("auto", "on", "off")
+REFIT_MAX_EXAMPLES = 10_000  # `refit: auto` refits training splits of at most this many examples
 
 
 @dataclass
@@ -69,6 +76,11 @@ class FinetuneConfig:
         "holdout", choices=SELECT_ON,
         help="holdout (one in 20 of the training examples, at most 2,000, left out of training; the students hold out "
              "the same ones) | dev (the first dev split): where the best checkpoint is chosen")
+    refit: str = setting(
+        "auto", choices=REFIT,
+        help="after choosing the checkpoint on the holdout, train a fresh model on all the training examples (the "
+             f"holdout too) for as many steps and keep it | auto: on for splits of at most {REFIT_MAX_EXAMPLES:,} "
+             "examples (there holding out one in 20 costs accuracy, and a second fit little time) | on | off")
 
     def problems(self) -> list[str]:
         out = self.train.problems()
@@ -82,7 +94,17 @@ class FinetuneConfig:
             out.append("[lr] auto chooses the rate on the holdout: it needs select_on: holdout")
         if self.select_on not in SELECT_ON:
             out.append(f"[select_on] must be one of {', '.join(SELECT_ON)}, got '{self.select_on}'")
+        if self.refit not in REFIT:
+            out.append(f"[refit] must be one of {', '.join(REFIT)}, got '{self.refit}'")
+        elif self.refit == "on" and self.select_on != "holdout":
+            out.append("[refit] on trains on the holdout after choosing on it: it needs select_on: holdout")
         return out
+
+    def refits(self, n_examples: int) -> bool:
+        """Whether a training split of `n_examples` is refitted on in full after the selection."""
+        if self.select_on != "holdout" or self.refit == "off":
+            return False
+        return self.refit == "on" or n_examples <= REFIT_MAX_EXAMPLES
 
 
 def _precision(device: torch.device) -> tuple[str, torch.dtype | None]:
@@ -110,6 +132,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
     data = data_dir(cfg.task, cfg.data)
     train_split, task = read_split(cfg.task, data, "train", limit=cfg.limit)
     dev_splits = {name: read_split(task, data, name)[0] for name in task.dev_splits}
+    full_split = train_split if cfg.refits(len(train_split)) else None
     train_split, dev_splits, held_out = hold_out(cfg, train_split, dev_splits)
     settings = replace(cfg.train, epochs=cfg.train.epochs or epochs_for(len(train_split)))
     files = hub.locate_model(cfg.model or hub.default_backbone(), cfg.trust_remote_code)
@@ -119,18 +142,20 @@ def run(cfg: FinetuneConfig) -> StageResult:
     inputs = {name: store.hash_path(find_split_file(data, name)) for name in ("train", *task.dev_splits)}
     config = {"task": task.to_dict(), "model": files.name, "train": asdict(cfg.train), "limit": cfg.limit,
               "max_length": cfg.max_length, "device": cfg.device, "trust_remote_code": cfg.trust_remote_code,
-              "select_on": cfg.select_on}
+              "select_on": cfg.select_on, "refit": cfg.refit}
     results_config = {k: v for k, v in config.items() if k not in ("model", "device")}
     fp = fingerprint(inputs, files.identity(), results_config, precision, device.type)
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"finetune-teacher: up to date, {cfg.out} (fingerprint {fp[:12]})")
 
-    chosen = {"epochs": settings.epochs, "epochs_from": "config" if cfg.train.epochs else "data size"}
+    chosen = {"epochs": settings.epochs, "epochs_from": "config" if cfg.train.epochs else "data size",
+              "refit": full_split is not None, "refit_from": "data size" if cfg.refit == "auto" else "config"}
     with store.stage_run(STAGE, cfg.out, fp, config, inputs=inputs, seed=cfg.train.seed, resumable=True,
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
                                 "base_model": {"name": files.name, "path": str(files.path), **files.identity()},
                                 "device": str(device), "precision": precision}) as run_:
-        metrics = _fit(cfg, run_, task, files, (train_split, dev_splits, held_out), settings, device, amp_dtype)
+        metrics = _fit(cfg, run_, task, files, (train_split, dev_splits, held_out, full_split), settings, device,
+                       amp_dtype)
         run_.extra["train_settings"] = {**chosen, "lr": metrics["lr"]}  # the rate lr: auto chose, too
         run_.commit()
     best = metrics["best"]
@@ -139,8 +164,15 @@ def run(cfg: FinetuneConfig) -> StageResult:
     return StageResult(Path(cfg.out), False,
                        f"finetune-teacher: {task.name} {scores} (best of {len(metrics['history'])} evaluations on "
                        f"{next(iter(best['dev']))}, step {best['step']}) after {metrics['steps']} steps "
-                       f"({settings.epochs} epochs, lr {metrics['lr']:g}) on {len(train_split):,} rows in "
-                       f"{run_.stats['wall_s']:.0f}s -> {cfg.out}{warn}")
+                       f"({settings.epochs} epochs, lr {metrics['lr']:g}) on {len(train_split):,} rows"
+                       f"{_refit_summary(metrics.get('refit'), task)} in {run_.stats['wall_s']:.0f}s -> {cfg.out}{warn}")
+
+
+def _refit_summary(refit: dict | None, task: TaskSpec) -> str:
+    if not refit:
+        return ""
+    scores = "".join(f", {name} {task.metrics[0]} {vals[task.metrics[0]]:.4f}" for name, vals in refit["dev"].items())
+    return f"; refitted on all {refit['examples']:,} for {refit['steps']} of {refit['of_steps']} steps{scores}"
 
 
 def _fit(cfg: FinetuneConfig, run_: store.StageRun, task: TaskSpec, files, splits: tuple, settings: TrainSettings,
@@ -149,7 +181,7 @@ def _fit(cfg: FinetuneConfig, run_: store.StageRun, task: TaskSpec, files, split
     directory; returns metrics.json's document."""
     from ..teacher import checks, finetune, hub
 
-    train_split, dev_splits, held_out = splits
+    train_split, dev_splits, held_out, full_split = splits
     threads = set_cpu_threads()
     with run_.timed("load"):
         tokenizer = hub.load_tokenizer(files.path, cfg.trust_remote_code)
@@ -170,15 +202,20 @@ def _fit(cfg: FinetuneConfig, run_: store.StageRun, task: TaskSpec, files, split
                                    pad_id=pad_id, progress=bar.update,
                                    checkpoint=finetune.Checkpointing(run_.work_dir / CHECKPOINT, run_.fingerprint))
     check = judge(model, task, dev, settings, device, amp_dtype, pad_id)
+    refit = None
+    if full_split is not None:
+        del model  # the first fit's weights are no longer needed: only its choice of step is
+        model, refit = _refit(cfg, run_, (task, files, tokenizer), full_split, dev, settings, result,
+                              device, amp_dtype, pad_id)
     with run_.timed("save"):
         hub.save_teacher(model, tokenizer, run_.work_dir)
     metrics = {"task": task.name, "metric": f"{next(iter(dev))}.{task.metrics[0]}", **selected(result.best, held_out),
                "select_on": cfg.select_on, "history": result.history, "train_rows": len(train_split),
                "steps": result.steps, "epochs": settings.epochs, "batch_size": settings.batch_size,
                "lr": settings.lr, "lr_search": search, "check": check, "base_model": files.name,
-               "seconds": run_.timings["train"]}
+               "seconds": run_.timings["train"], **({"dev": refit["dev"], "refit": refit} if refit else {})}
     store.write_json(run_.work_dir / METRICS_FILE, metrics)
-    for name in (CHECKPOINT, LR_SEARCH_FILE):
+    for name in (CHECKPOINT, REFIT_CHECKPOINT, LR_SEARCH_FILE):
         (run_.work_dir / name).unlink(missing_ok=True)
     run_.stats.update(train_rows=len(train_split), dev_rows={k: len(v.labels) for k, v in dev.items()},
                       steps=result.steps, evaluations=len(result.history), threads=threads,
@@ -186,6 +223,30 @@ def _fit(cfg: FinetuneConfig, run_: store.StageRun, task: TaskSpec, files, split
                                                / max(run_.timings["train"], 1e-9), 1),
                       peak_memory_mb=peak_memory_mb())
     return metrics
+
+
+def _refit(cfg: FinetuneConfig, run_: store.StageRun, model_parts: tuple, full_split: Split,
+           dev: dict[str, LabelledRows], settings: TrainSettings, first, device, amp_dtype, pad_id: int):
+    """`refit`: a fresh model (the same seed) trained on every training example, the holdout included, for the
+    share of its schedule at which the first fit's kept checkpoint was chosen (the end of the same epoch, when
+    the choice fell at an epoch's end). Nothing is chosen here, on dev least of all: the last weights are kept,
+    and dev is only evaluated. A killed refit resumes from its own checkpoint. Returns (model, metrics.json's
+    `refit` record)."""
+    from ..teacher import finetune
+
+    task, files, tokenizer = model_parts
+    train = _labelled(tokenizer, full_split, cfg.max_length)
+    planned = sum(len(plan) for plan in finetune.plan_epochs(train.enc.lengths, settings))
+    stop = max(1, round(first.best["step"] * planned / first.steps))
+    model = _new_classifier(cfg, files, device, task)
+    with run_.timed("refit"), progress(stop, "refitting on all examples", "step") as bar:
+        result = finetune.finetune(model, train, {k: v for k, v in dev.items() if k != HOLDOUT_SPLIT}, task.metrics,
+                                   settings, device=device, amp_dtype=amp_dtype, pad_id=pad_id, progress=bar.update,
+                                   checkpoint=finetune.Checkpointing(run_.work_dir / REFIT_CHECKPOINT,
+                                                                     run_.fingerprint), stop_at=stop)
+    return model, {"examples": len(full_split), "steps": stop, "of_steps": planned, "from_step": first.best["step"],
+                   "of_first_steps": first.steps, "dev": result.best["dev"], "history": result.history,
+                   "seconds": run_.timings["refit"]}
 
 
 def _new_classifier(cfg: FinetuneConfig, files, device, task: TaskSpec):

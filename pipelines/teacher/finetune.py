@@ -125,15 +125,21 @@ def train_step(model: torch.nn.Module, train: LabelledRows, rows: np.ndarray, op
 def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, LabelledRows], metric_names: Sequence[str],
              s: TrainSettings, *, device: torch.device, amp_dtype: torch.dtype | None, pad_id: int,
              progress: Callable[[int], Any] | None = None, checkpoint: Checkpointing | None = None,
-             ) -> FinetuneResult:
+             stop_at: int | None = None) -> FinetuneResult:
     """Fine-tune `model` in place with cross-entropy, evaluating on `dev` after each epoch (and every
     `s.eval_steps` steps). At the end the model holds the weights of the best evaluation on the first split of
     `dev` (the holdout, when the stage selects on one), by the first metric. Deterministic given `s.seed` on CPU.
-    With `checkpoint`, every evaluation saves one, and a checkpoint found there is resumed from."""
+    With `checkpoint`, every evaluation saves one, and a checkpoint found there is resumed from.
+
+    With `stop_at` (a refit), only the first `stop_at` steps of the schedule planned for `s.epochs` are taken
+    (the learning rate follows that schedule, evaluations too, plus one at the last step), nothing is selected,
+    and the model keeps the last weights: `best` is then the last evaluation."""
     torch.manual_seed(s.seed)
     plans = plan_epochs(train.enc.lengths, s)
     optimizer = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.lr)
     schedule = lr_schedule(optimizer, sum(len(p) for p in plans), s.warmup_ratio)
+    if stop_at is not None:
+        plans = truncated(plans, stop_at)
     eval_tokens = eval_batch_tokens(s, device)
     result, best_state = FinetuneResult(), None
     if checkpoint is not None and checkpoint.path.is_file():
@@ -145,7 +151,7 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
         nonlocal best_state
         scores = evaluate(model, dev, metric_names, batch_tokens=eval_tokens, device=device, amp_dtype=amp_dtype,
                           pad_id=pad_id)
-        if _record(result, epoch, scores, schedule.get_last_lr()[0], metric_names[0]):
+        if _record(result, epoch, scores, schedule.get_last_lr()[0], metric_names[0], last=stop_at is not None):
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # CPU copy
         if checkpoint is not None:
             checkpoints.save(checkpoint.path, checkpoint.fingerprint, {
@@ -169,18 +175,33 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
                 evaluate_and_keep(epoch)
         if step > (result.history[-1]["step"] if result.history else 0):
             evaluate_and_keep(epoch)
-    if best_state is not None:
+    if best_state is not None and stop_at is None:
         model.load_state_dict(best_state)
     return result
 
 
-def _record(result: FinetuneResult, epoch: int, scores: dict, lr: float, metric: str) -> bool:
-    """Add an evaluation to the history; whether it is the best so far (on the first split, by `metric`)."""
-    first = next(iter(scores))
+def truncated(plans: list[list[np.ndarray]], steps: int) -> list[list[np.ndarray]]:
+    """The epochs' batch plans cut after their first `steps` batches in all (empty epochs dropped)."""
+    out, left = [], steps
+    for plan in plans:
+        if left <= 0:
+            break
+        out.append(plan[:left])
+        left -= len(out[-1])
+    return out
+
+
+def _record(result: FinetuneResult, epoch: int, scores: dict, lr: float, metric: str, last: bool = False) -> bool:
+    """Add an evaluation to the history; whether it is the best so far (on the first split, by `metric`), or,
+    with `last`, always (nothing is selected: the last evaluation is the one kept)."""
     entry = {"step": result.steps, "epoch": epoch, "train_loss": round(result.loss_sum / max(1, result.loss_rows), 6),
              "lr": lr, "dev": scores}
     result.history.append(entry)
     result.loss_sum, result.loss_rows = 0.0, 0
+    if last:
+        result.best = entry
+        return False  # no copy of the weights is kept: the model's own are the ones wanted
+    first = next(iter(scores))
     if result.best is None or scores[first][metric] > result.best["dev"][first][metric]:
         result.best = entry
         return True

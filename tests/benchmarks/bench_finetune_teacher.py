@@ -5,7 +5,8 @@ The reference, written here for the benchmark: the same backbone (MiniLM-L6 from
 classification head, AdamW (lr 5e-5, weight decay 0.01), batches of 32 examples drawn at random and padded by
 `DataCollatorWithPadding`, 10% linear warm-up then linear decay, gradient clipping at 1.0, the same epochs as
 the stage used, and the weights of the last step evaluated on dev (no selection). The stage runs with its
-defaults (it holds 5% of the training split out to choose its checkpoint on, so it trains on 95% of the rows).
+defaults: it holds 5% of the training split out to choose its checkpoint on, and on splits of at most 10,000
+examples (`refit: auto`) then trains a fresh model on all of them up to the step chosen.
 
 Cases (BENCH_TEACHER_CASES, comma-separated): `sst2-3k` (the first 3,000 SST-2 training sentences, 1 epoch),
 `mrpc` (all of MRPC, epochs by data size), `sst2` (all 67,349 sentences, epochs by data size: hours on 2 CPU
@@ -87,8 +88,11 @@ def stage_teacher(task, data, out, rows, epochs, seed: int) -> dict:
     finetune.run(FinetuneConfig(task=task, data=data, out=out, limit=rows,
                                 train=TrainSettings(epochs=epochs, seed=seed)))
     m = json.loads((out / "metrics.json").read_text())
+    refit = m.get("refit") or {}
     return {"dev": m["dev"]["dev"], "epochs": m["epochs"], "steps": m["steps"], "train_s": round(m["seconds"], 1),
-            "stage_s": round(time.perf_counter() - t0, 1), "check_failed": m["check"]["failed"]}
+            "stage_s": round(time.perf_counter() - t0, 1), "check_failed": m["check"]["failed"],
+            "holdout": m.get("holdout"), "selection_dev": m["best"]["dev"].get("dev"),
+            "refit_steps": refit.get("steps"), "refit_s": round(refit["seconds"], 1) if refit else None}
 
 
 def spread(runs: list[dict], metric: str) -> dict:

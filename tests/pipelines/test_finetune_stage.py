@@ -69,11 +69,18 @@ def test_finetune_stage_writes_a_teacher_that_score_accepts(toy_data, backbone, 
     held = [h["dev"]["holdout"]["accuracy"] for h in metrics["history"]]
     assert metrics["best"] == metrics["history"][held.index(max(held))]
     assert metrics["holdout"] == metrics["best"]["dev"]["holdout"] and "holdout" not in metrics["dev"]
+    # 160 examples: refitted on all of them (20 batches of 8 an epoch, not 19) up to the step chosen on the holdout
+    refit = metrics["refit"]
+    assert (refit["examples"], refit["of_steps"], metrics["steps"]) == (160, 60, 57)
+    assert refit["steps"] == round(metrics["best"]["step"] * 60 / 57) and refit["from_step"] == metrics["best"]["step"]
+    assert refit["history"][-1]["step"] == refit["steps"] and metrics["dev"] == refit["dev"] == \
+        refit["history"][-1]["dev"] and "holdout" not in refit["dev"]
+    assert "refitted on all 160 for" in result.summary
     manifest = store.read_manifest(out)
     assert manifest["stage"] == "finetune-teacher" and manifest["precision"] == "float32"
     assert manifest["base_model"]["weights_sha256"] == hub.locate_model(backbone).weights_sha256
 
-    # The weights kept are the best evaluation's: scoring dev with the saved teacher reproduces its accuracy.
+    # The weights kept are the refit's last: scoring dev with the saved teacher reproduces its accuracy.
     dev = (toy_data / "dev.tsv").read_text().splitlines()[1:]
     scorer = TeacherScorer(out, device="cpu")
     pred = scorer.predict([line.split("\t")[0] for line in dev]).argmax(1)
@@ -99,6 +106,29 @@ def test_finetune_stage_cli(toy_data, backbone, tmp_path, capsys):
     assert cli.main(argv + ["--select-on", "dev"]) == 0
     assert capsys.readouterr().out.startswith("finetune-teacher: sst2 dev accuracy")
     assert json.loads((tmp_path / "d" / "metrics.json").read_text())["train_rows"] == 32
+
+
+def test_finetune_refit_follows_the_split_size_and_the_setting(toy_data, backbone, tmp_path, monkeypatch):
+    cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "t", model=str(backbone), device="cpu",
+                         train=replace(FAST, epochs=1, eval_steps=0), limit=64)
+    assert cfg.refits(finetune.REFIT_MAX_EXAMPLES) and not cfg.refits(finetune.REFIT_MAX_EXAMPLES + 1)
+    assert replace(cfg, refit="on").refits(10**6) and not replace(cfg, refit="off").refits(10)
+    assert not replace(cfg, select_on="dev").refits(10)  # nothing was held out
+    with pytest.raises(ConfigError, match=r"\[refit\] on trains on the holdout"):
+        finetune.run(replace(cfg, refit="on", select_on="dev"))
+    assert "[refit] must be one of auto, on, off, got 'yes'" in replace(cfg, refit="yes").problems()
+
+    monkeypatch.setattr(finetune, "REFIT_MAX_EXAMPLES", 63)  # 64 examples: more than auto refits
+    kept = json.loads((finetune.run(cfg).out_dir / "metrics.json").read_text())
+    assert "refit" not in kept and kept["dev"]["dev"] == kept["best"]["dev"]["dev"] and kept["train_rows"] == 61
+    assert store.read_manifest(cfg.out)["train_settings"]["refit"] is False
+    argv = ["finetune-teacher", "--task", "sst2", "--data", str(toy_data), "--model", str(backbone), "--epochs", "1",
+            "--limit", "64", "--device", "cpu", "--batch-size", "8", "--lr", "5e-3", "--seed", "1", "--out", str(tmp_path / "on")]
+    assert cli.main(argv + ["--refit", "on"]) == 0
+    refitted = json.loads((tmp_path / "on" / "metrics.json").read_text())
+    assert refitted["refit"]["examples"] == 64 and refitted["refit"]["steps"] == 8  # 64 / 8, one epoch
+    assert refitted["history"] == kept["history"]  # the same first fit chose the step
+    assert (tmp_path / "on" / "model.safetensors").read_bytes() != (cfg.out / "model.safetensors").read_bytes()
 
 
 def test_finetune_stage_reports_every_config_problem(tmp_path):
@@ -159,7 +189,8 @@ def test_finetune_epochs_follow_the_data_size_and_are_recorded(toy_data, backbon
     # 48 rows, 2 held out: 46 examples, so 10 epochs of 6 batches of (at most) 8 examples
     assert metrics["epochs"] == 10 and metrics["batch_size"] == 8 and metrics["steps"] == 60
     assert [h["epoch"] for h in metrics["history"]] == list(range(1, 11))
-    assert store.read_manifest(out)["train_settings"] == {"epochs": 10, "epochs_from": "data size", "lr": 5e-3}
+    assert store.read_manifest(out)["train_settings"] == {"epochs": 10, "epochs_from": "data size", "lr": 5e-3,
+                                                          "refit": True, "refit_from": "data size"}
 
 
 def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_teacher(toy_data, backbone, tmp_path, monkeypatch):
@@ -168,28 +199,38 @@ def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_teacher(toy_dat
     cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "full", model=str(backbone),
                          train=FAST, device="cpu")
     full = finetune.run(cfg).out_dir
-    total = json.loads((full / "metrics.json").read_text())["steps"]
+    first, refit = (lambda m: (m["steps"], m["refit"]["steps"]))(json.loads((full / "metrics.json").read_text()))
     real, calls = loop.train_step, []
 
-    def killed_at_step_10(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 10:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def killed_at(step):
+        def train_step(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == step:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return train_step
 
-    monkeypatch.setattr(loop, "train_step", killed_at_step_10)
     resumed = replace(cfg, out=tmp_path / "resumed")
+    monkeypatch.setattr(loop, "train_step", killed_at(10))  # in the first fit
     with pytest.raises(KeyboardInterrupt):
         finetune.run(resumed)
     assert not resumed.out.exists() and len(list(tmp_path.glob(".resumed.partial-*/checkpoint.pt"))) == 1
     calls.clear()
+    monkeypatch.setattr(loop, "train_step", killed_at(first - 7 + 10))  # step 10 of the refit
+    with pytest.raises(KeyboardInterrupt):
+        finetune.run(resumed)
+    assert len(calls) == first - 7 + 10  # the first fit from its checkpoint of step 7, then into the refit
+    assert len(list(tmp_path.glob(".resumed.partial-*/refit-checkpoint.pt"))) == 1
+    calls.clear()
     monkeypatch.setattr(loop, "train_step", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = finetune.run(resumed).out_dir
-    assert len(calls) == total - FAST.eval_steps  # from the checkpoint of the evaluation at step 7
+    assert len(calls) == refit - FAST.eval_steps  # nothing of the first fit; the refit from its step 7
     assert (out / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (full, out))
     assert a["history"] == b["history"] and a["best"] == b["best"]
-    assert not (out / "checkpoint.pt").exists() and not list(tmp_path.glob(".resumed.partial-*"))
+    assert a["refit"]["history"] == b["refit"]["history"] and a["dev"] == b["dev"]
+    assert not {"checkpoint.pt", "refit-checkpoint.pt"} & {p.name for p in out.iterdir()}
+    assert not list(tmp_path.glob(".resumed.partial-*"))
 
 
 def test_finetune_lr_auto_keeps_the_best_rate_on_the_holdout(toy_data, backbone, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from augment import MASK_SYMBOL
-from pipelines import batching, devices
+from pipelines import batching, checkpoints, devices
 from pipelines.errors import ConfigError, DistillError, MissingResourceError, TeacherMismatchError
 from pipelines.settings import TrainSettings
 from pipelines.teacher import checks, hub
@@ -350,12 +350,12 @@ def _toy_rows(tokenizer, n: int, seed: int) -> LabelledRows:
     return LabelledRows(encode(tokenizer, texts, None, 32), np.array(labels, dtype=np.int64))
 
 
-def _finetuned(teacher_dir, settings):
+def _finetuned(teacher_dir, settings, **kwargs):
     torch.manual_seed(settings.seed)
     tok = hub.load_tokenizer(teacher_dir)
     model = hub.load_classifier(teacher_dir, torch.device("cpu"), label_names=("negative", "positive"))
     result = finetune(model, _toy_rows(tok, 128, 0), {"dev": _toy_rows(tok, 64, 1)}, ("accuracy",), settings,
-                        device=torch.device("cpu"), amp_dtype=None, pad_id=0)
+                      device=torch.device("cpu"), amp_dtype=None, pad_id=0, **kwargs)
     return model, result
 
 
@@ -374,6 +374,35 @@ def test_teacher_finetune_learns_and_is_reproducible(trainable_teacher):
     again, _ = _finetuned(tiny_teacher, settings)
     for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_teacher_finetune_stop_at_takes_the_first_steps_of_the_whole_schedule_and_keeps_them(
+        trainable_teacher, tmp_path, monkeypatch):
+    """A refit's `stop_at`: the weights after step 10 of a 4-epoch schedule (as a full run's checkpoint of its
+    evaluation at step 10 holds them), not the best evaluation's, and not a 10-step schedule's."""
+    import pipelines.teacher.finetune as loop
+
+    settings = TrainSettings(epochs=4, lr=5e-3, batch_size=8, eval_steps=5, warmup_ratio=0.1, seed=3)
+    real, calls = loop.train_step, []
+
+    def killed_at_step_11(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 11:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    ckpt = loop.Checkpointing(tmp_path / "full.pt", "fp")
+    monkeypatch.setattr(loop, "train_step", killed_at_step_11)
+    with pytest.raises(KeyboardInterrupt):
+        _finetuned(trainable_teacher, settings, checkpoint=ckpt)
+    at_step_10 = checkpoints.load(ckpt.path, "fp")
+    monkeypatch.setattr(loop, "train_step", real)
+    model, result = _finetuned(trainable_teacher, settings, stop_at=10)
+    assert result.steps == 10 and [h["step"] for h in result.history] == [5, 10]
+    assert result.best == result.history[-1] and at_step_10["result"]["history"] == result.history
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, at_step_10["model"][name]), name
+    assert loop.truncated([[1, 2, 3], [4, 5, 6], [7]], 4) == [[1, 2, 3], [4]]
 
 
 def _bin_only_copy(tiny_teacher: Path, out: Path, extra: dict | None = None) -> Path:
