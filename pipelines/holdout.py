@@ -5,7 +5,8 @@ seeded, stratified slice of the training split's examples (HOLDOUT_FRACTION of t
 the split's class shares) is left out of training, together with every synthetic row made from them, and the
 best epoch, early stopping and the teacher's best checkpoint are chosen on it. The slice depends only on the
 split's labels and on HOLDOUT_SEED, never on the student's seed: every seed and both student families select
-on the same examples, and a teacher fine-tuned by the project on the same split held out the same ones. `select_on: dev` is the old
+on the same examples, and a teacher fine-tuned by the project on the same split chose its checkpoint on the
+same ones (and, refitted on a small split, then trained on them too). `select_on: dev` is the old
 behaviour (selection on the first dev split), kept for comparison; the report says which was used.
 """
 

@@ -137,6 +137,19 @@ def test_engine_keys_of_a_run_config_set_augmentation_and_scoring(tiny_teacher, 
                                       "teacher.finetune=false"]), tmp_path / "run2")
 
 
+def test_a_run_configs_refit_key_reaches_the_teacher_stage(tmp_path):
+    from pipelines.errors import ConfigError
+    from pipelines.stages.run import load_config, plan_run
+
+    assert plan_run(load_config("demo", []), tmp_path / "a").finetune.refit == "auto"
+    for value in ("on", "off", "auto"):
+        assert plan_run(load_config("demo", [f"finetune.refit='{value}'"]), tmp_path / "b").finetune.refit == value
+    with pytest.raises(ConfigError, match="got True .YAML reads unquoted yes/no/on/off as true/false: quote"):
+        load_config("demo", ["finetune.refit=on"])
+    with pytest.raises(ConfigError, match=r"refit\] on trains on the holdout"):
+        plan_run(load_config("demo", ["finetune.refit='on'", "select_on=dev"]), tmp_path / "c")
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_run_trains_both_student_families_from_one_scored_set(tiny_teacher, tmp_path):
