@@ -196,7 +196,7 @@ def _fit(cfg: FinetuneConfig, run_: store.StageRun, task: TaskSpec, files, split
         with run_.timed("lr_search"):
             search = search_lr(cfg, run_.work_dir, task, files, train, dev, settings, device, amp_dtype, pad_id)
         settings = replace(settings, lr=search["lr"])
-    steps = sum(len(plan) for plan in finetune.plan_epochs(train.enc.lengths, settings))
+    steps = finetune.planned_steps(train.enc.lengths, settings)
     with run_.timed("train"), progress(steps, "fine-tuning", "step") as bar:
         result = finetune.finetune(model, train, dev, task.metrics, settings, device=device, amp_dtype=amp_dtype,
                                    pad_id=pad_id, progress=bar.update,
@@ -236,7 +236,7 @@ def _refit(cfg: FinetuneConfig, run_: store.StageRun, model_parts: tuple, full_s
 
     task, files, tokenizer = model_parts
     train = _labelled(tokenizer, full_split, cfg.max_length)
-    planned = sum(len(plan) for plan in finetune.plan_epochs(train.enc.lengths, settings))
+    planned = finetune.planned_steps(train.enc.lengths, settings)
     stop = max(1, round(first.best["step"] * planned / first.steps))
     model = _new_classifier(cfg, files, device, task)
     with run_.timed("refit"), progress(stop, "refitting on all examples", "step") as bar:
@@ -273,7 +273,7 @@ def search_lr(cfg: FinetuneConfig, work_dir: Path, task: TaskSpec, files, train:
     rows = np.sort(np.random.default_rng(settings.seed).permutation(len(train.labels))[:LR_SEARCH_ROWS])
     subset = finetune.LabelledRows(train.enc.take(rows), train.labels[rows])
     holdout = {HOLDOUT_SPLIT: dev[HOLDOUT_SPLIT]}
-    tried, steps = [], sum(len(plan) for plan in finetune.plan_epochs(subset.enc.lengths, settings))
+    tried, steps = [], finetune.planned_steps(subset.enc.lengths, settings)
     with progress(steps * len(LR_SEARCH), f"lr search ({len(LR_SEARCH)} rates)", "step") as bar:
         for lr in LR_SEARCH:
             model = _new_classifier(cfg, files, device, task)

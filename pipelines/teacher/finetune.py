@@ -73,6 +73,11 @@ def plan_epochs(lengths: np.ndarray, s: TrainSettings) -> list[list[np.ndarray]]
     return [batching.by_rows(lengths, s.batch_size, rng, GROUP_ROWS) for _ in range(s.epochs)]
 
 
+def planned_steps(lengths: np.ndarray, s: TrainSettings) -> int:
+    """Optimiser steps in all of `plan_epochs(lengths, s)`: the length of the schedule."""
+    return sum(len(plan) for plan in plan_epochs(lengths, s))
+
+
 def eval_batch_tokens(s: TrainSettings, device: torch.device) -> int:
     """Padded tokens per evaluation batch: the setting, or the device's default."""
     return s.eval_batch_tokens or default_batch_tokens(device)
@@ -175,7 +180,7 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
                 evaluate_and_keep(epoch)
         if step > (result.history[-1]["step"] if result.history else 0):
             evaluate_and_keep(epoch)
-    if best_state is not None and stop_at is None:
+    if best_state is not None:  # never with stop_at: nothing was selected
         model.load_state_dict(best_state)
     return result
 

@@ -199,7 +199,8 @@ def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_teacher(toy_dat
     cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "full", model=str(backbone),
                          train=FAST, device="cpu")
     full = finetune.run(cfg).out_dir
-    first, refit = (lambda m: (m["steps"], m["refit"]["steps"]))(json.loads((full / "metrics.json").read_text()))
+    done = json.loads((full / "metrics.json").read_text())
+    first, refit = done["steps"], done["refit"]["steps"]
     real, calls = loop.train_step, []
 
     def killed_at(step):
