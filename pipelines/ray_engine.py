@@ -93,6 +93,10 @@ class _ChunkActor:
             self.phase = phase
         return self.worker(item)
 
+    def release(self) -> None:
+        """Drop the last phase's worker (a phase that needs fewer actors leaves this one idle until the end)."""
+        self.phase, self.worker = None, None
+
 
 class RayEngine:
     name = "ray"
@@ -147,6 +151,8 @@ class RayEngine:
             self._chunk_actors += [actor.remote() for _ in range(n - len(self._chunk_actors))]
         self._phases += 1
         phase = self._phases
+        for idle in self._chunk_actors[n:]:
+            idle.release.remote()
         pool = ActorPool(self._chunk_actors[:n])
         pending = 0
         for item in items:

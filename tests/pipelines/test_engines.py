@@ -112,6 +112,33 @@ def test_chunk_actors_serve_the_next_phase_and_rebuild_their_worker_after_a_cras
     assert {pid for _, pid in second} == {first[-1][1]}  # ...which then served the next phase
 
 
+def test_a_phase_on_fewer_actors_frees_the_idle_actors_workers(tmp_path, quiet):
+    """Tagging on two actors, then generation on one: the idle actor lets go of its tagger (a spaCy pipeline)
+    when the next phase starts, not when the engine ends."""
+    from pipelines.ray_engine import RayEngine
+
+    class Noted:  # defined here, so Ray ships it by value; notes its pid when it is freed
+        def __init__(self, folder: Path):
+            self.folder = folder
+
+        def __call__(self, item: int) -> int:
+            time.sleep(0.2)  # long enough that both actors take items
+            return os.getpid()
+
+        def __del__(self):
+            (self.folder / f"freed-{os.getpid()}").touch()
+
+    with RayEngine.started(workers=2) as engine:
+        pids = set(engine.mapper(Noted, {"folder": tmp_path}, list(range(6))))
+        [kept] = set(engine.mapper(Noted, {"folder": tmp_path}, [0]))
+        deadline = time.monotonic() + 10
+        while len(list(tmp_path.glob("freed-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        freed = {int(p.name.removeprefix("freed-")) for p in tmp_path.glob("freed-*")}
+    assert len(pids) == 2 and kept in pids
+    assert freed == pids  # the kept actor's first worker (replaced) and the idle actor's (released)
+
+
 @pytest.fixture(scope="module")
 def single_and_pairs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("engines")
