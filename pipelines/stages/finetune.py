@@ -106,6 +106,12 @@ class FinetuneConfig:
             return False
         return self.refit == "on" or n_examples <= REFIT_MAX_EXAMPLES
 
+    def refit_source(self) -> str:
+        """What decided `refits`: the setting itself, select_on (dev: nothing was held out), or the data size."""
+        if self.refit != "auto":
+            return "config"
+        return "data size" if self.select_on == "holdout" else "select_on"
+
 
 def _precision(device: torch.device) -> tuple[str, torch.dtype | None]:
     """bf16 autocast on GPUs that have it (no loss scaling needed, unlike fp16); float32 elsewhere."""
@@ -149,7 +155,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
         return StageResult(Path(cfg.out), True, f"finetune-teacher: up to date, {cfg.out} (fingerprint {fp[:12]})")
 
     chosen = {"epochs": settings.epochs, "epochs_from": "config" if cfg.train.epochs else "data size",
-              "refit": full_split is not None, "refit_from": "data size" if cfg.refit == "auto" else "config"}
+              "refit": full_split is not None, "refit_from": cfg.refit_source()}
     with store.stage_run(STAGE, cfg.out, fp, config, inputs=inputs, seed=cfg.train.seed, resumable=True,
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
                                 "base_model": {"name": files.name, "path": str(files.path), **files.identity()},

@@ -114,6 +114,8 @@ def test_finetune_refit_follows_the_split_size_and_the_setting(toy_data, backbon
     assert cfg.refits(finetune.REFIT_MAX_EXAMPLES) and not cfg.refits(finetune.REFIT_MAX_EXAMPLES + 1)
     assert replace(cfg, refit="on").refits(10**6) and not replace(cfg, refit="off").refits(10)
     assert not replace(cfg, select_on="dev").refits(10)  # nothing was held out
+    assert [replace(cfg, **kw).refit_source() for kw in ({}, {"select_on": "dev"}, {"refit": "off"})] == [
+        "data size", "select_on", "config"]
     with pytest.raises(ConfigError, match=r"\[refit\] on trains on the holdout"):
         finetune.run(replace(cfg, refit="on", select_on="dev"))
     assert "[refit] must be one of auto, on, off, got 'yes'" in replace(cfg, refit="yes").problems()
