@@ -122,6 +122,9 @@ class RayEngine:
             check_reachable(address)
             ray.init(address=address, **quiet)
         else:
+            # Ray runs its workers at nice 15, so any other process on the machine starves them (10x slower
+            # augmentation was seen beside one fine-tuning job); the local engine's workers run at the driver's.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             # A single-node instance on this machine. (Ray advertises the node's own IP even when asked for
             # 127.0.0.1, so it listens where any Ray head does; on a closed network, as in CI, that is local.)
             ray.init(num_cpus=available_cpus(), **quiet)

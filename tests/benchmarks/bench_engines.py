@@ -3,7 +3,8 @@
 - Engines: `distill score` (reference teacher, float32, one torch thread per replica) and `distill augment` (the
   first BENCH_AUGMENT_ORIGINALS SST-2 train sentences, default 20,000; 0: all of them) on the local engine and on
   a local Ray instance, at 1 and 2 workers, as whole processes in one run; ratios to the local engine at the
-  same worker count. Ray's wall time includes starting its instance; augmentation's `stage_s` does not (the
+  same worker count. BENCH_ENGINES_REPEATS=N (default 1) runs the whole set N times, interleaved, and gives the
+  median of the paired ratios (machines whose speed drifts between runs need it). Ray's wall time includes starting its instance; augmentation's `stage_s` does not (the
   stage's own time, with its tagging and generation phases beside it).
 - Precisions: rows/s of the reference teacher at float32, bf16 and int8 (2 threads) on the same SST-2 rows, with
   the argmax agreement and largest logit difference against float32.
@@ -22,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from .conftest import PYTHON, save, shared_path, timed_process
 
 SCORE_ROWS_ORIGINALS = 400  # SST-2 train sentences whose transfer set is scored (~6,000 rows)
 AUGMENT_ORIGINALS = int(os.environ.get("BENCH_AUGMENT_ORIGINALS", "20000"))  # 0: all 67,349 of SST-2 train
+ENGINE_REPEATS = int(os.environ.get("BENCH_ENGINES_REPEATS", "1"))  # whole-process runs of each, interleaved
 
 
 def distill(*args: str) -> list[str]:
@@ -47,38 +51,55 @@ def digest(out: Path) -> str:
 
 def bench_engines(tmp_path):
     sst2 = shared_path("data", "glue", "SST-2")
-    teacher = shared_path("teachers", "minilm-sst2")
     env = {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     transfer = tmp_path / "transfer"
     timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), "--limit", str(SCORE_ROWS_ORIGINALS),
                           "--n-iter", "15", "--out", str(transfer)), env)
-    rows = json.loads((transfer / "stats.json").read_text())["rows"]
-    results: dict = {"score_rows": rows, "score": {}, "augment": {}}
-    for workers in (1, 2):
-        for engine in ("local", "ray"):
-            out = tmp_path / f"s-{engine}{workers}"
-            run = timed_process(distill("score", "--teacher", str(teacher), "--transfer", str(transfer), "--out",
-                                        str(out), "--dtype", "float32", "--shard-rows", "500", "--engine", engine,
-                                        "--workers", str(workers)), env)
-            stats = json.loads((out / "stats.json").read_text())
-            results["score"][f"{engine}-{workers}"] = {"wall_s": run["wall_s"], "score_s": stats["wall_s"],
-                                                       "rows_per_s": stats["rows_per_s"], "digest": digest(out)}
-            a_out = tmp_path / f"a-{engine}{workers}"
-            limit = ["--limit", str(AUGMENT_ORIGINALS)] if AUGMENT_ORIGINALS else []
-            run = timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), *limit, "--out",
-                                        str(a_out), "--engine", engine, "--workers", str(workers)), env)
-            manifest = json.loads((a_out / "manifest.json").read_text())
-            results["augment"][f"{engine}-{workers}"] = {  # stage_s: inside the engine (Ray's start excluded)
-                "wall_s": run["wall_s"], "stage_s": manifest["wall_s"], **manifest["timings_s"],
-                "rows": json.loads((a_out / "stats.json").read_text())["rows"], "digest": digest(a_out)}
-    for stage in ("score", "augment"):
-        r = results[stage]
+    runs: dict = {"score": {}, "augment": {}}
+    for repeat in range(ENGINE_REPEATS):  # interleaved, so that a slow spell of the machine hits both engines
         for workers in (1, 2):
-            ray, local = r[f"ray-{workers}"]["wall_s"], r[f"local-{workers}"]["wall_s"]
-            r[f"ray/local wall, {workers} workers"] = round(ray / local, 3)
-        r["same bytes"] = len({v["digest"] for k, v in r.items() if isinstance(v, dict)}) == 1
+            for engine in ("local", "ray"):
+                key, out = f"{engine}-{workers}", tmp_path / f"{engine}{workers}-{repeat}"
+                runs["score"].setdefault(key, []).append(_score_run(transfer, out / "s", engine, workers, env))
+                runs["augment"].setdefault(key, []).append(_augment_run(sst2, out / "a", engine, workers, env))
+                shutil.rmtree(out)  # a full task's transfer sets, once their digests are taken
+    results = {"score_rows": json.loads((transfer / "stats.json").read_text())["rows"], "repeats": ENGINE_REPEATS,
+               **{stage: _engine_summary(by_key) for stage, by_key in runs.items()}}
     save("engines", results)
     assert results["score"]["same bytes"] and results["augment"]["same bytes"]
+
+
+def _score_run(transfer: Path, out: Path, engine: str, workers: int, env: dict) -> dict:
+    run = timed_process(distill("score", "--teacher", str(shared_path("teachers", "minilm-sst2")), "--transfer",
+                                str(transfer), "--out", str(out), "--dtype", "float32", "--shard-rows", "500",
+                                "--engine", engine, "--workers", str(workers)), env)
+    stats = json.loads((out / "stats.json").read_text())
+    return {"wall_s": run["wall_s"], "score_s": stats["wall_s"], "rows_per_s": stats["rows_per_s"],
+            "digest": digest(out)}
+
+
+def _augment_run(sst2: Path, out: Path, engine: str, workers: int, env: dict) -> dict:
+    limit = ["--limit", str(AUGMENT_ORIGINALS)] if AUGMENT_ORIGINALS else []
+    run = timed_process(distill("augment", "--task", "sst2", "--data", str(sst2), *limit, "--out", str(out),
+                                "--engine", engine, "--workers", str(workers)), env)
+    manifest = json.loads((out / "manifest.json").read_text())  # its wall_s: the stage's own, Ray's start excluded
+    return {"wall_s": run["wall_s"], "stage_s": manifest["wall_s"], **manifest["timings_s"],
+            "rows": json.loads((out / "stats.json").read_text())["rows"], "digest": digest(out)}
+
+
+def _engine_summary(by_key: dict[str, list[dict]]) -> dict:
+    """One run per engine and worker count as it is; several: every run, the median wall time, and the ratios of
+    paired runs (Ray's to the local engine's in the same repeat) with their median."""
+    out: dict = {k: v[0] if len(v) == 1 else {"wall_s": statistics.median(r["wall_s"] for r in v), "runs": v}
+                 for k, v in by_key.items()}
+    for workers in (1, 2):
+        pairs = zip(by_key[f"ray-{workers}"], by_key[f"local-{workers}"])
+        ratios = [round(ray["wall_s"] / local["wall_s"], 3) for ray, local in pairs]
+        out[f"ray/local wall, {workers} workers"] = round(statistics.median(ratios), 3)
+        if len(ratios) > 1:
+            out[f"ray/local wall, {workers} workers, each repeat"] = ratios
+    out["same bytes"] = len({r["digest"] for v in by_key.values() for r in v}) == 1
+    return out
 
 
 def bench_precisions():

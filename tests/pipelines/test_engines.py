@@ -112,6 +112,18 @@ def test_chunk_actors_serve_the_next_phase_and_rebuild_their_worker_after_a_cras
     assert {pid for _, pid in second} == {first[-1][1]}  # ...which then served the next phase
 
 
+def test_actors_of_a_local_instance_run_at_the_drivers_priority(quiet):
+    """Not at Ray's nice 15, which lets any other process on the machine starve them."""
+    from pipelines.ray_engine import RayEngine
+
+    class Niceness:  # defined here, so Ray ships it by value
+        def __call__(self, item: int) -> int:
+            return os.nice(0)
+
+    with RayEngine.started(workers=1) as engine:
+        assert list(engine.mapper(Niceness, {}, [0])) == [os.nice(0)]
+
+
 def test_a_phase_on_fewer_actors_frees_the_idle_actors_workers(tmp_path, quiet):
     """Tagging on two actors, then generation on one: the idle actor lets go of its tagger (a spaCy pipeline)
     when the next phase starts, not when the engine ends."""
