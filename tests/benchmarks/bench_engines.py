@@ -4,8 +4,9 @@
   first BENCH_AUGMENT_ORIGINALS SST-2 train sentences, default 20,000; 0: all of them) on the local engine and on
   a local Ray instance, at 1 and 2 workers, as whole processes in one run; ratios to the local engine at the
   same worker count. BENCH_ENGINES_REPEATS=N (default 1) runs the whole set N times, interleaved, and gives the
-  median of the paired ratios (machines whose speed drifts between runs need it). Ray's wall time includes starting its instance; augmentation's `stage_s` does not (the
-  stage's own time, with its tagging and generation phases beside it).
+  median of the paired ratios (machines whose speed drifts between runs need it). Ray's wall time includes
+  starting its instance; augmentation's `stage_s` does not (the stage's own time, with its tagging and
+  generation phases beside it).
 - Precisions: rows/s of the reference teacher at float32, bf16 and int8 (2 threads) on the same SST-2 rows, with
   the argmax agreement and largest logit difference against float32.
 - Students from each precision: the BiLSTM's SST-2 dev accuracy over three seeds from float32, bf16 and int8

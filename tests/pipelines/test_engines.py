@@ -134,14 +134,13 @@ def test_a_phase_on_fewer_actors_frees_the_idle_actors_workers(tmp_path, quiet):
             self.folder = folder
 
         def __call__(self, item: int) -> int:
-            time.sleep(0.2)  # long enough that both actors take items
             return os.getpid()
 
         def __del__(self):
             (self.folder / f"freed-{os.getpid()}").touch()
 
     with RayEngine.started(workers=2) as engine:
-        pids = set(engine.mapper(Noted, {"folder": tmp_path}, list(range(6))))
+        pids = set(engine.mapper(Noted, {"folder": tmp_path}, list(range(6))))  # the first two: one an actor
         [kept] = set(engine.mapper(Noted, {"folder": tmp_path}, [0]))
         deadline = time.monotonic() + 10
         while len(list(tmp_path.glob("freed-*"))) < 2 and time.monotonic() < deadline:
