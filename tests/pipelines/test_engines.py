@@ -140,7 +140,7 @@ def test_a_phase_on_fewer_actors_frees_the_idle_actors_workers(tmp_path, quiet):
             (self.folder / f"freed-{os.getpid()}").touch()
 
     with RayEngine.started(workers=2) as engine:
-        pids = set(engine.mapper(Noted, {"folder": tmp_path}, list(range(6))))  # the first two: one an actor
+        pids = set(engine.mapper(Noted, {"folder": tmp_path}, list(range(6))))  # first two items: one per actor
         [kept] = set(engine.mapper(Noted, {"folder": tmp_path}, [0]))
         deadline = time.monotonic() + 10
         while len(list(tmp_path.glob("freed-*"))) < 2 and time.monotonic() < deadline:
