@@ -88,13 +88,14 @@ class _ChunkActor:
         if phase != self.phase:
             import ray
 
-            self.phase, self.worker = None, None  # the last phase's worker (a tagger, a corpus) goes first
+            self.release()  # the last phase's worker (a tagger, a corpus) goes first
             self.worker = cls(**dict(zip(refs, ray.get(list(refs.values())))))
             self.phase = phase
         return self.worker(item)
 
     def release(self) -> None:
-        """Drop the last phase's worker (a phase that needs fewer actors leaves this one idle until the end)."""
+        """Drop the last phase's worker: before the next phase's is built, and on an actor that a phase on fewer
+        actors leaves idle (else it would keep its worker until the engine ends)."""
         self.phase, self.worker = None, None
 
 
