@@ -12,7 +12,9 @@ Cases (BENCH_TEACHER_CASES, comma-separated): `sst2-3k` (the first 3,000 SST-2 t
 `mrpc` (all of MRPC, epochs by data size), `sst2` (all 67,349 sentences, epochs by data size: hours on 2 CPU
 cores; a GPU run). BENCH_TEACHER_EPOCHS sets a case's epochs for both sides (default `mrpc:3`, the usual
 recipe's 3, as a 2-core CPU cannot afford the stage's 10 three times over; empty: the stage's own epochs). Seeds: BENCH_TEACHER_SEEDS (default 0,1,2), mean
-and standard deviation over them.
+and standard deviation over them. BENCH_TEACHER_SIDES (default `stage,plain`): `stage` or `plain` runs one side only
+(a long case in two invocations; the plain side then needs BENCH_TEACHER_EPOCHS, as no stage run gave its epochs).
+Results are saved after each side, so a killed run keeps the side it finished.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ CASES = {"sst2-3k": ("sst2", "SST-2", 3000, 1), "mrpc": ("mrpc", "MRPC", None, N
 CHOSEN = os.environ.get("BENCH_TEACHER_CASES", "sst2-3k,mrpc").split(",")
 SEEDS = [int(s) for s in os.environ.get("BENCH_TEACHER_SEEDS", "0,1,2").split(",")]
 EPOCHS = {c: int(e) for c, e in (x.split(":") for x in os.environ.get("BENCH_TEACHER_EPOCHS", "mrpc:3").split(",") if x)}
+SIDES = os.environ.get("BENCH_TEACHER_SIDES", "stage,plain").split(",")
 
 
 def plain_recipe(task, train, dev, backbone: str, epochs: int, seed: int, device) -> dict:
@@ -118,13 +121,19 @@ def bench_finetune_teacher_against_the_plain_recipe(tmp_path):
         task, data = TASKS[name], shared_path("data", "glue", folder)
         train, _ = read_split(task, data, "train", limit=rows)
         dev, _ = read_split(task, data, "dev")
-        ours = [stage_teacher(task, data, tmp_path / f"{case}-{s}", rows, epochs, s) for s in SEEDS]
-        plain = [plain_recipe(task, train, dev, str(get_model_path()), ours[0]["epochs"], s, device) for s in SEEDS]
         metric = task.metrics[0]
-        results["cases"][case] = {
-            "train_rows": len(train), "epochs": ours[0]["epochs"], "metric": metric,
-            "stage": {**spread(ours, metric), "runs": ours}, "plain_recipe": {**spread(plain, metric), "runs": plain}}
-        results["cases"][case]["stage_minus_plain"] = round(results["cases"][case]["stage"]["mean"]
-                                                            - results["cases"][case]["plain_recipe"]["mean"], 2)
+        entry = results["cases"][case] = {"train_rows": len(train), "epochs": epochs, "metric": metric}
+        if "stage" in SIDES:
+            ours = [stage_teacher(task, data, tmp_path / f"{case}-{s}", rows, epochs, s) for s in SEEDS]
+            entry.update(epochs=ours[0]["epochs"], stage={**spread(ours, metric), "runs": ours})
+            save("finetune_teacher", results)  # a long case keeps its stage side if the plain side is killed
+        if "plain" in SIDES:
+            if entry["epochs"] is None:
+                raise SystemExit(f"BENCH_TEACHER_SIDES=plain needs BENCH_TEACHER_EPOCHS={case}:N for {case}")
+            plain = [plain_recipe(task, train, dev, str(get_model_path()), entry["epochs"], s, device) for s in SEEDS]
+            entry["plain_recipe"] = {**spread(plain, metric), "runs": plain}
+        if "stage" in entry and "plain_recipe" in entry:
+            entry["stage_minus_plain"] = round(entry["stage"]["mean"] - entry["plain_recipe"]["mean"], 2)
         save("finetune_teacher", results)  # after each case: a long run keeps what it has
-    assert all(np.isfinite(c["stage"]["mean"]) for c in results["cases"].values())
+    assert all(np.isfinite(c[side]["mean"]) for c in results["cases"].values()
+               for side in ("stage", "plain_recipe") if side in c)
