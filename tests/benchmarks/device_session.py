@@ -24,7 +24,8 @@ each step's result written to $OUT/results.json as soon as it ends:
      its SST-2 dev accuracy from bf16 against float32 logits.
 
 A rehearsal here, on the CPU and a small set: DEVICE_SESSION_LIMIT=200 (`pack`: the first 200 sentences) and
-DEVICE_SESSION_DEVICE=cpu (`run`; its results go to .device/out without $OUT).
+DEVICE_SESSION_DEVICE=cpu (`run`; scored sets and students in /tmp/device-session, results in its out/
+without $OUT).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ SHARED = REPO.parent / "shared"
 WHEELS = ("datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19")
 DEVICE = os.environ.get("DEVICE_SESSION_DEVICE", "cuda")
 LIMIT = os.environ.get("DEVICE_SESSION_LIMIT")
+WORK = Path("/tmp/device-session")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")
 
 
@@ -77,7 +79,7 @@ class Session:
 
     def __init__(self, out: Path, budget_s: float):
         self.out, self.deadline, self.results = out, time.monotonic() + budget_s, {}
-        self.work = PACK / "work"
+        self.work = WORK  # outside .device/, which must stay as packed to fit the next call's carry
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(["/tmp/site", str(REPO)]), "TQDM_MININTERVAL": "10"}
 
     def left(self) -> float:
@@ -193,7 +195,7 @@ def bilstm_from_each_precision(s: Session) -> None:
 
 
 def run() -> None:
-    out = Path(os.environ.get("OUT") or PACK / "out")
+    out = Path(os.environ.get("OUT") or WORK / "out")
     out.mkdir(parents=True, exist_ok=True)
     s = Session(out, float(os.environ.get("DEVICE_BUDGET_S", "540")))
     if DEVICE != "cpu":  # a rehearsal here runs in the project's venv, which has them
@@ -201,7 +203,7 @@ def run() -> None:
                         "--target", "/tmp/site", *map(str, (PACK / "whl").glob("*.whl"))], check=True)
     if not SHARED.exists():
         SHARED.symlink_to(PACK / "shared")  # the tests' and benchmarks' ../shared
-    s.work.mkdir(exist_ok=True)
+    s.work.mkdir(parents=True, exist_ok=True)
     with tarfile.open(PACK / "transfer.tar.xz") as tar:
         tar.extractall(s.work, filter="data")
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
