@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "--engine ray needs Ray, an optional extra: pip install 'distill-pipelines[ray]'"
 CONNECT_TIMEOUT_S = 5.0
 SHARDS_PER_CALL = 2
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def import_ray() -> Any:
@@ -126,6 +127,10 @@ class RayEngine:
             # Ray runs its workers at nice 15, so any other process on the machine starves them (10x slower
             # augmentation was seen beside one fine-tuning job); the local engine's workers run at the driver's.
             os.environ.setdefault("RAY_worker_niceness", "0")
+            # Ray turns token authentication on for every new local instance and logs a WARNING saying so at each
+            # start, with the advice to set RAY_AUTH_MODE=disabled. The instance is this job's own and lives as
+            # long as the job: the authentication stays (its token in ~/.ray/auth_token), the notice goes.
+            logging.getLogger(TOKEN_AUTH_LOGGER).setLevel(logging.ERROR)
             # A single-node instance on this machine. (Ray advertises the node's own IP even when asked for
             # 127.0.0.1, so it listens where any Ray head does; on a closed network, as in CI, that is local.)
             ray.init(num_cpus=available_cpus(), **quiet)

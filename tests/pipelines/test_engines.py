@@ -124,6 +124,22 @@ def test_actors_of_a_local_instance_run_at_the_drivers_priority(quiet):
         assert list(engine.mapper(Niceness, {}, [0])) == [os.nice(0)]
 
 
+def test_a_local_instance_keeps_rays_token_authentication_without_its_notice():
+    """Ray turns token authentication on for a new local instance and logs a WARNING at every start (advising
+    RAY_AUTH_MODE=disabled). A fresh process, as a user's job is (Ray says it only once a process): nothing of it
+    on stderr, and the authentication still on."""
+    code = ("from ray._raylet import AuthenticationMode, get_authentication_mode\n"
+            "from pipelines.ray_engine import RayEngine\n"
+            "with RayEngine.started(workers=1):\n"
+            "    print(get_authentication_mode() == AuthenticationMode.TOKEN)\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # Ray sets it in a process it starts in
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
+                          env={**env, "RAY_USAGE_STATS_ENABLED": "0"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
+    assert "Token authentication" not in done.stderr and "WARNING" not in done.stderr, done.stderr
+
+
 def test_a_phase_on_fewer_actors_frees_the_idle_actors_workers(tmp_path, quiet):
     """Tagging on two actors, then generation on one: the idle actor lets go of its tagger (a spaCy pipeline)
     when the next phase starts, not when the engine ends."""
