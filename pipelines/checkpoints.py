@@ -32,6 +32,14 @@ def save(path: Path, fp: str, state: dict[str, Any], rng: np.random.Generator | 
 def load(path: Path, fp: str, rng: np.random.Generator | None = None) -> dict[str, Any]:
     """The state saved by `save` under fingerprint `fp`, with every RNG restored; a truncated, foreign or
     other configuration's file stops with its path and how to start over."""
+    ckpt = read(path, fp)
+    restore_rngs(ckpt, rng)
+    return ckpt
+
+
+def read(path: Path, fp: str) -> dict[str, Any]:
+    """The state saved by `save` under fingerprint `fp`, RNGs not restored (`restore_rngs`), so that a caller can
+    look at it first; stops as `load` does."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -39,6 +47,11 @@ def load(path: Path, fp: str, rng: np.random.Generator | None = None) -> dict[st
     if ckpt.get("fingerprint") != fp:
         raise DataError("the checkpoint belongs to another configuration; delete it to train from scratch",
                         str(path))
+    return ckpt
+
+
+def restore_rngs(ckpt: dict[str, Any], rng: np.random.Generator | None = None) -> None:
+    """Set torch's, CUDA's, Python's and `rng`'s states to those `ckpt` saved."""
     saved = ckpt["rng"]
     torch.set_rng_state(saved["torch"])
     if saved.get("cuda") is not None and torch.cuda.is_available():
@@ -47,4 +60,3 @@ def load(path: Path, fp: str, rng: np.random.Generator | None = None) -> dict[st
         rng.bit_generator.state = saved["numpy"]
     py = saved["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
-    return ckpt

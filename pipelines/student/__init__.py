@@ -8,6 +8,9 @@
   training.py   `fit`: the training loop behind `distill train`, with its data, checkpoints and outputs
   export.py     TorchScript and ONNX files, checked against the model; copies predict.py
   predict.py    the stand-alone predictor copied into every student directory (torch or onnxruntime only)
+  transformer.py, transformer_training.py, transformer_export.py, predict_transformer.py: the DistilBERT-style
+                student made from the teacher's layers, its loop, its ONNX file and its predictor
+  epoch_checkpoints.py  checkpoints of the epoch in progress, for epochs that take hours (the transformer on a CPU)
 
 Nothing is imported here: the submodules import torch, and the CLI's help must not.
 """

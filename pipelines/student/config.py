@@ -134,6 +134,9 @@ class TrainConfig:
     grad_accum: int = setting(1, help="transformer: batches per optimiser step")
     warmup: float = setting(0.1, help="transformer: fraction of the steps with a linear warm-up of the rate")
     weight_decay: float = setting(0.01, help="transformer: AdamW's weight decay (none on biases and norms)")
+    checkpoint_minutes: float = setting(
+        10.0, help="transformer: also checkpoint the epoch in progress every this many minutes of training, so a "
+                   "killed run loses at most that much (0: only at the end of each epoch); not in the fingerprint")
     threads: int | None = setting(None, help=f"torch CPU threads (default {DEFAULT_THREADS} for bilstm, every "
                                              "core for transformer)")
     device: str = setting(
@@ -157,6 +160,8 @@ class TrainConfig:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.warmup < 1.0:
             out.append(f"[warmup] must be in [0, 1), got {self.warmup}")
+        if not self.checkpoint_minutes >= 0:
+            out.append(f"[checkpoint_minutes] must be >= 0, got {self.checkpoint_minutes}")
         if self.weight_decay < 0:
             out.append(f"[weight_decay] must be >= 0, got {self.weight_decay}")
         for name in ("epochs", "batch_size", "hidden", "fc", "embed_dim", "max_len", "min_count"):
@@ -203,11 +208,11 @@ class TrainConfig:
         """The settings that change the result, with the device resolved to its type (`cpu` or `cuda`): cuDNN's
         LSTM sums in another order than the CPU's, so the two train students that agree only up to accumulated
         rounding (and may score differently on dev); a student made on one is not reused for the other. `auto`
-        enters as the device it resolved to. Paths and thread counts do not enter."""
+        enters as the device it resolved to. Paths, thread counts and checkpoint_minutes do not enter."""
         cfg = self.resolved()
         d = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
         other_family = TRANSFORMER_ONLY + ("student",) if cfg.student == "bilstm" else BILSTM_ONLY
-        for k in ("scored", "out", "data", "threads", "seeds") + other_family:
+        for k in ("scored", "out", "data", "threads", "seeds", "checkpoint_minutes") + other_family:
             d.pop(k)
         d["device"] = device_type
         d["task"] = cfg.task.to_dict()

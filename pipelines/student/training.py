@@ -474,10 +474,7 @@ def seed_everything(seed: int) -> np.random.Generator:
 def save_checkpoint(path: Path, fp: str, fitter: Fitter, state: TrainState, best_model: dict | None,
                     rng: np.random.Generator) -> None:
     """Everything the loop needs to continue exactly (`checkpoints.save`: atomic, with every RNG)."""
-    checkpoints.save(path, fp, {
-        "model": fitter.model.state_dict(), "optimizer": fitter.optimizer.state_dict(),
-        "scheduler": fitter.scheduler.state_dict(), "best_model": best_model,
-        "ema": fitter.ema.state_dict() if fitter.ema is not None else None, "state": asdict(state)}, rng)
+    checkpoints.save(path, fp, {**fitter_state(fitter), "best_model": best_model, "state": asdict(state)}, rng)
 
 
 def load_checkpoint(path: Path, fp: str, fitter: Fitter, rng: np.random.Generator
@@ -485,12 +482,24 @@ def load_checkpoint(path: Path, fp: str, fitter: Fitter, rng: np.random.Generato
     """Restore `fitter` and every RNG from a checkpoint of this configuration; the loop counters and the best
     weights so far."""
     ckpt = checkpoints.load(path, fp, rng)
+    restore_fitter(fitter, ckpt)
+    return TrainState(**ckpt["state"]), ckpt["best_model"]
+
+
+def fitter_state(fitter: Fitter) -> dict:
+    """The weights, optimiser, schedule and moving average, as a checkpoint holds them."""
+    return {"model": fitter.model.state_dict(), "optimizer": fitter.optimizer.state_dict(),
+            "scheduler": fitter.scheduler.state_dict(),
+            "ema": fitter.ema.state_dict() if fitter.ema is not None else None}
+
+
+def restore_fitter(fitter: Fitter, ckpt: dict) -> None:
+    """Load what `fitter_state` saved back into `fitter`."""
     fitter.model.load_state_dict(ckpt["model"])
     fitter.optimizer.load_state_dict(ckpt["optimizer"])
     fitter.scheduler.load_state_dict(ckpt["scheduler"])
     if fitter.ema is not None:
         fitter.ema.load_state_dict(ckpt["ema"])
-    return TrainState(**ckpt["state"]), ckpt["best_model"]
 
 
 # ----------------------------------------------------------------------------------------------- the loop

@@ -6,8 +6,9 @@ made from the teacher's layers (or from `--student-init`) -> AdamW (no decay on 
 warm-up and decay -> resume. The loop: length-bucketed token-budget batches (`batching.by_tokens`, shuffled per epoch),
 `grad_accum` batches per step, the loss of `losses.DistillLoss` (KL at T scaled by T², by default), bf16 autocast
 where the device computes it natively; dev evaluation, early stopping and a checkpoint after each epoch (exact
-resume: weights, optimiser, schedule, every RNG). What it writes: the student as a Hugging Face model directory
-(save_pretrained: weights, config, tokenizer), metrics.json and student.json.
+resume: weights, optimiser, schedule, every RNG), and one of the epoch in progress every `checkpoint_minutes`
+(`epoch_checkpoints`), as its epochs can take hours on a CPU. What it writes: the student as a Hugging Face
+model directory (save_pretrained: weights, config, tokenizer), metrics.json and student.json.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..holdout import HOLDOUT_SPLIT
 from ..losses import DistillLoss
 from ..progress import progress
 from ..tasks import TaskSpec, data_dir, read_split
+from .epoch_checkpoints import EPOCH_CHECKPOINT, EpochCheckpoints, EpochPosition
 from .io import METRICS
 from .training import (CHECKPOINT, Fitter, HeldOut, TrainState, final_metrics, load_checkpoint, run_epochs,
                        seed_everything, select_rows, split_metrics)
@@ -140,14 +142,17 @@ def batch_tensors(enc: Encoded, rows: np.ndarray, pad_id: int, device: torch.dev
 
 
 def train_epoch(fitter: Fitter, data: TokenRows, batches: list[np.ndarray], accum: int, pad_id: int,
-                device: torch.device, amp: torch.dtype | None, desc: str) -> dict:
-    """One pass: `accum` batches per optimiser step, the step's loss the mean over all its rows with a target."""
-    t0 = time.perf_counter()
+                device: torch.device, amp: torch.dtype | None, position: EpochPosition,
+                saves: EpochCheckpoints, desc: str) -> dict:
+    """One pass from `position` (the start, or where a killed run's checkpoint left the epoch): `accum` batches
+    per optimiser step, the step's loss the mean over all its rows with a target; `saves` may checkpoint after
+    each step."""
+    t0, seconds_before = time.perf_counter(), position.seconds
     fitter.model.train()
     teacher, labels = torch.from_numpy(data.teacher).to(device), torch.from_numpy(data.labels).to(device)
-    loss_sum, targets, norm_sum, steps = 0.0, 0, 0.0, 0
     bar = progress(len(batches), desc, "batch")
-    for start in range(0, len(batches), accum):
+    bar.update(position.done)
+    for start in range(position.done, len(batches), accum):
         group = batches[start:start + accum]
         group_targets = max(1, sum(fitter.loss_fn.targets(labels[torch.from_numpy(r).to(device)]) for r in group))
         fitter.optimizer.zero_grad(set_to_none=True)
@@ -157,18 +162,21 @@ def train_epoch(fitter: Fitter, data: TokenRows, batches: list[np.ndarray], accu
                 logits = fitter.model(**batch_tensors(data.enc, rows, pad_id, device)).float()
             loss = fitter.loss_fn.row_losses(logits, teacher[idx], labels[idx]).sum() / group_targets
             loss.backward()
-            loss_sum += loss.item() * group_targets
+            position.loss_sum += loss.item() * group_targets
             bar.update(1)
         bound = fitter.clip if fitter.clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(fitter.model.parameters(), bound)
         fitter.optimizer.step()
         fitter.scheduler.step()
-        targets, norm_sum, steps = targets + group_targets, norm_sum + float(norm), steps + 1
+        position.done, position.targets = start + len(group), position.targets + group_targets
+        position.norm_sum, position.steps = position.norm_sum + float(norm), position.steps + 1
+        position.seconds = seconds_before + time.perf_counter() - t0
+        saves.after_step(position)
     bar.close()
-    seconds = time.perf_counter() - t0
-    return {"train_loss": round(loss_sum / max(1, targets), 6), "train_s": round(seconds, 2), "steps": steps,
-            "rows_per_s": round(len(data.labels) / max(seconds, 1e-9), 1),
-            "grad_norm": round(norm_sum / max(1, steps), 4)}
+    seconds = seconds_before + time.perf_counter() - t0
+    return {"train_loss": round(position.loss_sum / max(1, position.targets), 6), "train_s": round(seconds, 2),
+            "steps": position.steps, "rows_per_s": round(len(data.labels) / max(seconds, 1e-9), 1),
+            "grad_norm": round(position.norm_sum / max(1, position.steps), 4)}
 
 
 @torch.inference_mode()
@@ -237,9 +245,14 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     state, best = TrainState(), None
     if ckpt_path.is_file():
         state, best = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
+    saves = EpochCheckpoints(stage.work_dir / EPOCH_CHECKPOINT, stage.fingerprint, fitter, rng,
+                             cfg.checkpoint_minutes * 60)
+
     def one_epoch(epoch: int) -> dict:
+        position = saves.start(epoch)  # a killed run's place in this epoch, or its start
         batches = batching.by_tokens(data.enc.lengths, cfg.batch_tokens, rng)
-        return train_epoch(fitter, data, batches, cfg.grad_accum, pad_id, device, amp, f"train epoch {epoch}")
+        return train_epoch(fitter, data, batches, cfg.grad_accum, pad_id, device, amp, position, saves,
+                           f"train epoch {epoch}")
 
     best = run_epochs(cfg, task, stage, fitter, rng, state, best, one_epoch,
                       lambda: evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens), on_epoch_end)
@@ -251,6 +264,7 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
         exported = export_transformer(LogitsOf(model).cpu(), stage.work_dir, check_batch(dev[0], pad_id)) \
             if cfg.export != "none" else {"formats": []}
     ckpt_path.unlink(missing_ok=True)
+    saves.remove()
     params = sum(p.numel() for p in model.parameters())
     stage.stats.update(data.counts, student="transformer", **made_from, params=params, epochs_run=state.epoch,
                        best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], **final,

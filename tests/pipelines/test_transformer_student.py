@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -179,13 +181,14 @@ def test_predict_py_renders_the_transfer_sets_mask_symbol():
     assert predict_transformer.MASK_SYMBOL == MASK_SYMBOL
 
 
-def test_a_killed_transformer_run_resumes_to_the_same_weights(demo_scored_by_tiny_teacher, tmp_path):
+@pytest.mark.parametrize("minutes", [10.0, 1e-9], ids=["epoch-checkpoints", "and-a-finished-epochs-in-epoch-one"])
+def test_a_killed_transformer_run_resumes_to_the_same_weights(demo_scored_by_tiny_teacher, tmp_path, minutes):
     from safetensors.torch import load_file
 
     from pipelines.stages import train as train_stage
 
     straight = train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "straight", grad_accum=2)).out_dir
-    cfg = tf_config(demo_scored_by_tiny_teacher, tmp_path / "resumed", grad_accum=2)
+    cfg = tf_config(demo_scored_by_tiny_teacher, tmp_path / "resumed", grad_accum=2, checkpoint_minutes=minutes)
 
     def kill_after_first_epoch(state):
         if state.epoch == 1:
@@ -198,6 +201,48 @@ def test_a_killed_transformer_run_resumes_to_the_same_weights(demo_scored_by_tin
     assert seen == [2, 3]
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_killed_inside_an_epoch_resumes_from_there_to_the_same_weights(demo_scored_by_tiny_teacher, tmp_path,
+                                                                             monkeypatch):
+    from safetensors.torch import load_file
+
+    from pipelines import checkpoints
+    from pipelines.stages import train as train_stage
+    from pipelines.student.epoch_checkpoints import EPOCH_CHECKPOINT
+
+    straight = train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "straight", grad_accum=2,
+                                         checkpoint_minutes=0)).out_dir
+    straight_history = json.loads((straight / "metrics.json").read_text())["history"]
+    ends = [h["step"] for h in straight_history]  # optimiser steps after each epoch
+    steps = [ends[0], ends[1] - ends[0]]
+    assert steps[1] >= 4  # enough steps in epoch 2 to stop in its middle
+    kill_at = steps[0] + steps[1] // 2  # the in-epoch save that never happens; the step before it is redone
+    saving, saved = checkpoints.save, []
+
+    def save_or_die(path, fp, state, rng=None):
+        if path.name == EPOCH_CHECKPOINT:
+            if len(saved) == kill_at:
+                raise _Kill()
+            saved.append(state["position"]["done"])
+        saving(path, fp, state, rng)
+
+    monkeypatch.setattr(checkpoints, "save", save_or_die)
+    cfg = tf_config(demo_scored_by_tiny_teacher, tmp_path / "resumed", grad_accum=2, checkpoint_minutes=1e-9)
+    with pytest.raises(_Kill):
+        train_stage.run(cfg)
+    monkeypatch.setattr(checkpoints, "save", saving)
+    assert saved[steps[0]:] == [2 * i for i in range(1, steps[1] // 2 + 1)]  # epoch 2's saves: batches done
+    assert len(list(tmp_path.glob(f".resumed.partial-*/{EPOCH_CHECKPOINT}"))) == 1
+    seen = []
+    resumed = train_stage.run(cfg, on_epoch_end=lambda s: seen.append(s.epoch)).out_dir
+    assert seen == [2, 3]
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    history = json.loads((resumed / "metrics.json").read_text())["history"]
+    figures = ("step", "train_loss", "grad_norm", "dev")
+    assert [[h[k] for k in figures] for h in history] == [[h[k] for k in figures] for h in straight_history]
+    assert not list(tmp_path.rglob(EPOCH_CHECKPOINT))
 
 
 def test_student_init_with_another_tokenizer_is_refused(demo_scored_by_tiny_teacher, tmp_path):
