@@ -30,16 +30,17 @@ class _LogLines(tqdm):
         return True
 
 
-def progress(total: int, desc: str, unit: str = "ex") -> tqdm:
+def progress(total: int, desc: str, unit: str = "ex", initial: int = 0) -> tqdm:
     """A progress bar on stderr: live on a terminal; in a log (stderr redirected, CI) a line every 30 s.
-    TQDM_DISABLE=1 silences both. In a process named by `set_label`, lines with its name."""
+    TQDM_DISABLE=1 silences both. In a process named by `set_label`, lines with its name. `initial`: work a
+    killed run already did (the rate and the time left count only this run's)."""
     if _label is not None:
         desc = f"{_label}: {desc}"
     if sys.stderr.isatty() and _label is None:
         return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True, leave=False,
-                    file=sys.stderr)
+                    file=sys.stderr, initial=initial)
     return _LogLines(total=total, desc=desc, unit=unit, unit_scale=True, ncols=100, ascii=True, leave=False,
-                     mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, file=sys.stderr)
+                     mininterval=LOG_INTERVAL_S, maxinterval=LOG_INTERVAL_S, file=sys.stderr, initial=initial)
 
 
 def peak_memory_mb() -> float:

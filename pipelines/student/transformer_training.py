@@ -150,8 +150,7 @@ def train_epoch(fitter: Fitter, data: TokenRows, batches: list[np.ndarray], accu
     t0, seconds_before = time.perf_counter(), position.seconds
     fitter.model.train()
     teacher, labels = torch.from_numpy(data.teacher).to(device), torch.from_numpy(data.labels).to(device)
-    bar = progress(len(batches), desc, "batch")
-    bar.update(position.done)
+    bar = progress(len(batches), desc, "batch", initial=position.done)
     for start in range(position.done, len(batches), accum):
         group = batches[start:start + accum]
         group_targets = max(1, sum(fitter.loss_fn.targets(labels[torch.from_numpy(r).to(device)]) for r in group))
