@@ -22,6 +22,8 @@ def save(path: Path, fp: str, state: dict[str, Any], rng: np.random.Generator | 
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                     "numpy": rng.bit_generator.state if rng is not None else None,
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}}
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # a killed save's (the stage's lock keeps others out)
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     torch.save(ckpt, tmp)
     with open(tmp, "rb+") as f:
