@@ -6,8 +6,8 @@ Every `every_s` seconds of training the epoch in progress is saved to its own fi
 epoch's batches were drawn, how many batches are done and the epoch's running sums. A killed run loads the epoch
 checkpoint as before, then this file when it belongs to the epoch about to run: the epoch draws the same batches
 from the saved state, skips the done ones and goes on, so the run ends with the weights of an uninterrupted one
-and loses at most `every_s` seconds of work. A file of an epoch that has since finished is ignored, and its RNGs
-are not restored.
+and loses at most `every_s` seconds of work. The file is removed once the epoch's own checkpoint is written; one
+that a kill in between left (of an epoch that has since finished) is ignored, and its RNGs are not restored.
 """
 
 from __future__ import annotations

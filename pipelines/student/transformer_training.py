@@ -253,8 +253,13 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
         return train_epoch(fitter, data, batches, cfg.grad_accum, pad_id, device, amp, position, saves,
                            f"train epoch {epoch}")
 
+    def epoch_saved(finished: TrainState) -> None:  # the epoch checkpoint now holds what the in-epoch one did
+        if on_epoch_end is not None:
+            on_epoch_end(finished)
+        saves.remove()
+
     best = run_epochs(cfg, task, stage, fitter, rng, state, best, one_epoch,
-                      lambda: evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens), on_epoch_end)
+                      lambda: evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens), epoch_saved)
     fitter.model.load_state_dict(best)
     final = final_metrics(cfg, task, evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens),
                           data.holdout, data.counts["filtered"])
@@ -263,7 +268,7 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
         exported = export_transformer(LogitsOf(model).cpu(), stage.work_dir, check_batch(dev[0], pad_id)) \
             if cfg.export != "none" else {"formats": []}
     ckpt_path.unlink(missing_ok=True)
-    saves.remove()
+    saves.remove()  # a killed run's, when it stopped between its last epoch checkpoint and this point
     params = sum(p.numel() for p in model.parameters())
     stage.stats.update(data.counts, student="transformer", **made_from, params=params, epochs_run=state.epoch,
                        best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], **final,
