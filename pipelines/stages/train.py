@@ -59,9 +59,11 @@ def resolve_labels(task: TaskSpec, data: Path | None, scored_manifest: dict) -> 
     return task
 
 
-def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, device_type: str) -> str:
-    """Chains the scored set's fingerprint with the settings, the dev files, the vectors and the versions of the
-    packages whose kernels compute the student (another torch may give other floats)."""
+def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, device_type: str,
+                      init: dict | None = None) -> str:
+    """Chains the scored set's fingerprint with the settings, the dev files, the vectors (or, for a transformer,
+    `init`: what --student-init's model computes with, `student_init_record`) and the versions of the packages
+    whose kernels compute the student (another torch may give other floats)."""
     from ..student.vectors import resolve_vectors, vectors_identity
 
     dev_files = hash_split_files(data_dir(task, cfg.data), task.dev_splits)
@@ -69,11 +71,22 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
     if cfg.student == "transformer":  # the model it starts from, and the precision it trains in
         from ..devices import resolve_dtype
 
-        parts += [store.hash_path(cfg.student_init) if cfg.student_init else None,
-                  resolve_dtype("auto", device_type)]
+        identity = {k: v for k, v in init.items() if k.endswith("_sha256")} if init else None
+        parts += [identity, resolve_dtype("auto", device_type)]
     else:
         parts.append(vectors_identity(resolve_vectors(cfg.vectors)))
     return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", *parts, store.result_versions())
+
+
+def student_init_record(cfg: TrainConfig) -> dict | None:
+    """--student-init's model, a directory or a hub id (fetched as a teacher is, safetensors first), as the
+    manifest records it: its name, local path and hashes. None when the student is made from the teacher."""
+    if cfg.student != "transformer" or not cfg.student_init:
+        return None
+    from ..teacher import hub
+
+    files = hub.locate_model(cfg.student_init)
+    return {"name": files.name, "path": str(files.path), **files.identity()}
 
 
 def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
@@ -153,11 +166,13 @@ def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | 
             f"{cfg.scored}: the scored set's labels are {list(scored_labels)} but task '{task.name}' has "
             f"{list(task.label_names)}; train with the task the set was made for")
     device = resolve_device(cfg.device)
-    fp = stage_fingerprint(cfg, task, scored_manifest, device.type)
+    init = student_init_record(cfg)
+    fp = stage_fingerprint(cfg, task, scored_manifest, device.type, init)
     out = Path(cfg.out)
     if store.is_complete(out, fp):
         return StageResult(out, True, _summary(load_metrics(out), out, cached=True))
-    extra = {"task": task.name, "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline}
+    extra = {"task": task.name, "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline,
+             **({"student_init": init} if init else {})}
     threads = cfg.threads or (DEFAULT_THREADS if cfg.student == "bilstm" else set_cpu_threads())
     with torch_threads(threads), \
             store.stage_run(STAGE, out, fp, _jsonable(cfg.fingerprint_dict(device.type)), resumable=True,

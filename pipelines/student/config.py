@@ -125,8 +125,8 @@ class TrainConfig:
     limit: int | None = setting(None, help="use only the first N rows of the scored set")
     export: str = setting("auto", help="torchscript,onnx | auto (both; onnx skipped if not installed) | none")
     student_init: str | None = setting(
-        None, help="transformer: the model to make the student from (default the scored set's teacher); another "
-                   "encoder must share the teacher's tokenizer")
+        None, help="transformer: the model to make the student from, a directory or hub id (default the scored set's "
+                   "teacher); another encoder must share the teacher's tokenizer")
     layers: str | None = setting(
         None, help="transformer: the layers to keep, e.g. 0,2,4 (default one of two of the teacher's; all of "
                    "--student-init's)")

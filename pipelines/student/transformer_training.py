@@ -98,12 +98,13 @@ def mask_rendered(texts: list[str], tokenizer: Any) -> list[str]:
     return render_masks(texts, tokenizer.mask_token)
 
 
-def make_student(cfg: TrainConfig, task: TaskSpec, teacher_dir: Path | None) -> tuple[nn.Module, dict]:
+def make_student(cfg: TrainConfig, task: TaskSpec, teacher_dir: Path | None,
+                 init_dir: Path | None = None) -> tuple[nn.Module, dict]:
     """The student model and what it was made from: the teacher's layers (one of two by default), or those of
-    --student-init (all by default) with a head for the task's labels."""
+    `init_dir` (--student-init's model, located: all its layers by default) with a head for the task's labels."""
     from transformers import AutoModelForSequenceClassification
 
-    init = Path(cfg.student_init) if cfg.student_init else teacher_dir
+    init = init_dir or teacher_dir
     teacher_dir = teacher_dir or init
     labels = {"num_labels": task.num_labels, "id2label": dict(enumerate(task.label_names)),
               "label2id": {n: i for i, n in enumerate(task.label_names)}}
@@ -224,19 +225,21 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     checkpoint) and write it; returns the metrics document. The caller commits the stage."""
     t_start = time.perf_counter()
     teacher_dir = scored_teacher_dir(stage.extra.get("teacher"))
-    if teacher_dir is None and not cfg.student_init:
+    init = stage.extra.get("student_init")  # --student-init's model, located by the stage
+    init_dir = Path(init["path"]) if init else None
+    if teacher_dir is None and init_dir is None:
         raise DataError("the scored set's manifest names no teacher directory on this machine to make the student "
-                        "from; pass --student-init DIR", str(cfg.scored))
-    tokenizer = load_tokenizer(teacher_dir or cfg.student_init)
-    if cfg.student_init and teacher_dir is not None:
-        check_tokenizers_agree(tokenizer, load_tokenizer(cfg.student_init), str(teacher_dir), cfg.student_init)
+                        "from; pass --student-init with a model directory or hub id", str(cfg.scored))
+    tokenizer = load_tokenizer(teacher_dir or init_dir)
+    if init_dir is not None and teacher_dir is not None:
+        check_tokenizers_agree(tokenizer, load_tokenizer(init_dir), str(teacher_dir), init["name"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     amp = torch_dtype(resolve_dtype("auto", device.type))  # bf16 where native (GPUs, AVX512-BF16/AMX CPUs)
     with stage.timed("tokenize"):
         data = load_rows(cfg, task, tokenizer)
         dev = load_dev(cfg, task, tokenizer, data.holdout)
     rng = seed_everything(cfg.seed)
-    model, made_from = make_student(cfg, task, teacher_dir)
+    model, made_from = make_student(cfg, task, teacher_dir, init_dir)
     model = model.to(device)
     batches_per_epoch = len(batching.by_tokens(data.enc.lengths, cfg.batch_tokens))
     fitter = make_fitter(cfg, model, -(-batches_per_epoch // cfg.grad_accum) * cfg.epochs)

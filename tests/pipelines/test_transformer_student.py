@@ -254,6 +254,42 @@ def test_student_init_with_another_tokenizer_is_refused(demo_scored_by_tiny_teac
     assert not (tmp_path / "s").exists()
 
 
+def test_a_student_made_from_another_encoder_keeps_its_layers_and_records_it(demo_scored_by_tiny_teacher,
+                                                                            tiny_teacher, tmp_path):
+    from safetensors.torch import load_file
+
+    from pipelines.stages import train as train_stage
+
+    other = make_teacher(tmp_path / "other", encoder_only=True, seed=1)  # a bare encoder, the teacher's tokenizer
+    out = tmp_path / "s"
+    train_stage.run(tf_config(demo_scored_by_tiny_teacher, out, student_init=str(other), epochs=1))
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["layers"] == [0, 1] and stats["init_layers"] == 2 and stats["init"] == str(other.resolve())
+    record = json.loads((out / "manifest.json").read_text())["student_init"]
+    assert record["name"] == str(other) and record["weights_sha256"] == hub.locate_model(other).weights_sha256
+    key = "bert.embeddings.word_embeddings.weight"
+    student = load_file(str(out / "model.safetensors"))[key]
+    start = load_file(str(other / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    teacher = load_file(str(tiny_teacher / "model.safetensors"))[key]
+    assert (student - start).abs().mean() < 0.1 * start.abs().mean()  # trained a little from `other`'s weights
+    assert (student - teacher).abs().mean() > 10 * (student - start).abs().mean()  # not from the teacher's
+    cfg = tf_config(demo_scored_by_tiny_teacher, out, student_init=str(other), epochs=1)
+    assert train_stage.run(cfg).skipped  # the same encoder: the finished student is reused
+    make_teacher(other, encoder_only=True, seed=2)  # other weights under the same name: trained again
+    assert not train_stage.run(cfg).skipped
+
+
+def test_a_student_init_that_cannot_be_found_is_a_clear_error(demo_scored_by_tiny_teacher, tmp_path):
+    from pipelines.errors import MissingResourceError
+    from pipelines.stages import train as train_stage
+
+    with pytest.raises(MissingResourceError, match="missing: no such model directory"):
+        train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "s", student_init=str(tmp_path / "missing")))
+    with pytest.raises(MissingResourceError, match="someone/not-cached-model: .* could not be fetched"):
+        train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "s", student_init="someone/not-cached-model"))
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.*"))
+
+
 @pytest.mark.slow
 def test_a_transformer_student_from_the_real_minilm_teacher(reference_teacher, sst2_dir, tmp_path):
     """The reference MiniLM-L6 teacher scores 120 real SST-2 sentences; a 3-layer student made from it trains
