@@ -30,6 +30,7 @@ from ..holdout import HOLDOUT_SPLIT
 from ..losses import DistillLoss
 from ..progress import progress
 from ..tasks import TaskSpec, data_dir, read_split
+from ..teacher import hub
 from .epoch_checkpoints import EPOCH_CHECKPOINT, EpochCheckpoints, EpochPosition
 from .io import METRICS
 from .training import (CHECKPOINT, Fitter, HeldOut, TrainState, final_metrics, load_checkpoint, run_epochs,
@@ -76,12 +77,6 @@ def scored_teacher_dir(record: Any) -> Path | None:
     return path if path is not None and (path / "config.json").is_file() else None
 
 
-def load_tokenizer(path: str | Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path))
-
-
 def load_rows(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> TokenRows:
     """The scored set's rows the objective learns from (`training.select_rows`, as for the BiLSTM), tokenised
     for the transformer."""
@@ -102,15 +97,11 @@ def make_student(cfg: TrainConfig, task: TaskSpec, teacher_dir: Path | None,
                  init_dir: Path | None = None) -> tuple[nn.Module, dict]:
     """The student model and what it was made from: the teacher's layers (one of two by default), or those of
     `init_dir` (--student-init's model, located: all its layers by default) with a head for the task's labels."""
-    from transformers import AutoModelForSequenceClassification
-
     init = init_dir or teacher_dir
     teacher_dir = teacher_dir or init
-    labels = {"num_labels": task.num_labels, "id2label": dict(enumerate(task.label_names)),
-              "label2id": {n: i for i, n in enumerate(task.label_names)}}
-    base = AutoModelForSequenceClassification.from_pretrained(
-        str(init), dtype=torch.float32, attn_implementation="sdpa",
-        **({} if init == teacher_dir else {**labels, "ignore_mismatched_sizes": True}))
+    # Another encoder gets a new head for the task's labels (a bare encoder has none; another task's is replaced).
+    base = hub.load_classifier(init, torch.device("cpu"),
+                               label_names=None if init == teacher_dir else list(task.label_names))
     parent, attr, _ = encoder_blocks(base)
     total = len(getattr(parent, attr))
     layers = parse_layers(cfg.layers, total) if (cfg.layers or init == teacher_dir) else list(range(total))
@@ -230,9 +221,9 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     if teacher_dir is None and init_dir is None:
         raise DataError("the scored set's manifest names no teacher directory on this machine to make the student "
                         "from; pass --student-init with a model directory or hub id", str(cfg.scored))
-    tokenizer = load_tokenizer(teacher_dir or init_dir)
+    tokenizer = hub.load_tokenizer(teacher_dir or init_dir)
     if init_dir is not None and teacher_dir is not None:
-        check_tokenizers_agree(tokenizer, load_tokenizer(init_dir), str(teacher_dir), init["name"])
+        check_tokenizers_agree(tokenizer, hub.load_tokenizer(init_dir), str(teacher_dir), init["name"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     amp = torch_dtype(resolve_dtype("auto", device.type))  # bf16 where native (GPUs, AVX512-BF16/AMX CPUs)
     with stage.timed("tokenize"):
