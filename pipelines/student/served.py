@@ -43,6 +43,8 @@ class ServedStudent:
 
 
 def family_of(student_dir: Path) -> str:
+    if not student_dir.is_dir():
+        raise DataError(f"{student_dir}: no such directory; pass the --out of `distill train`")
     if (student_dir / STUDENT_FILE).is_file() and (student_dir / WEIGHTS).is_file():
         return "transformer"
     if (student_dir / VOCAB).is_file() and (student_dir / WEIGHTS).is_file():
@@ -77,12 +79,12 @@ def _bilstm_logits(s: ServedStudent, texts: list[str], pairs: list[str] | None, 
 
 
 def _load_transformer(d: Path) -> ServedStudent:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from ..teacher import hub
 
     record = json.loads((d / STUDENT_FILE).read_text("utf-8"))
     task = record.get("task") or {}
-    tokenizer = AutoTokenizer.from_pretrained(d)
-    model = AutoModelForSequenceClassification.from_pretrained(d, dtype=torch.float32).eval()
+    tokenizer = hub.load_tokenizer(d)
+    model = hub.load_classifier(d, torch.device("cpu")).eval()
     total = sum(p.numel() for p in model.parameters())
     embedding = sum(p.numel() for p in model.base_model.embeddings.parameters())
     max_len = int((record.get("train") or {}).get("max_len") or 128)

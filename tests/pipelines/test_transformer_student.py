@@ -172,6 +172,8 @@ def test_distill_eval_reads_a_transformer_student(demo_scored_by_tiny_teacher, t
         eval_stage.evaluate_student(eval_stage.EvalConfig(student=out, task=get_task("mrpc"), data=tmp_path))
     with pytest.raises(DataError, match="not a student directory"):
         eval_stage.evaluate_student(eval_stage.EvalConfig(student=tmp_path, task=demo))
+    with pytest.raises(DataError, match="missing: no such directory"):
+        eval_stage.evaluate_student(eval_stage.EvalConfig(student=tmp_path / "missing", task=demo))
 
 
 def test_predict_py_renders_the_transfer_sets_mask_symbol():
