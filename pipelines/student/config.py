@@ -154,7 +154,7 @@ class TrainConfig:
             return [f"[student] must be one of {', '.join(STUDENT_KINDS)}, got '{self.student}'"]
         if any(getattr(self, k) is None for k in FAMILY_DEFAULTS["bilstm"]):
             return self.resolved().problems()
-        out = check_loss(self.loss, self.alpha, self.temperature)
+        out = check_loss(self.loss, self.alpha, self.temperature) + self.other_family_settings()
         for name in ("batch_tokens", "grad_accum"):
             if getattr(self, name) < 1:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
@@ -203,6 +203,16 @@ class TrainConfig:
         except ConfigError as e:
             out.extend(e.problems)
         return out
+
+    def other_family_settings(self) -> list[str]:
+        """The other family's settings set away from their defaults: said, where they were silently ignored."""
+        if self.student == "bilstm":
+            names, family, other = TRANSFORMER_ONLY, "a transformer", "transformer"
+        else:  # export is the transformer's too (ONNX); the moving average is the BiLSTM's alone
+            names, family, other = (*(k for k in BILSTM_ONLY if k != "export"), "ema"), "a BiLSTM", "bilstm"
+        defaults = {f.name: f.default for f in fields(self)} | FAMILY_DEFAULTS[self.student]
+        return [f"[{k}] is {family} setting (got {getattr(self, k)!r}); the {self.student} student does not use "
+                f"it: leave it out, or train a {other} student" for k in names if getattr(self, k) != defaults[k]]
 
     def fingerprint_dict(self, device_type: str) -> dict:
         """The settings that change the result, with the device resolved to its type (`cpu` or `cuda`): cuDNN's

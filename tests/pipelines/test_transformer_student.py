@@ -73,6 +73,28 @@ def test_a_student_tokenizer_other_than_the_teachers_is_refused(tiny_teacher, tm
         check_tokenizers_agree(teacher_tok, AutoTokenizer.from_pretrained(cased), "t", "s")
 
 
+def test_settings_of_the_other_family_are_refused_not_ignored(tmp_path):
+    from pathlib import Path
+
+    from pipelines.stages.run import load_config, plan_run
+    from pipelines.student.config import TrainConfig
+    from pipelines.tasks import get_task
+
+    base = dict(scored=Path("s"), task=get_task("demo"), out=Path("o"))
+    assert TrainConfig(**base).problems() == [] and TrainConfig(**base, student="transformer").problems() == []
+    assert TrainConfig(**base, student="transformer", export="none", layers="0", grad_accum=2).problems() == []
+    assert TrainConfig(**base, vectors="none", ema=0.0, hidden=8).problems() == []
+    assert TrainConfig(**base, student_init="x", grad_accum=2).problems() == [
+        "[student_init] is a transformer setting (got 'x'); the bilstm student does not use it: leave it out, or "
+        "train a transformer student",
+        "[grad_accum] is a transformer setting (got 2); the bilstm student does not use it: leave it out, or train "
+        "a transformer student"]
+    problems = TrainConfig(**base, student="transformer", vectors="glove", ema=0.9).problems()
+    assert [p.split("]")[0] for p in problems] == ["[vectors", "[ema"] and "a BiLSTM setting" in problems[0]
+    with pytest.raises(ConfigError, match=r"\[transformer.hidden\] is a BiLSTM setting \(got 3\)"):
+        plan_run(load_config("demo", ["students=[bilstm, transformer]", "transformer.hidden=3"]), tmp_path / "r")
+
+
 # ----------------------------------------------------------------------------------------------- training
 
 @pytest.fixture(scope="module")
