@@ -13,7 +13,7 @@ that a kill in between left (of an epoch that has since finished) is ignored, an
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class EpochCheckpoints:
     def __init__(self, path: Path, fp: str, fitter: Fitter, rng: np.random.Generator, every_s: float):
         self.path, self.fp, self.fitter, self.rng, self.every_s = path, fp, fitter, rng, every_s
         self.due = float("inf")
+        self.resumed: EpochPosition | None = None  # the first position restored from a file, if any
 
     def start(self, epoch: int) -> EpochPosition:
         """The saved position in `epoch`, with the fitter and every RNG restored to it, or a fresh position;
@@ -56,6 +57,7 @@ class EpochCheckpoints:
                 restore_fitter(self.fitter, ckpt)
                 checkpoints.restore_rngs(ckpt, self.rng)
                 position = EpochPosition(**ckpt["position"])
+                self.resumed = self.resumed or replace(position)  # a copy: the epoch moves `position` on
         if position is None:
             position = EpochPosition(epoch, self.rng.bit_generator.state)
         self.rng.bit_generator.state = position.rng_start

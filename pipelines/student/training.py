@@ -592,6 +592,7 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     state, best_model = TrainState(), None
     if ckpt_path.is_file():
         state, best_model = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
+    resumed = {"epochs_done": state.epoch} if ckpt_path.is_file() else None  # total_s is then this process's
     # ---- the loop: an epoch of steps, then dev evaluation (best weights, early stopping) and a checkpoint
     teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
     labels = torch.from_numpy(data.labels).to(device)  # [N]
@@ -611,7 +612,7 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     metrics_doc, exported = write_student(stage, cfg, task, student, tokenizer, dev, state, final)
     ckpt_path.unlink(missing_ok=True)
     stage.stats.update(run_stats(cfg, data, student, state, stage.timings, final, exported, device))
-    stage.stats["total_s"] = round(time.perf_counter() - t_start, 2)
+    stage.stats.update(total_s=round(time.perf_counter() - t_start, 2), resumed=resumed)
     return metrics_doc
 
 

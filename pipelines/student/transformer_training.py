@@ -210,13 +210,11 @@ def evaluate(model: nn.Module, dev: list[DevRows], task: TaskSpec, pad_id: int, 
             for d in dev}
 
 
-def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.device,
-                    on_epoch_end: Callable[[TrainState], None] | None = None) -> dict:
-    """Train the transformer student of `cfg` into `stage`'s work directory (or finish a killed run from its
-    checkpoint) and write it; returns the metrics document. The caller commits the stage."""
-    t_start = time.perf_counter()
+def made_from_what(cfg: TrainConfig, stage: store.StageRun) -> tuple[Path | None, Path | None, Any]:
+    """The teacher directory the scored set names (when this machine has it), --student-init's model (located
+    by the stage) and the tokenizer the student reads with: the teacher's, which another encoder must share."""
     teacher_dir = scored_teacher_dir(stage.extra.get("teacher"))
-    init = stage.extra.get("student_init")  # --student-init's model, located by the stage
+    init = stage.extra.get("student_init")
     init_dir = Path(init["path"]) if init else None
     if teacher_dir is None and init_dir is None:
         raise DataError("the scored set's manifest names no teacher directory on this machine to make the student "
@@ -224,6 +222,15 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     tokenizer = hub.load_tokenizer(teacher_dir or init_dir)
     if init_dir is not None and teacher_dir is not None:
         check_tokenizers_agree(tokenizer, hub.load_tokenizer(init_dir), str(teacher_dir), init["name"])
+    return teacher_dir, init_dir, tokenizer
+
+
+def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.device,
+                    on_epoch_end: Callable[[TrainState], None] | None = None) -> dict:
+    """Train the transformer student of `cfg` into `stage`'s work directory (or finish a killed run from its
+    checkpoint) and write it; returns the metrics document. The caller commits the stage."""
+    t_start = time.perf_counter()
+    teacher_dir, init_dir, tokenizer = made_from_what(cfg, stage)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     amp = torch_dtype(resolve_dtype("auto", device.type))  # bf16 where native (GPUs, AVX512-BF16/AMX CPUs)
     with stage.timed("tokenize"):
@@ -238,6 +245,7 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     state, best = TrainState(), None
     if ckpt_path.is_file():
         state, best = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
+    epochs_done = state.epoch if ckpt_path.is_file() else None
     saves = EpochCheckpoints(stage.work_dir / EPOCH_CHECKPOINT, stage.fingerprint, fitter, rng,
                              cfg.checkpoint_minutes * 60)
 
@@ -268,8 +276,17 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
                        best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], **final,
                        precision=str(amp).removeprefix("torch.") if amp else "float32",
                        threads=torch.get_num_threads(), device=device.type, export=exported,
-                       total_s=round(time.perf_counter() - t_start, 2))
+                       total_s=round(time.perf_counter() - t_start, 2), resumed=resumed_record(epochs_done, saves))
     return metrics_doc
+
+
+def resumed_record(epochs_done: int | None, saves: EpochCheckpoints) -> dict | None:
+    """Where this process took a killed run up (stats.json's total_s and wall_s are then this process's alone;
+    train_s and each epoch's figures count every process): None for a run from the start."""
+    if epochs_done is None and saves.resumed is None:
+        return None
+    return {"epochs_done": epochs_done or 0,
+            **({"batches_done": saves.resumed.done, "in_epoch": saves.resumed.epoch} if saves.resumed else {})}
 
 
 def check_batch(dev: DevRows, pad_id: int) -> dict[str, torch.Tensor]:

@@ -167,6 +167,8 @@ def test_train_stage_resume_gives_identical_weights(demo_scored, tmp_path, ema):
     epochs_seen = []
     train_stage.run(cfg, on_epoch_end=lambda s: epochs_seen.append(s.epoch))
     assert epochs_seen == [2, 3]  # resumed after epoch 1
+    assert json.loads((resumed / "stats.json").read_text())["resumed"] == {"epochs_done": 1}
+    assert json.loads((straight / "stats.json").read_text())["resumed"] is None
     a, b = _weights(straight), _weights(resumed)
     assert a.keys() == b.keys()
     for k in a:

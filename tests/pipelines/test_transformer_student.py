@@ -225,6 +225,8 @@ def test_a_killed_transformer_run_resumes_to_the_same_weights(demo_scored_by_tin
     assert seen == [2, 3]
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((straight / "stats.json").read_text())["resumed"] is None
+    assert json.loads((tmp_path / "resumed" / "stats.json").read_text())["resumed"] == {"epochs_done": 1}
 
 
 def test_a_run_killed_inside_an_epoch_resumes_from_there_to_the_same_weights(demo_scored_by_tiny_teacher, tmp_path,
@@ -267,6 +269,8 @@ def test_a_run_killed_inside_an_epoch_resumes_from_there_to_the_same_weights(dem
     figures = ("step", "train_loss", "grad_norm", "dev")
     assert [[h[k] for k in figures] for h in history] == [[h[k] for k in figures] for h in straight_history]
     assert not list(tmp_path.rglob(EPOCH_CHECKPOINT))
+    assert json.loads((resumed / "stats.json").read_text())["resumed"] == {"epochs_done": 1, "batches_done": saved[-1],
+                                                                           "in_epoch": 2}
 
 
 def test_student_init_with_another_tokenizer_is_refused(demo_scored_by_tiny_teacher, tmp_path):
