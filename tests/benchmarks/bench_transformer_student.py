@@ -5,7 +5,8 @@ training sentences (default 2,000) ×10 draws, scored by the reference teacher (
 student made from it (layers 0, 2, 4), the BiLSTM with the project's defaults on the same scored set, SST-2 dev
 accuracy (best epoch chosen by `distill train`'s default, the holdout; per seed of BENCH_STUDENT_SEEDS, with
 mean and standard deviation) and CPU sentences/s of each (and of the teacher) on the dev sentences, 2
-threads, batches of 32.
+threads, batches of 32. With BENCH_STUDENT_DIR, `bench_transformer_student_speed_against_the_teacher` times a
+student trained elsewhere (the full-set one) against the teacher the same way, alternated in one process.
 """
 
 from __future__ import annotations
@@ -15,19 +16,45 @@ import os
 import time
 
 import numpy as np
+import pytest
 
 from .conftest import save, shared_path
 
 ORIGINALS = int(os.environ.get("BENCH_STUDENT_ORIGINALS", "2000"))
 SEEDS = [int(x) for x in os.environ.get("BENCH_STUDENT_SEEDS", "0").split(",")]  # e.g. 0,1,2: mean ± std
+STUDENT_DIR = os.environ.get("BENCH_STUDENT_DIR")  # a trained transformer student: its speed against the teacher
+REPEATS = int(os.environ.get("BENCH_STUDENT_REPEATS", "3"))
 
 
-def sentences_per_s(predict, texts: list[str], batch: int = 32) -> float:
-    predict(texts[:batch])  # warm-up
-    t0 = time.perf_counter()
-    for i in range(0, len(texts), batch):
-        predict(texts[i:i + batch])
-    return round(len(texts) / (time.perf_counter() - t0), 1)
+def hf_predictor(path):
+    """A Hugging Face classifier directory as served on the CPU: float32, tokenizer included (torch's thread
+    count is the caller's)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+
+    def predict(batch):
+        with torch.inference_mode():
+            return model(**tok(batch, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits
+
+    return predict
+
+
+def paired_sentences_per_s(predictors: dict, texts: list[str], batch: int = 32) -> dict[str, float]:
+    """Sentences/s of each predictor over `texts`, timed batch by batch in turn (the order rotating each batch),
+    so that a shared CPU's drifting speed falls on all of them alike."""
+    names = list(predictors)
+    spent = dict.fromkeys(names, 0.0)
+    for name in names:
+        predictors[name](texts[:batch])  # warm-up
+    for k, i in enumerate(range(0, len(texts), batch)):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            t0 = time.perf_counter()
+            predictors[name](texts[i:i + batch])
+            spent[name] += time.perf_counter() - t0
+    return {name: round(len(texts) / spent[name], 1) for name in names}
 
 
 def train_one(scored, task, data, out, kind: str, seed: int, extra: dict) -> dict:
@@ -43,7 +70,6 @@ def train_one(scored, task, data, out, kind: str, seed: int, extra: dict) -> dic
 
 def bench_transformer_student_beside_the_bilstm(tmp_path):
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from pipelines.stages import augment, score
     from pipelines.stages.augment import AugmentConfig, RecipeConfig
@@ -67,19 +93,38 @@ def bench_transformer_student_beside_the_bilstm(tmp_path):
                          "seeds": SEEDS, "runs": runs, "params": runs[0]["params"]}
     dev, _ = read_split(task, sst2, "dev")
     torch.set_num_threads(2)
-    for name, path in (("teacher", teacher), ("transformer", tmp_path / f"transformer-{SEEDS[0]}")):
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-
-        def predict(texts, tok=tok, model=model):
-            with torch.inference_mode():
-                return model(**tok(texts, padding=True, truncation=True, max_length=128,
-                                   return_tensors="pt")).logits.numpy()
-
-        results.setdefault(name, {})["cpu_sentences_per_s"] = sentences_per_s(predict, dev.texts)
+    speeds = paired_sentences_per_s({"teacher": hf_predictor(teacher),
+                                     "transformer": hf_predictor(tmp_path / f"transformer-{SEEDS[0]}")}, dev.texts)
+    for name, speed in speeds.items():
+        results.setdefault(name, {})["cpu_sentences_per_s"] = speed
     results["teacher"]["dev_accuracy"] = 89.79
     results["transformer"]["speed_vs_teacher"] = round(results["transformer"]["cpu_sentences_per_s"]
                                                        / results["teacher"]["cpu_sentences_per_s"], 2)
     results["transformer"]["share_of_teacher_accuracy"] = round(results["transformer"]["dev_accuracy"] / 89.79, 4)
     save("students", results)
     assert np.isfinite(results["transformer"]["dev_accuracy"])
+
+
+def bench_transformer_student_speed_against_the_teacher():
+    """BENCH_STUDENT_DIR (a trained transformer student, e.g. the full-set one): its CPU sentences/s and the
+    reference teacher's on the SST-2 dev sentences, 2 threads, batch by batch in turn (a shared CPU's speed
+    drifts), BENCH_STUDENT_REPEATS passes; the median of each and of the passes' ratios."""
+    if not STUDENT_DIR:
+        pytest.skip("set BENCH_STUDENT_DIR to a `distill train --student transformer` output")
+    import torch
+
+    from pipelines.tasks import TASKS, read_split
+
+    sst2, teacher = shared_path("data", "glue", "SST-2"), shared_path("teachers", "minilm-sst2")
+    dev, _ = read_split(TASKS["sst2"], sst2, "dev")
+    torch.set_num_threads(2)
+    predictors = {"teacher": hf_predictor(teacher), "student": hf_predictor(STUDENT_DIR)}
+    runs = [paired_sentences_per_s(predictors, dev.texts) for _ in range(REPEATS)]
+    ratios = [r["student"] / r["teacher"] for r in runs]
+    results = {"student": STUDENT_DIR, "runs": runs,
+               "teacher_sentences_per_s": float(np.median([r["teacher"] for r in runs])),
+               "student_sentences_per_s": float(np.median([r["student"] for r in runs])),
+               "speed_vs_teacher": round(float(np.median(ratios)), 2),
+               "speed_vs_teacher_range": [round(min(ratios), 2), round(max(ratios), 2)]}
+    save("transformer_speed", results)
+    assert all(r > 0 for r in ratios)
