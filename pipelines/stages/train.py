@@ -44,6 +44,8 @@ STAGE_VERSION = 3
 # The BiLSTM's Adam: fused (one kernel a step) rounds otherwise than the loop it replaced, so students made with
 # the loop are not reused.
 ADAM = "fused"
+
+
 def hash_split_files(data: Path, splits: tuple[str, ...]) -> dict[str, str]:
     """sha256 of each split's file (or of a datasets directory's files): the dev data is part of the result."""
     return {split: store.hash_path(find_split_file(data, split)) for split in splits}

@@ -6,7 +6,7 @@ student made from it (layers 0, 2, 4), the BiLSTM with the project's defaults on
 accuracy (best epoch chosen by `distill train`'s default, the holdout; per seed of BENCH_STUDENT_SEEDS, with
 mean and standard deviation) and CPU sentences/s of each (and of the teacher) on the dev sentences, 2
 threads, batches of 32. With BENCH_STUDENT_DIR, `bench_transformer_student_speed_against_the_teacher` times a
-student trained elsewhere (the full-set one) against the teacher the same way, alternated in one process.
+student trained elsewhere (the full-set one) against the teacher the same way, batch by batch in turn.
 """
 
 from __future__ import annotations
