@@ -112,24 +112,14 @@ def _rates(fns: dict, n_rows: int, rounds: int = 3) -> dict[str, float]:
     return {name: round(n_rows / t, 1) for name, t in best.items()}
 
 
-def bench_student_speed():
-    from pipelines.student.export import export_onnx, onnx_available
+def _student_timers(texts: list[str], batches: list[np.ndarray]):
+    """The default student's timed passes over `batches`: end to end (tokenise + forward) and forward only."""
     from pipelines.student.tokenizer import Tokenizer
     from pipelines.student.vocab import encode_texts, pad_batch
-    from pipelines.tasks import get_task, read_split
 
-    torch.set_num_threads(THREADS)
-    dev, _ = read_split(get_task("sst2"), shared_path("data", "glue", "SST-2"), "dev")
-    texts = dev.texts
     vocab, frozen_rows = _sst2_vocab()
     student, cfg = _default_student(vocab, frozen_rows)
-    teacher, tok = _teacher()
     tokenizer = Tokenizer()
-    # The same batches for both models: sentences sorted by word count (what either would do in serving), so
-    # neither pays for padding the other avoids.
-    order = np.argsort([len(t.split()) for t in texts], kind="stable")
-    texts = [texts[i] for i in order]
-    batches = [np.arange(i, min(i + BATCH, len(texts))) for i in range(0, len(texts), BATCH)]
 
     @torch.inference_mode()
     def student_e2e():
@@ -145,8 +135,17 @@ def bench_student_speed():
         for ids, lengths in padded:
             student(ids, lengths)
 
-    t_enc = [tok(texts[r[0]:r[-1] + 1], padding=True, truncation=True, max_length=128, return_tensors="pt")
-             for r in batches]
+    return {"student_e2e": student_e2e, "student_forward": student_forward}, (student, cfg, padded)
+
+
+def _teacher_timers(texts: list[str], batches: list[np.ndarray]):
+    """The teacher's timed passes (end to end, forward only) and a BERT-base-sized model's forward (random
+    weights: the same speed as trained ones; the paper's comparison), on the same batches."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    teacher, tok = _teacher()
+    encoded = [tok(texts[r[0]:r[-1] + 1], padding=True, truncation=True, max_length=128, return_tensors="pt")
+               for r in batches]
 
     @torch.inference_mode()
     def teacher_e2e():
@@ -155,35 +154,57 @@ def bench_student_speed():
 
     @torch.inference_mode()
     def teacher_forward():
-        for enc in t_enc:
+        for enc in encoded:
             teacher(**enc)
-
-    # A BERT-base-sized model (random weights: the same speed as trained ones), the paper's comparison.
-    from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
     base = BertForSequenceClassification(BertConfig(num_labels=2)).eval()  # same 30522-piece vocabulary
 
     @torch.inference_mode()
     def bert_base_forward():
-        for enc in t_enc:
+        for enc in encoded:
             base(**enc)
 
-    fns = {"student_e2e": student_e2e, "student_forward": student_forward, "teacher_e2e": teacher_e2e,
-           "teacher_forward": teacher_forward}
-    if onnx_available() is None:
-        import onnxruntime as ort
+    return {"teacher_e2e": teacher_e2e, "teacher_forward": teacher_forward}, bert_base_forward
 
-        with tempfile.TemporaryDirectory() as d:
-            export_onnx(student, cfg, Path(d) / "model.onnx")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = THREADS
-            sess = ort.InferenceSession(str(Path(d) / "model.onnx"), opts, providers=["CPUExecutionProvider"])
-        feeds = [{"ids": ids.numpy(), "lengths": lengths.numpy()} for ids, lengths in padded]
-        fns["student_onnx_forward"] = lambda: [sess.run(None, f) for f in feeds]
+
+def _onnx_timer(student, cfg, padded):
+    """The student exported to ONNX, forward only in onnxruntime; None where the exporter is missing."""
+    from pipelines.student.export import export_onnx, onnx_available
+
+    if onnx_available() is not None:
+        return None
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        export_onnx(student, cfg, Path(d) / "model.onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = THREADS
+        sess = ort.InferenceSession(str(Path(d) / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    feeds = [{"ids": ids.numpy(), "lengths": lengths.numpy()} for ids, lengths in padded]
+    return lambda: [sess.run(None, f) for f in feeds]
+
+
+def bench_student_speed():
+    from pipelines.tasks import get_task, read_split
+
+    torch.set_num_threads(THREADS)
+    dev, _ = read_split(get_task("sst2"), shared_path("data", "glue", "SST-2"), "dev")
+    # The same batches for both models: sentences sorted by word count (what either would do in serving), so
+    # neither pays for padding the other avoids.
+    order = np.argsort([len(t.split()) for t in dev.texts], kind="stable")
+    texts = [dev.texts[i] for i in order]
+    batches = [np.arange(i, min(i + BATCH, len(texts))) for i in range(0, len(texts), BATCH)]
+    fns, (student, cfg, padded) = _student_timers(texts, batches)
+    teacher_fns, bert_base_forward = _teacher_timers(texts, batches)
+    fns.update(teacher_fns)
+    onnx_forward = _onnx_timer(student, cfg, padded)
+    if onnx_forward is not None:
+        fns["student_onnx_forward"] = onnx_forward
     n = len(texts)
     rates = _rates(fns, n)
-    paired = _rates({"bert_base_forward": bert_base_forward, "student_forward": student_forward}, n, rounds=1)
+    paired = _rates({"bert_base_forward": bert_base_forward, "student_forward": fns["student_forward"]}, n,
+                    rounds=1)
     results = {"sentences": n, "batch_size": BATCH, "threads": THREADS, "dtype": "float32",
                **{f"{k}_per_s": v for k, v in rates.items()},
                "bert_base_forward_per_s": paired["bert_base_forward"]}
