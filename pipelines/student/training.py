@@ -43,6 +43,7 @@ from .vocab import UNK, Corpus, CorpusBuilder, Vocab, encode_texts, pad_batch
 
 if TYPE_CHECKING:
     from .config import TrainConfig
+    from .epoch_checkpoints import EpochPosition
 
 CHECKPOINT = "checkpoint.pt"
 HOLDOUT_LOSS = "cross_entropy"  # in the holdout's metrics: the tie-break of selection_key
@@ -385,6 +386,16 @@ def update_average(ema: AveragedModel, model: nn.Module) -> None:
     ema.n_averaged += 1
 
 
+def resumed_record(epochs_done: int | None, in_epoch: EpochPosition | None = None) -> dict | None:
+    """Where this process took a killed run up (stats.json's total_s and wall_s are then this process's alone;
+    train_s and each epoch's figures count every process): the epochs its checkpoint had finished and, for a
+    transformer that went on from inside an epoch, the batches done there; None for a run from the start."""
+    if epochs_done is None and in_epoch is None:
+        return None
+    return {"epochs_done": epochs_done or 0,
+            **({"batches_done": in_epoch.done, "in_epoch": in_epoch.epoch} if in_epoch else {})}
+
+
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Row indices per batch: rows sorted by length (random order within a length), cut into batches, and the
     batches shuffled (batching.by_rows). Padding is near zero, so an epoch costs about what its real tokens cost."""
@@ -603,10 +614,10 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     fitter = make_fitter(cfg, model, steps_per_epoch * cfg.epochs)
     # ---- resume from the last finished epoch, if a killed run left one
     ckpt_path = stage.work_dir / CHECKPOINT
-    state, best_model = TrainState(), None
+    state, best_model, epochs_done = TrainState(), None, None
     if ckpt_path.is_file():
         state, best_model = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
-    resumed = {"epochs_done": state.epoch} if ckpt_path.is_file() else None  # total_s is then this process's
+        epochs_done = state.epoch
     # ---- the loop: an epoch of steps, then dev evaluation (best weights, early stopping) and a checkpoint
     teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
     labels = torch.from_numpy(data.labels).to(device)  # [N]
@@ -626,7 +637,7 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     metrics_doc, exported = write_student(stage, cfg, task, student, tokenizer, dev, state, final)
     ckpt_path.unlink(missing_ok=True)
     stage.stats.update(run_stats(cfg, data, student, state, stage.timings, final, exported, device))
-    stage.stats.update(total_s=round(time.perf_counter() - t_start, 2), resumed=resumed)
+    stage.stats.update(total_s=round(time.perf_counter() - t_start, 2), resumed=resumed_record(epochs_done))
     return metrics_doc
 
 

@@ -33,8 +33,8 @@ from ..tasks import TaskSpec, data_dir, read_split
 from ..teacher import hub
 from .epoch_checkpoints import EPOCH_CHECKPOINT, EpochCheckpoints, EpochPosition
 from .io import METRICS
-from .training import (CHECKPOINT, Fitter, HeldOut, TrainState, final_metrics, load_checkpoint, run_epochs,
-                       seed_everything, select_rows, split_metrics)
+from .training import (CHECKPOINT, Fitter, HeldOut, TrainState, final_metrics, load_checkpoint, resumed_record,
+                       run_epochs, seed_everything, select_rows, split_metrics)
 from .transformer_export import export_transformer
 from .transformer import check_tokenizers_agree, encoder_blocks, parse_layers, student_from_teacher
 
@@ -242,10 +242,10 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     batches_per_epoch = len(batching.by_tokens(data.enc.lengths, cfg.batch_tokens))
     fitter = make_fitter(cfg, model, -(-batches_per_epoch // cfg.grad_accum) * cfg.epochs)
     ckpt_path = stage.work_dir / CHECKPOINT
-    state, best = TrainState(), None
+    state, best, epochs_done = TrainState(), None, None
     if ckpt_path.is_file():
         state, best = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
-    epochs_done = state.epoch if ckpt_path.is_file() else None
+        epochs_done = state.epoch
     saves = EpochCheckpoints(stage.work_dir / EPOCH_CHECKPOINT, stage.fingerprint, fitter, rng,
                              cfg.checkpoint_minutes * 60)
 
@@ -276,17 +276,9 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
                        best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], **final,
                        precision=str(amp).removeprefix("torch.") if amp else "float32",
                        threads=torch.get_num_threads(), device=device.type, export=exported,
-                       total_s=round(time.perf_counter() - t_start, 2), resumed=resumed_record(epochs_done, saves))
+                       total_s=round(time.perf_counter() - t_start, 2),
+                       resumed=resumed_record(epochs_done, saves.resumed))
     return metrics_doc
-
-
-def resumed_record(epochs_done: int | None, saves: EpochCheckpoints) -> dict | None:
-    """Where this process took a killed run up (stats.json's total_s and wall_s are then this process's alone;
-    train_s and each epoch's figures count every process): None for a run from the start."""
-    if epochs_done is None and saves.resumed is None:
-        return None
-    return {"epochs_done": epochs_done or 0,
-            **({"batches_done": saves.resumed.done, "in_epoch": saves.resumed.epoch} if saves.resumed else {})}
 
 
 def check_batch(dev: DevRows, pad_id: int) -> dict[str, torch.Tensor]:
