@@ -15,6 +15,7 @@ import pytest
 
 from pipelines import store
 from pipelines.errors import DistillError
+from pipelines.store import stage_dirs
 
 
 def test_fingerprint_is_stable_and_sensitive():
@@ -143,7 +144,7 @@ def _kill_after_exchange(monkeypatch):
     """Make the deletion of the displaced old output die, as a kill right after the swap would."""
     def killed(path, *args, **kwargs):
         raise KeyboardInterrupt("killed")
-    monkeypatch.setattr(store.shutil, "rmtree", killed)
+    monkeypatch.setattr(stage_dirs.shutil, "rmtree", killed)
 
 
 def test_a_kill_during_replacement_leaves_a_complete_output(tmp_path, monkeypatch):
@@ -168,8 +169,8 @@ def test_without_an_atomic_swap_a_kill_between_renames_is_recovered(tmp_path, mo
     with store.stage_run("augment", out, "a" * 64, {}) as run:
         (run.work_dir / "data.txt").write_text("old")
         run.commit()
-    monkeypatch.setattr(store, "_exchange", lambda a, b: False)
-    real_replace = store.os.replace
+    monkeypatch.setattr(stage_dirs, "_exchange", lambda a, b: False)
+    real_replace = stage_dirs.os.replace
 
     def die_on_second(src, dst):
         if Path(src).name.startswith(".out.partial-"):
@@ -177,7 +178,7 @@ def test_without_an_atomic_swap_a_kill_between_renames_is_recovered(tmp_path, mo
         real_replace(src, dst)
 
     with monkeypatch.context() as m:
-        m.setattr(store.os, "replace", die_on_second)
+        m.setattr(stage_dirs.os, "replace", die_on_second)
         with pytest.raises(KeyboardInterrupt):
             with store.stage_run("augment", out, "b" * 64, {}) as run:
                 run.commit()

@@ -1,17 +1,13 @@
-"""Stage output directories: chained fingerprints, atomic writes, manifests, resumable Arrow shards.
+"""Stage output directories: manifests, the lock, crash-safe commit and replacement, stale work.
 
 An output directory is a contract: it exists only once it is complete (it is built in a work directory beside
 the target and renamed into place, `manifest.json` written last), and its manifest's fingerprint says exactly
 which inputs and settings made it. A stage whose output already carries the fingerprint it would compute is
-skipped. Fingerprints hash declared data (canonical JSON of configs, file hashes), never live Python objects.
+skipped.
 
 Safe to point at a user's disk: a stage replaces only a directory whose manifest this tool wrote (tool name,
 known stage, 64-hex fingerprint) or an empty one, and refuses anything else before it starts; the old output is
 swapped out atomically and only then deleted; a lock beside the output stops a second process on it at once.
-
-The data is written by `datasets` itself (`Dataset.save_to_disk`, and `ArrowWriter` for the shards of a
-resumable stage), so `datasets.load_from_disk(dir)` memory-maps it and plain pyarrow reads its Arrow files; the
-same rows give the same bytes. The schemas of the transfer and scored sets are declared here, once.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import datetime as _dt
 import errno
 import fcntl
 import glob
-import hashlib
 import json
 import os
 import platform
@@ -36,78 +31,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from .errors import DistillError
+from ..errors import DistillError
+from .fingerprints import fingerprint, json_default
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"
-STATE = "state.json"
 
 # Packages whose versions change results; recorded in every manifest.
 _VERSIONED = ("distill-pipelines", "numpy", "pyarrow", "datasets", "spacy", "torch", "transformers", "tokenizers")
-
-
-# ----------------------------------------------------------------------------------------------- fingerprints
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: the one byte form of a config that fingerprints hash."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    raise TypeError(f"cannot fingerprint a {type(obj).__name__}: pass declared data (str, int, float, lists, dicts)")
-
-
-def fingerprint(*parts: Any) -> str:
-    """sha256 over the canonical JSON of the parts; 64 hex characters."""
-    return hashlib.sha256(canonical_json(list(parts)).encode("utf-8")).hexdigest()
-
-
-def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def hash_files(paths: list[str | Path], root: str | Path | None = None) -> str:
-    """One sha256 over several files: each file's relative name and content hash, in sorted name order."""
-    entries = []
-    for p in paths:
-        name = str(Path(p).relative_to(root)) if root is not None else Path(p).name
-        entries.append((name, hash_file(p)))
-    return fingerprint(sorted(entries))
-
-
-def hash_path(path: str | Path) -> str:
-    """sha256 of a file, or of every file under a directory (names and contents)."""
-    path = Path(path)
-    if path.is_dir():
-        return hash_files(sorted(p for p in path.rglob("*") if p.is_file()), root=path)
-    return hash_file(path)
-
-
-# Packages whose versions change a model stage's numbers (kernels, tokenisation): part of those fingerprints.
-RESULT_PACKAGES = ("torch", "transformers", "tokenizers")
-
-
-def result_versions(names: tuple[str, ...] = RESULT_PACKAGES) -> dict[str, str | None]:
-    """Installed versions of `names` (None where one is missing), for a stage's fingerprint: a finished output
-    made with another torch or tokenizers is not reused, as its numbers may differ."""
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def package_versions() -> dict[str, str]:
@@ -194,7 +125,7 @@ def write_json(path: str | Path, obj: Any) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False, default=_json_default)
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False, default=json_default)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
@@ -396,170 +327,3 @@ def stage_run(stage: str, out_dir: str | Path, fp: str, config: dict[str, Any], 
             if not resumable:
                 shutil.rmtree(run.work_dir, ignore_errors=True)
             raise
-
-
-# ----------------------------------------------------------------------------------------------- schemas
-
-def transfer_schema(is_pair: bool) -> pa.Schema:
-    """The transfer-set contract (DESIGN.md §4): the one place it is declared."""
-    fields = [pa.field("text", pa.string(), nullable=False)]
-    if is_pair:
-        fields.append(pa.field("text_pair", pa.string(), nullable=False))
-    fields += [
-        pa.field("label", pa.int64()),  # gold label id of originals; null for synthetic rows
-        pa.field("source_index", pa.int64(), nullable=False),  # row of the original in the split
-        pa.field("draw", pa.int32()),  # the draw (0 .. n_iter - 1) that made a synthetic row; null for originals
-        pa.field("is_original", pa.bool_(), nullable=False),
-        pa.field("ops", pa.list_(pa.string()), nullable=False),  # rules that changed the row: mask, pos, ngram
-    ]
-    return pa.schema(fields)
-
-
-def scored_schema(source: pa.Schema, num_labels: int) -> pa.Schema:
-    """The scored-set contract (DESIGN.md §4): the input's columns, then one float32 logit per class."""
-    return source.append(pa.field("teacher_logits", pa.list_(pa.float32(), num_labels), nullable=False))
-
-
-# ----------------------------------------------------------------------------------------------- Arrow data
-#
-# Every output is written by datasets' own writers: `Dataset.save_to_disk` lays out the directory (Arrow files,
-# state.json, dataset_info.json), so `datasets.load_from_disk` keeps reading what we wrote whatever its layout
-# becomes; the shards a resumable stage keeps while it works are written with `datasets.arrow_writer.ArrowWriter`
-# (the Arrow IPC stream files datasets reads), each carrying the stage fingerprint in its metadata. The same rows
-# give the same bytes.
-
-SHARDS = "shards"  # the sub-directory of a resumable stage's work directory holding its finished shards
-
-
-@contextlib.contextmanager
-def _datasets_quiet() -> Iterator[None]:
-    """datasets draws a bar of its own while it saves; a stage shows only its own progress."""
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
-
-
-def save_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, num_shards: int) -> None:
-    """Write `table` (cast to the declared schema) into directory `out` with `Dataset.save_to_disk`, in
-    `num_shards` contiguous files; the dataset's fingerprint is the stage's."""
-    import datasets
-    from datasets.table import InMemoryTable
-
-    table = table.cast(schema) if table.schema != schema else table
-    dataset = datasets.Dataset(InMemoryTable(table.replace_schema_metadata(None)), fingerprint=fp[:16])
-    with _datasets_quiet():
-        dataset.save_to_disk(str(out), num_shards=max(1, num_shards))
-
-
-def write_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, rows_per_shard: int = 500_000) -> None:
-    """Write a whole table as a datasets directory, in files of at most `rows_per_shard` rows."""
-    save_dataset(out, table, schema, fp, -(-table.num_rows // rows_per_shard))
-
-
-def shard_name(i: int, n: int) -> str:
-    return f"data-{i:05d}-of-{n:05d}.arrow"
-
-
-def write_shard(path: Path, table: pa.Table, schema: pa.Schema, fp: str) -> None:
-    """One finished shard of a resumable stage, written atomically with datasets' ArrowWriter; its metadata
-    carries the stage fingerprint `fp`, which a resumed run checks before it trusts the file."""
-    from datasets.arrow_writer import ArrowWriter
-
-    table = table.cast(schema) if table.schema != schema else table
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with ArrowWriter(schema=schema, path=str(tmp), fingerprint=fp) as writer:
-        writer.write_table(table)
-        writer.finalize()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-class PartWriter:
-    """Streams tables into numbered Arrow files of exactly `rows_per_file` rows (the last one shorter) in
-    `part_dir`, each written atomically by `write_shard`: the files, and so the dataset `assemble_shards` makes
-    of them, depend on the rows alone, not on how the caller cut them."""
-
-    def __init__(self, part_dir: Path, schema: pa.Schema, fp: str, rows_per_file: int):
-        self.part_dir, self.schema, self.fp, self.rows_per_file = part_dir, schema, fp, rows_per_file
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
-        self.files = 0
-        part_dir.mkdir(parents=True, exist_ok=True)
-
-    def add(self, table: pa.Table) -> None:
-        self.pending.append(table)
-        self.pending_rows += table.num_rows
-        while self.pending_rows >= self.rows_per_file:
-            self._flush(self.rows_per_file)
-
-    def close(self) -> None:
-        if self.pending_rows or not self.files:
-            self._flush(self.pending_rows)
-
-    def _flush(self, rows: int) -> None:
-        table = pa.concat_tables(self.pending) if self.pending else self.schema.empty_table()
-        write_shard(self.part_dir / f"data-{self.files:05d}.arrow", table.slice(0, rows), self.schema, self.fp)
-        rest = table.slice(rows)
-        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
-        self.files += 1
-
-
-def read_arrow_file(path: Path) -> pa.Table:
-    """One Arrow IPC stream file (the format datasets writes), memory-mapped."""
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_stream(source).read_all()
-
-
-def shard_fingerprint(path: Path) -> str | None:
-    """The fingerprint a shard was written with (ArrowWriter's `fingerprint`, in datasets' file metadata)."""
-    with pa.memory_map(str(path)) as source:
-        meta = pa.ipc.open_stream(source).schema.metadata or {}
-    try:
-        return json.loads(meta[b"huggingface"]).get("fingerprint")
-    except (KeyError, ValueError, AttributeError):
-        return None
-
-
-def shard_problem(path: Path, rows: int, fp: str) -> str | None:
-    """Why a finished shard left by an earlier run cannot be trusted (None when it can): it must be a readable
-    Arrow stream of exactly `rows` rows written with fingerprint `fp`."""
-    try:
-        found = shard_fingerprint(path)
-        if found != fp:
-            return f"written by another run (fingerprint {str(found)[:12]}, expected {fp[:12]})"
-        n = read_arrow_file(path).num_rows
-    except (OSError, pa.ArrowException) as e:
-        return f"unreadable ({type(e).__name__})"
-    return None if n == rows else f"holds {n} rows, not {rows}"
-
-
-def assemble_shards(work_dir: Path, schema: pa.Schema, fp: str) -> None:
-    """Turn the finished shards in `work_dir/shards` into the stage's dataset directory (one file per shard,
-    same names), then drop the shards."""
-    names = sorted(p.name for p in (work_dir / SHARDS).glob("data-*.arrow"))
-    tables = [read_arrow_file(work_dir / SHARDS / name) for name in names]
-    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]) if tables else schema.empty_table()
-    save_dataset(work_dir, table, schema, fp, len(names))
-    del tables, table  # the memory maps, before their files go
-    shutil.rmtree(work_dir / SHARDS)
-
-
-def dataset_files(in_dir: str | Path) -> list[Path]:
-    """The Arrow files of a stage output directory, in row order (as its state.json lists them)."""
-    state = json.loads((Path(in_dir) / STATE).read_text("utf-8"))
-    return [Path(in_dir) / f["filename"] for f in state["_data_files"]]
-
-
-def read_table(in_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """The whole table of a stage output (memory-mapped; only `columns` if given)."""
-    tables = [read_arrow_file(p) for p in dataset_files(in_dir)]
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    return table.select(columns) if columns is not None else table
