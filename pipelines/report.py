@@ -109,7 +109,7 @@ def measure_teacher(teacher: str, task: TaskSpec, dev: dict[str, Split], speed_r
     The dev metrics are read from `cache` when its fingerprint matches (evaluating a BERT-large teacher on a dev
     split takes minutes on a CPU, and nothing about it changes between runs that only retrain students);
     otherwise computed and written there. Speed is timed on the first `speed_rows` dev sentences only."""
-    from .teacher import hub
+    from . import hub
     from .teacher.scorer import TeacherScorer
 
     files = hub.locate_model(teacher, trust_remote_code)

@@ -182,7 +182,8 @@ def _task_and_data(top: dict, problems: list[str]) -> tuple[TaskSpec | None, Pat
 def _teacher_problems(cfg: run_config.RunConfig, task: TaskSpec | None, plan_score: ScoreConfig, masks: bool) -> list[str]:
     """The teacher (or the backbone to fine-tune) exists, and a given teacher fits the task: label count and
     names, and a mask token its tokenizer keeps whole when the transfer set will have masked words."""
-    from ..teacher import checks, hub
+    from .. import hub
+    from ..teacher import checks
 
     model, finetune = cfg.teacher["model"], cfg.teacher["finetune"]
     if not model and not finetune:

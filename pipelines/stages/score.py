@@ -45,7 +45,7 @@ from ..tasks import generic_task, read_split
 from . import StageResult
 
 if TYPE_CHECKING:
-    from ..teacher.hub import ModelFiles
+    from ..hub import ModelFiles
 
 STAGE = "score"
 STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
@@ -166,7 +166,8 @@ def fingerprint_settings(cfg: ScoreConfig, device_type: str, dtype: str) -> dict
 
 def run(cfg: ScoreConfig) -> StageResult:
     # torch: imported when a stage runs, not for --help
-    from ..teacher import checks, hub
+    from .. import hub
+    from ..teacher import checks
 
     problems = cfg.problems()
     if problems:
@@ -202,7 +203,7 @@ def run(cfg: ScoreConfig) -> StageResult:
 
 def _score(cfg: ScoreConfig, engine: Any, source: Source, worker: dict, slots: list[dict], fp: str, task: dict,
            label_names: list[str]) -> StageResult:
-    from ..teacher import hub
+    from .. import hub
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     device_type, dtype = slots[0]["device"].split(":")[0], worker["dtype"]
@@ -342,7 +343,7 @@ def visible(paths: dict, writable: bool = False) -> dict:
 def teacher_files(files: ModelFiles, trust_remote_code: bool) -> ModelFiles:
     """The teacher's files in this worker: the driver's directory where it is visible, else the hub id fetched
     again (into this node's cache), which must then hash to the same weights."""
-    from ..teacher import hub
+    from .. import hub
 
     if files.path.is_dir():
         return files

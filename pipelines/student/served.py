@@ -79,7 +79,7 @@ def _bilstm_logits(s: ServedStudent, texts: list[str], pairs: list[str] | None, 
 
 
 def _load_transformer(d: Path) -> ServedStudent:
-    from ..teacher import hub
+    from .. import hub
 
     record = json.loads((d / STUDENT_FILE).read_text("utf-8"))
     task = record.get("task") or {}

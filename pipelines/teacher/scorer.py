@@ -27,8 +27,8 @@ from ..encoding import Encoded, collate, encode, render_masks  # noqa: F401 (sha
 from ..devices import (autocast, autocast_dtype, default_batch_tokens, resolve_device, resolve_dtype,
                        set_cpu_threads, torch_dtype)
 from ..errors import DistillError
+from ..hub import ModelFiles, load_classifier, load_tokenizer, locate_model
 from .checks import check_mask_token, check_max_length, label_names_of, mask_token_problem
-from .hub import ModelFiles, load_classifier, load_tokenizer, locate_model
 
 log = logging.getLogger(__name__)
 

@@ -155,7 +155,7 @@ def _random_bert(out: Path, tokenizer_dir: Path, size: str) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from pipelines.teacher import hub
+    from pipelines import hub
 
     hidden, layers, heads, ffn = BERT_SIZES[size]
     torch.manual_seed(0)

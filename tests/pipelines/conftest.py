@@ -64,7 +64,7 @@ def make_teacher(out: Path, label_names: tuple[str, ...] | None = ("negative", "
         for p in model.parameters():
             if init_std is not None and p.ndim >= 2:
                 p.normal_(0, init_std)
-    from pipelines.teacher import hub
+    from pipelines import hub
 
     hub.save_teacher(model, tokenizer, out)
     return out

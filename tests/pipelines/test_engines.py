@@ -274,7 +274,7 @@ def test_resume_on_ray_after_the_driver_is_killed(single_and_pairs, tiny_teacher
 
 
 def test_a_worker_that_cannot_see_a_path_names_the_node_and_the_path(tiny_teacher, tmp_path):
-    from pipelines.teacher import hub
+    from pipelines import hub
 
     files = hub.locate_model(str(tiny_teacher))
     missing = tmp_path / "not-mounted-here" / "transfer"

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from pipelines.stages.run import load_config
-from pipelines import metrics, report
+from pipelines import hub, metrics, report
 from pipelines.cli import main
 from pipelines.devices import resolve_dtype
 from pipelines.settings import TrainSettings
 from pipelines.tasks import DEMO_DIR, get_task, read_split
-from pipelines.teacher import hub
 from pipelines.teacher.finetune import plan_epochs
 from pipelines.teacher.scorer import TeacherScorer, encode
 

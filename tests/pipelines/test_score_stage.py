@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 
 from augment import MASK_SYMBOL
-from pipelines import cli, store
+from pipelines import cli, hub, store
 from pipelines.errors import TeacherMismatchError
 from pipelines.stages import score
 from pipelines.stages.score import ScoreConfig
 from pipelines.tasks import TASKS
-from pipelines.teacher import hub
 from pipelines.teacher.scorer import TeacherScorer
 
 from .conftest import REPO_ROOT, make_teacher, random_sentences, write_transfer_set
