@@ -387,7 +387,7 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
 
 def ablation_rows(cfg: run_config.RunConfig, out: Path, n_iter: int) -> list:
     """The report's ablation rows: the whole scored set's distilled students first, then each variant's."""
-    from ..report_ablations import measure_ablation
+    from ..report import measure_ablation
 
     variants = ablation_variants(cfg, n_iter)
     if not variants:
