@@ -1,6 +1,6 @@
 """Resumable training: one checkpoint file per stage work directory, written atomically, tied to the stage's
 fingerprint, holding the caller's state (weights, optimiser, schedule, counters) and every RNG, so a killed run
-continues as if it had not stopped. Shared by the students (`student.training`) and the teacher fine-tune."""
+continues as if it had not stopped. Shared by the training loop (`training.resume`) and the teacher fine-tune."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from . import StageResult
 from .common import add_task_args, task_from_args
 
 if TYPE_CHECKING:
-    from ..student.training import TrainState
+    from ..training.selection import TrainState
 
 STAGE = "train"
 # Bump when the bytes a config produces change. 2: the moving average ramps its decay up. 3: alpha mixes per row,
@@ -44,6 +44,9 @@ STAGE_VERSION = 3
 # The BiLSTM's Adam: fused (one kernel a step) rounds otherwise than the loop it replaced, so students made with
 # the loop are not reused.
 ADAM = "fused"
+# The transformer student's loop. 2: its schedule is sized from the batches it runs (planned for every epoch up
+# front), and its batches are counted in rows by default; students of the old loop are not reused.
+TRANSFORMER_LOOP = 2
 
 
 def hash_split_files(data: Path, splits: tuple[str, ...]) -> dict[str, str]:
@@ -77,7 +80,7 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
         from ..devices import resolve_dtype
 
         identity = {k: v for k, v in init.items() if k.endswith("_sha256")} if init else None
-        parts += [identity, resolve_dtype("auto", device_type)]
+        parts += [identity, resolve_dtype("auto", device_type), TRANSFORMER_LOOP]
     else:
         parts += [vectors_identity(resolve_vectors(cfg.vectors)), ADAM if cfg.optimizer == "adam" else None]
     return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", *parts, store.result_versions())
@@ -88,9 +91,9 @@ def student_init_record(cfg: TrainConfig) -> dict | None:
     manifest records it: its name, local path and hashes. None when the student is made from the teacher."""
     if cfg.student != "transformer" or not cfg.student_init:
         return None
-    from ..teacher import hub
+    from ..hub import locate_model
 
-    files = hub.locate_model(cfg.student_init)
+    files = locate_model(cfg.student_init)
     return {"name": files.name, "path": str(files.path), **files.identity()}
 
 
@@ -156,7 +159,7 @@ def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | 
     """One student: the stage proper."""
     from ..devices import resolve_device, set_cpu_threads, torch_threads
     from ..student.io import load_metrics  # torch: imported when the stage runs, not for --help
-    from ..student.training import fit
+    from ..student.bilstm_training import fit
     from ..student.transformer_training import fit_transformer
 
     problems = cfg.problems()

@@ -26,12 +26,13 @@ DEFAULT_THREADS = 1
 STUDENT_KINDS = ("bilstm", "transformer")
 # Settings whose default depends on the family: None in a TrainConfig means this value.
 FAMILY_DEFAULTS = {
-    "bilstm": {"loss": "mse", "lr": 1e-3, "clip": 10.0, "ema": 0.999},
-    # DistilBERT's objective (KL at T, scaled by T^2) and the usual fine-tuning recipe of a BERT-family encoder.
-    "transformer": {"loss": "kl", "lr": 5e-5, "clip": 1.0, "ema": 0.0},
+    "bilstm": {"loss": "mse", "lr": 1e-3, "clip": 10.0, "ema": 0.999, "batch_size": 64},
+    # DistilBERT's objective (KL at T, scaled by T^2) and the usual fine-tuning recipe of a BERT-family encoder:
+    # batches of 32 rows, as the teacher's fine-tune (docs/transformer-student.md: rows against token budgets).
+    "transformer": {"loss": "kl", "lr": 5e-5, "clip": 1.0, "ema": 0.0, "batch_size": 32},
 }
-TRANSFORMER_ONLY = ("student_init", "layers", "batch_tokens", "grad_accum", "warmup", "weight_decay")
-BILSTM_ONLY = ("vectors", "optimizer", "schedule", "batch_size", "hidden", "fc", "dropout", "embed_dropout",
+TRANSFORMER_ONLY = ("student_init", "layers", "batch_tokens", "warmup", "weight_decay")
+BILSTM_ONLY = ("vectors", "optimizer", "schedule", "hidden", "fc", "dropout", "embed_dropout",
                "embed_dim", "freeze_embeddings", "max_vocab", "min_count", "expand_vocab", "lowercase", "export")
 
 
@@ -89,9 +90,10 @@ class TrainConfig:
     lr: float | None = setting(None, help="peak learning rate; default 1e-3 for bilstm (AdaDelta: use 1.0), 5e-5 "
                                          "for transformer")
     schedule: str = setting("linear", help="constant | linear (decay to 0 over all steps)", choices=SCHEDULES)
-    batch_size: int = setting(
-        64,
-        help="rows per step; batches hold rows of similar length (64 beat 128 on SST-2: see the doc)")
+    batch_size: int | None = setting(
+        None,
+        help="rows per batch, of similar length; default 64 for bilstm (64 beat 128 on SST-2: see the doc), 32 "
+             "for transformer")
     clip: float | None = setting(
         None,
         help="gradient norm clip (0: off); default 10 for bilstm (mse sums over classes: docs/student-tuning.md), "
@@ -130,8 +132,10 @@ class TrainConfig:
     layers: str | None = setting(
         None, help="transformer: the layers to keep, e.g. 0,2,4 (default one of two of the teacher's; all of "
                    "--student-init's)")
-    batch_tokens: int = setting(4096, help="transformer: padded tokens per batch (length-bucketed)")
-    grad_accum: int = setting(1, help="transformer: batches per optimiser step")
+    batch_tokens: int | None = setting(
+        None, help="transformer: cut batches by this many padded tokens instead of --batch-size rows (a budget "
+                   "of short phrases holds hundreds of rows: few optimiser steps on a small transfer set)")
+    grad_accum: int = setting(1, help="batches per optimiser step (gradient accumulation)")
     warmup: float = setting(0.1, help="transformer: fraction of the steps with a linear warm-up of the rate")
     weight_decay: float = setting(0.01, help="transformer: AdamW's weight decay (none on biases and norms)")
     checkpoint_minutes: float = setting(
@@ -156,7 +160,7 @@ class TrainConfig:
             return self.resolved().problems()
         out = check_loss(self.loss, self.alpha, self.temperature) + self.other_family_settings()
         for name in ("batch_tokens", "grad_accum"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 out.append(f"[{name}] must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.warmup < 1.0:
             out.append(f"[warmup] must be in [0, 1), got {self.warmup}")
@@ -226,6 +230,8 @@ class TrainConfig:
             d.pop(k)
         d["device"] = device_type
         d["task"] = cfg.task.to_dict()
+        if cfg.student == "bilstm" and cfg.grad_accum == 1:  # a BiLSTM setting since 0.2: students made before
+            d.pop("grad_accum")                             # it (one batch a step) keep their fingerprint
         if cfg.student == "bilstm":
             from ..student.vectors import resolve_vectors  # torch: only when a stage runs
 

@@ -1,14 +1,20 @@
 """Training the transformer student (DistilBERT-style) from a scored set, without loading the teacher model.
 
-Set-up: the scored set's rows (the same selection and checks as the BiLSTM's: `training.select_rows`),
-tokenised with the teacher's tokenizer (masked words as its mask token, `pipelines.encoding`) -> the student
-made from the teacher's layers (or from `--student-init`) -> AdamW (no decay on biases and norms) with a linear
-warm-up and decay -> resume. The loop: length-bucketed token-budget batches (`batching.by_tokens`, shuffled per epoch),
-`grad_accum` batches per step, the loss of `losses.DistillLoss` (KL at T scaled by T², by default), bf16 autocast
-where the device computes it natively; dev evaluation, early stopping and a checkpoint after each epoch (exact
-resume: weights, optimiser, schedule, every RNG), and one of the epoch in progress every `checkpoint_minutes`
-(`epoch_checkpoints`), as its epochs can take hours on a CPU. What it writes: the student as a Hugging Face
-model directory (save_pretrained: weights, config, tokenizer), metrics.json and student.json.
+Set-up: the scored set's rows (the same selection and checks as the BiLSTM's: `training.rows`), tokenised with
+the teacher's tokenizer (masked words as its mask token, `pipelines.encoding`) -> the student made from the
+teacher's layers (or from `--student-init`) -> every epoch's batches planned (`training.plan`) -> AdamW (no decay
+on biases and norms) with a linear warm-up and a decay that reaches zero at the plan's last step. The loop is the
+project's one (`training.loop`): `grad_accum` batches per step, the loss of `losses.DistillLoss` (KL at T scaled
+by T², by default), bf16 autocast where the device computes it natively; evaluation, selection on the holdout,
+early stopping and a checkpoint after each epoch, and one inside the epoch every `checkpoint_minutes`, as its
+epochs can take hours on a CPU. What it writes: the student as a Hugging Face model directory (save_pretrained:
+weights, config, tokenizer), metrics.json and student.json.
+
+Batches hold `batch_size` rows (32), sorted by length within shuffled groups of 2,048 rows, as the teacher's
+fine-tune batches are; `batch_tokens` cuts them by a padded-token budget instead. Counted in rows, a small
+transfer set still makes enough optimiser steps: 4,096-token batches of SST-2 phrases hold about 270 rows, so
+1,500 sentences x 5 draws made 28 steps an epoch, and the student ended below a BiLSTM that never saw the
+teacher (docs/transformer-student.md has the measurements).
 """
 
 from __future__ import annotations
@@ -27,14 +33,16 @@ from ..devices import autocast, resolve_dtype, torch_dtype
 from ..encoding import Encoded, collate, encode, render_masks
 from ..errors import DataError
 from ..holdout import HOLDOUT_SPLIT
+from ..hub import load_classifier, load_tokenizer
 from ..losses import DistillLoss
-from ..progress import progress
 from ..tasks import TaskSpec, data_dir, read_split
-from ..teacher import hub
-from .epoch_checkpoints import EPOCH_CHECKPOINT, EpochCheckpoints, EpochPosition
+from ..training.fitter import Fitter, decay_groups, linear_schedule, seed_everything
+from ..training.loop import Run, planned_figures, train
+from ..training.plan import plan_epochs
+from ..training.resume import Checkpoints
+from ..training.rows import HeldOut, select_rows
+from ..training.selection import Selection, TrainState, split_metrics
 from .io import METRICS
-from .training import (CHECKPOINT, Fitter, HeldOut, TrainState, final_metrics, load_checkpoint, resumed_record,
-                       run_epochs, seed_everything, select_rows, split_metrics)
 from .transformer_export import export_transformer
 from .transformer import check_tokenizers_agree, encoder_blocks, parse_layers, student_from_teacher
 
@@ -44,6 +52,8 @@ if TYPE_CHECKING:
     from .config import TrainConfig
 
 STUDENT_FILE = "student.json"  # what kind of student a directory holds, and what it was made from
+GROUP_ROWS = 2048  # training rows are sorted by length within shuffled groups of this many
+EVAL_BATCH_TOKENS = 4096  # padded tokens per evaluation batch (speed only)
 
 
 class LogitsOf(nn.Module):
@@ -78,7 +88,7 @@ def scored_teacher_dir(record: Any) -> Path | None:
 
 
 def load_rows(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> TokenRows:
-    """The scored set's rows the objective learns from (`training.select_rows`, as for the BiLSTM), tokenised
+    """The scored set's rows the objective learns from (`training.rows.select_rows`, as for the BiLSTM), tokenised
     for the transformer."""
     rows = select_rows(cfg, task)
     pairs = rows.table.column("text_pair").to_pylist() if task.is_pair else None
@@ -100,7 +110,7 @@ def make_student(cfg: TrainConfig, task: TaskSpec, teacher_dir: Path | None,
     init = init_dir or teacher_dir
     teacher_dir = teacher_dir or init
     # Another encoder gets a new head for the task's labels (a bare encoder has none; another task's is replaced).
-    base = hub.load_classifier(init, torch.device("cpu"),
+    base = load_classifier(init, torch.device("cpu"),
                                label_names=None if init == teacher_dir else list(task.label_names))
     parent, attr, _ = encoder_blocks(base)
     total = len(getattr(parent, attr))
@@ -108,22 +118,12 @@ def make_student(cfg: TrainConfig, task: TaskSpec, teacher_dir: Path | None,
     return student_from_teacher(base, layers), {"init": str(init), "layers": layers, "init_layers": total}
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on weight matrices, none on biases and normalisation weights."""
-    decay, plain = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (plain if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-
-
-def make_fitter(cfg: TrainConfig, model: nn.Module, total_steps: int) -> Fitter:
-    from transformers import get_linear_schedule_with_warmup
-
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), max(1, total_steps))
-    loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
-    return Fitter(LogitsOf(model), loss_fn, optimizer, scheduler, None, cfg.clip)
+def make_fitter(cfg: TrainConfig, model: nn.Module, total_steps: int, device: torch.device,
+                amp: torch.dtype | None) -> Fitter:
+    """AdamW (no decay on biases and norms) with a linear warm-up and decay over `total_steps`."""
+    optimizer = torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.lr)
+    return Fitter(LogitsOf(model), optimizer, linear_schedule(optimizer, total_steps, cfg.warmup), cfg.clip, device,
+                  amp)
 
 
 def batch_tensors(enc: Encoded, rows: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -133,41 +133,33 @@ def batch_tensors(enc: Encoded, rows: np.ndarray, pad_id: int, device: torch.dev
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
 
-def train_epoch(fitter: Fitter, data: TokenRows, batches: list[np.ndarray], accum: int, pad_id: int,
-                device: torch.device, amp: torch.dtype | None, position: EpochPosition,
-                saves: EpochCheckpoints, desc: str) -> dict:
-    """One pass from `position` (the start, or where a killed run's checkpoint left the epoch): `accum` batches
-    per optimiser step, the step's loss the mean over all its rows with a target; `saves` may checkpoint after
-    each step."""
-    t0, seconds_before = time.perf_counter(), position.seconds
-    fitter.model.train()
-    teacher, labels = torch.from_numpy(data.teacher).to(device), torch.from_numpy(data.labels).to(device)
-    bar = progress(len(batches), desc, "batch", initial=position.done)
-    for start in range(position.done, len(batches), accum):
-        group = batches[start:start + accum]
-        group_targets = max(1, sum(fitter.loss_fn.targets(labels[torch.from_numpy(r).to(device)]) for r in group))
-        fitter.optimizer.zero_grad(set_to_none=True)
-        for rows in group:
-            idx = torch.from_numpy(rows).to(device)
-            with autocast(device, amp):
-                logits = fitter.model(**batch_tensors(data.enc, rows, pad_id, device)).float()
-            loss = fitter.loss_fn.row_losses(logits, teacher[idx], labels[idx]).sum() / group_targets
-            loss.backward()
-            position.loss_sum += loss.item() * group_targets
-            bar.update(1)
-        bound = fitter.clip if fitter.clip > 0 else float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(fitter.model.parameters(), bound)
-        fitter.optimizer.step()
-        fitter.scheduler.step()
-        position.done, position.targets = start + len(group), position.targets + group_targets
-        position.norm_sum, position.steps = position.norm_sum + float(norm), position.steps + 1
-        position.seconds = seconds_before + time.perf_counter() - t0
-        saves.after_step(position)
-    bar.close()
-    seconds = seconds_before + time.perf_counter() - t0
-    return {"train_loss": round(position.loss_sum / max(1, position.targets), 6), "train_s": round(seconds, 2),
-            "steps": position.steps, "rows_per_s": round(len(data.labels) / max(seconds, 1e-9), 1),
-            "grad_norm": round(position.norm_sum / max(1, position.steps), 4)}
+class TransformerObjective:
+    """A batch of training rows -> padded token ids -> the student's logits -> per-row losses against the
+    teacher's logits and the hard labels (`losses.DistillLoss`)."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, data: TokenRows, pad_id: int, device: torch.device):
+        self.model, self.enc, self.pad_id, self.device = model, data.enc, pad_id, device
+        self.loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
+        self.teacher = torch.from_numpy(data.teacher).to(device)
+        self.labels = torch.from_numpy(data.labels).to(device)
+
+    def targets(self, rows: np.ndarray) -> int:
+        return self.loss_fn.targets(self.labels[torch.from_numpy(rows).to(self.device)])
+
+    def logits(self, rows: np.ndarray) -> torch.Tensor:
+        return self.model(**batch_tensors(self.enc, rows, self.pad_id, self.device))
+
+    def row_losses(self, logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        idx = torch.from_numpy(rows).to(self.device)
+        return self.loss_fn.row_losses(logits, self.teacher[idx], self.labels[idx])
+
+
+def epoch_batches(cfg: TrainConfig, lengths: np.ndarray):
+    """One epoch's batches: `batch_size` rows sorted by length within shuffled groups (the default), or a
+    padded-token budget (`batch_tokens`), the batches shuffled."""
+    if cfg.batch_tokens:
+        return lambda rng: batching.by_tokens(lengths, cfg.batch_tokens, rng)
+    return lambda rng: batching.by_rows(lengths, cfg.batch_size, rng, GROUP_ROWS)
 
 
 @torch.inference_mode()
@@ -219,9 +211,9 @@ def made_from_what(cfg: TrainConfig, stage: store.StageRun) -> tuple[Path | None
     if teacher_dir is None and init_dir is None:
         raise DataError("the scored set's manifest names no teacher directory on this machine to make the student "
                         "from; pass --student-init with a model directory or hub id", str(cfg.scored))
-    tokenizer = hub.load_tokenizer(teacher_dir or init_dir)
+    tokenizer = load_tokenizer(teacher_dir or init_dir)
     if init_dir is not None and teacher_dir is not None:
-        check_tokenizers_agree(tokenizer, hub.load_tokenizer(init_dir), str(teacher_dir), init["name"])
+        check_tokenizers_agree(tokenizer, load_tokenizer(init_dir), str(teacher_dir), init["name"])
     return teacher_dir, init_dir, tokenizer
 
 
@@ -239,45 +231,30 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     rng = seed_everything(cfg.seed)
     model, made_from = make_student(cfg, task, teacher_dir, init_dir)
     model = model.to(device)
-    batches_per_epoch = len(batching.by_tokens(data.enc.lengths, cfg.batch_tokens))
-    fitter = make_fitter(cfg, model, -(-batches_per_epoch // cfg.grad_accum) * cfg.epochs)
-    ckpt_path = stage.work_dir / CHECKPOINT
-    state, best, epochs_done = TrainState(), None, None
-    if ckpt_path.is_file():
-        state, best = load_checkpoint(ckpt_path, stage.fingerprint, fitter, rng)
-        epochs_done = state.epoch
-    saves = EpochCheckpoints(stage.work_dir / EPOCH_CHECKPOINT, stage.fingerprint, fitter, rng,
-                             cfg.checkpoint_minutes * 60)
+    plan = plan_epochs(epoch_batches(cfg, data.enc.lengths), cfg.epochs, rng, cfg.grad_accum)
+    fitter = make_fitter(cfg, model, plan.total_steps, device, amp)
 
-    def one_epoch(epoch: int) -> dict:
-        position = saves.start(epoch)  # a killed run's place in this epoch, or its start
-        batches = batching.by_tokens(data.enc.lengths, cfg.batch_tokens, rng)
-        return train_epoch(fitter, data, batches, cfg.grad_accum, pad_id, device, amp, position, saves,
-                           f"train epoch {epoch}")
+    def scores() -> dict:
+        return evaluate(fitter.model, dev, task, pad_id, device, amp, EVAL_BATCH_TOKENS)
 
-    def epoch_saved(finished: TrainState) -> None:  # the epoch checkpoint now holds what the in-epoch one did
-        if on_epoch_end is not None:
-            on_epoch_end(finished)
-        saves.remove()
-
-    best = run_epochs(cfg, task, stage, fitter, rng, state, best, one_epoch,
-                      lambda: evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens), epoch_saved)
+    job = Run(fitter, TransformerObjective(cfg, fitter.model, data, pad_id, device), plan,
+              Selection.of(cfg.select_on, task, cfg.patience), scores,
+              Checkpoints(stage.work_dir, stage.fingerprint, fitter, rng, cfg.checkpoint_minutes * 60))
+    state, best, resumed = train(job, stage, on_epoch_end)
     fitter.model.load_state_dict(best)
-    final = final_metrics(cfg, task, evaluate(fitter.model, dev, task, pad_id, device, amp, cfg.batch_tokens),
-                          data.holdout, data.counts["filtered"])
+    final = job.selection.final(scores(), data.holdout.record if data.holdout else None, data.counts["filtered"])
     metrics_doc = write_student(stage, cfg, task, model, tokenizer, state, final, made_from)
     with stage.timed("export"):
         exported = export_transformer(LogitsOf(model).cpu(), stage.work_dir, check_batch(dev[0], pad_id)) \
             if cfg.export != "none" else {"formats": []}
-    ckpt_path.unlink(missing_ok=True)
-    saves.remove()  # a killed run's, when it stopped between its last epoch checkpoint and this point
+    job.saves.remove()
     params = sum(p.numel() for p in model.parameters())
     stage.stats.update(data.counts, student="transformer", **made_from, params=params, epochs_run=state.epoch,
-                       best_epoch=state.best_epoch, steps=state.step, train_s=stage.timings["train"], **final,
+                       best_epoch=state.best_epoch, train_s=stage.timings["train"], **final,
                        precision=str(amp).removeprefix("torch.") if amp else "float32",
                        threads=torch.get_num_threads(), device=device.type, export=exported,
-                       total_s=round(time.perf_counter() - t_start, 2),
-                       resumed=resumed_record(epochs_done, saves.resumed))
+                       **planned_figures(plan, state), total_s=round(time.perf_counter() - t_start, 2),
+                       resumed=resumed)
     return metrics_doc
 
 

@@ -1,25 +1,26 @@
 """Fine-tuning a teacher: cross-entropy, AdamW with linear warm-up and decay, batches of `batch_size` examples
 grouped by length, gradient clipping, and an evaluation after each epoch (and every `eval_steps` steps) that keeps
 the best weights and writes a checkpoint (weights, optimiser, schedule, counters, RNGs) that a killed run resumes
-from exactly. The loop reads top to bottom; evaluation scores dev rows exactly as the `score` stage scores.
+from exactly. The plan of every epoch's batches, the schedule sized from it and the optimiser step are the
+project's training loop's (`pipelines.training`: `plan`, `fitter`); the evaluation points are the teacher's own.
+Evaluation scores dev rows exactly as the `score` stage scores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import get_linear_schedule_with_warmup
-
 from .. import batching, checkpoints
 from .. import metrics as task_metrics
-from ..devices import autocast, default_batch_tokens
-from ..errors import DistillError
+from ..devices import default_batch_tokens
 from ..settings import TrainSettings
+from ..training.fitter import Fitter, StepFigures, decay_groups, linear_schedule
+from ..training.plan import EpochPlan, plan_epochs as plan_batches
 from .scorer import Encoded, collate, predict_logits, to_device
 
 
@@ -53,29 +54,39 @@ class Checkpointing:
     fingerprint: str
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices only: decaying biases and LayerNorm gains just pulls them away from their useful scale."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-
-
 def lr_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float,
                 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Learning-rate multiplier 0 → 1 over the first `warmup_ratio` of the steps, then 1 → 0 at `total_steps`."""
-    return get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total_steps), total_steps)
+    return linear_schedule(optimizer, total_steps, warmup_ratio)
 
 
-def plan_epochs(lengths: np.ndarray, s: TrainSettings) -> list[list[np.ndarray]]:
-    """Every epoch's batches of `s.batch_size` examples (length-grouped), drawn up front from the seed: the
+def plan_epochs(lengths: np.ndarray, s: TrainSettings) -> EpochPlan:
+    """Every epoch's batches of `s.batch_size` examples (length-grouped), planned up front from the seed: the
     schedule knows the total step count, and a resumed run finds the same batches. `s.epochs` must be set."""
-    rng = np.random.default_rng(s.seed)
-    return [batching.by_rows(lengths, s.batch_size, rng, GROUP_ROWS) for _ in range(s.epochs)]
+    draw = lambda rng: batching.by_rows(lengths, s.batch_size, rng, GROUP_ROWS)  # noqa: E731
+    return plan_batches(draw, s.epochs, np.random.default_rng(s.seed))
 
 
 def planned_steps(lengths: np.ndarray, s: TrainSettings) -> int:
     """Optimiser steps in all of `plan_epochs(lengths, s)`: the length of the schedule."""
-    return sum(len(plan) for plan in plan_epochs(lengths, s))
+    return plan_epochs(lengths, s).total_steps
+
+
+class CrossEntropy:
+    """The teacher's objective (`training.fitter.Objective`): cross-entropy on the gold labels of a batch."""
+
+    def __init__(self, model: torch.nn.Module, train: LabelledRows, device: torch.device, pad_id: int):
+        self.model, self.train, self.device, self.pad_id = model, train, device, pad_id
+
+    def targets(self, rows: np.ndarray) -> int:
+        return len(rows)
+
+    def logits(self, rows: np.ndarray) -> torch.Tensor:
+        return self.model(**to_device(collate(self.train.enc, rows, self.pad_id), self.device)).logits  # [B, C]
+
+    def row_losses(self, logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        labels = torch.from_numpy(self.train.labels[rows]).to(self.device)  # [B]
+        return torch.nn.functional.cross_entropy(logits, labels, reduction="none")
 
 
 def eval_batch_tokens(s: TrainSettings, device: torch.device) -> int:
@@ -106,25 +117,9 @@ def evaluate(model: torch.nn.Module, dev: dict[str, LabelledRows], metric_names:
             for name, split in dev.items()}
 
 
-def train_step(model: torch.nn.Module, train: LabelledRows, rows: np.ndarray, optimizer: torch.optim.Optimizer,
-               schedule: torch.optim.lr_scheduler.LRScheduler, grad_clip: float, *, device: torch.device,
-               amp_dtype: torch.dtype | None, pad_id: int) -> float:
-    """One optimiser step on `rows`; returns the batch's mean loss."""
-    batch = to_device(collate(train.enc, rows, pad_id), device)
-    labels = torch.from_numpy(train.labels[rows]).to(device)  # [B]
-    with autocast(device, amp_dtype):
-        logits = model(**batch).logits  # [B, C]
-    loss = torch.nn.functional.cross_entropy(logits.float(), labels)
-    if not torch.isfinite(loss):
-        step = schedule.last_epoch + 1  # the schedule counts the steps taken
-        raise DistillError(f"the training loss became {loss.item()} at step {step}; lower --lr, "
-                           "or use --device cpu (float32) to rule out bf16 overflow")
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    schedule.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+def train_step(fitter: Fitter, objective: CrossEntropy, rows: np.ndarray) -> StepFigures:
+    """One optimiser step on the batch `rows` (a seam that the kill-and-resume tests count steps at)."""
+    return fitter.step([rows], objective)
 
 
 def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, LabelledRows], metric_names: Sequence[str],
@@ -140,15 +135,15 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
     (the learning rate follows that schedule, evaluations too, plus one at the last step), nothing is selected,
     and the model keeps the last weights: `best` is then the last evaluation."""
     torch.manual_seed(s.seed)
-    plans = plan_epochs(train.enc.lengths, s)
-    optimizer = torch.optim.AdamW(_param_groups(model, s.weight_decay), lr=s.lr)
-    schedule = lr_schedule(optimizer, sum(len(p) for p in plans), s.warmup_ratio)
-    if stop_at is not None:
-        plans = truncated(plans, stop_at)
+    plan = plan_epochs(train.enc.lengths, s)
+    optimizer = torch.optim.AdamW(decay_groups(model, s.weight_decay), lr=s.lr)
+    fitter = Fitter(model, optimizer, lr_schedule(optimizer, plan.total_steps, s.warmup_ratio), s.grad_clip, device,
+                    amp_dtype)
+    objective = CrossEntropy(model, train, device, pad_id)
     eval_tokens = eval_batch_tokens(s, device)
     result, best_state = FinetuneResult(), None
     if checkpoint is not None and checkpoint.path.is_file():
-        result, best_state = _resume(checkpoint, model, optimizer, schedule)
+        result, best_state = _resume(checkpoint, fitter)
         if progress is not None:
             progress(result.steps)
 
@@ -156,27 +151,27 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
         nonlocal best_state
         scores = evaluate(model, dev, metric_names, batch_tokens=eval_tokens, device=device, amp_dtype=amp_dtype,
                           pad_id=pad_id)
-        if _record(result, epoch, scores, schedule.get_last_lr()[0], metric_names[0], last=stop_at is not None):
+        if _record(result, epoch, scores, fitter.lr, metric_names[0], last=stop_at is not None):
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # CPU copy
         if checkpoint is not None:
+            state = fitter.state()
             checkpoints.save(checkpoint.path, checkpoint.fingerprint, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(),
+                "model": state["model"], "optimizer": state["optimizer"], "scheduler": state["scheduler"],
                 "best_model": best_state, "result": asdict(result)})
 
     model.train()
     step = 0
-    for epoch, plan in enumerate(plans, start=1):
-        for k, rows in enumerate(plan):
+    for epoch, batches in enumerate(truncated(plan, stop_at), start=1):
+        for k, rows in enumerate(batches):
             step += 1
             if step <= result.steps:
                 continue  # done before the checkpoint this run resumed from
-            loss = train_step(model, train, rows, optimizer, schedule, s.grad_clip, device=device,
-                              amp_dtype=amp_dtype, pad_id=pad_id)
-            result.steps, result.loss_sum, result.loss_rows = step, result.loss_sum + loss * len(rows), \
-                result.loss_rows + len(rows)
+            f = train_step(fitter, objective, rows)
+            result.steps, result.loss_sum, result.loss_rows = step, result.loss_sum + f.loss_sum, \
+                result.loss_rows + f.rows
             if progress is not None:
                 progress(1)
-            if s.eval_steps and step % s.eval_steps == 0 and k < len(plan) - 1:
+            if s.eval_steps and step % s.eval_steps == 0 and k < len(batches) - 1:
                 evaluate_and_keep(epoch)
         if step > (result.history[-1]["step"] if result.history else 0):
             evaluate_and_keep(epoch)
@@ -185,15 +180,15 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
     return result
 
 
-def truncated(plans: list[list[np.ndarray]], steps: int) -> list[list[np.ndarray]]:
-    """The epochs' batch plans cut after their first `steps` batches in all (empty epochs dropped)."""
-    out, left = [], steps
-    for plan in plans:
+def truncated(plan: EpochPlan, steps: int | None) -> Iterator[list[np.ndarray]]:
+    """The planned epochs' batches, cut after their first `steps` batches in all (None: all; empty epochs
+    dropped)."""
+    left = float("inf") if steps is None else steps
+    for batches in plan:
         if left <= 0:
             break
-        out.append(plan[:left])
-        left -= len(out[-1])
-    return out
+        yield batches[:int(min(left, len(batches)))]
+        left -= len(batches)
 
 
 def _record(result: FinetuneResult, epoch: int, scores: dict, lr: float, metric: str, last: bool = False) -> bool:
@@ -213,12 +208,9 @@ def _record(result: FinetuneResult, epoch: int, scores: dict, lr: float, metric:
     return False
 
 
-def _resume(checkpoint: Checkpointing, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            schedule: torch.optim.lr_scheduler.LRScheduler) -> tuple[FinetuneResult, dict | None]:
+def _resume(checkpoint: Checkpointing, fitter: Fitter) -> tuple[FinetuneResult, dict | None]:
     """The loop's record and best weights from a killed run's checkpoint, with the model, optimiser, schedule
     and RNGs restored to the moment it was written."""
     ckpt = checkpoints.load(checkpoint.path, checkpoint.fingerprint)
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    schedule.load_state_dict(ckpt["scheduler"])
+    fitter.restore({**ckpt, "ema": None})
     return FinetuneResult(**ckpt["result"]), ckpt["best_model"]

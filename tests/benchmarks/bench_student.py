@@ -45,7 +45,7 @@ def _sst2_vocab():
     originals (the transfer set adds none but the mask symbol), then the vocabulary expansion."""
     from pipelines.stages.train import TrainConfig
     from pipelines.student.tokenizer import Tokenizer
-    from pipelines.student.training import expand_vocabulary
+    from pipelines.student.bilstm_training import expand_vocabulary
     from pipelines.student.vocab import Vocab, tokenize_corpus
     from pipelines.tasks import get_task, read_split
 

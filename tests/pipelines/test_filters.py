@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipelines.metrics import softmax
-from pipelines.student.filters import steer, surplus_rows
+from pipelines.training.filters import steer, surplus_rows
 from pipelines.student.config import TrainConfig
 from pipelines.tasks import get_task
 

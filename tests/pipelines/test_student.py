@@ -317,7 +317,7 @@ def test_student_model_with_frozen_rows_round_trips(tmp_path):
 
 
 def test_student_expand_vocabulary_adds_unseen_whole_words(tmp_path):
-    from pipelines.student.training import expand_vocabulary
+    from pipelines.student.bilstm_training import expand_vocabulary
 
     vectors = tmp_path / "v.txt"
     vectors.write_text("the 1 1\nfilm 2 2\nwell-made 3 3\nmesmerizing 4 4\n, 5 5\nsuperb 6 6\n", "utf-8")

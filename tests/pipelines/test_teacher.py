@@ -402,7 +402,7 @@ def test_teacher_finetune_stop_at_takes_the_first_steps_of_the_whole_schedule_an
     assert result.best == result.history[-1] and at_step_10["result"]["history"] == result.history
     for name, value in model.state_dict().items():
         assert torch.equal(value, at_step_10["model"][name]), name
-    assert loop.truncated([[1, 2, 3], [4, 5, 6], [7]], 4) == [[1, 2, 3], [4]]
+    assert list(loop.truncated([[1, 2, 3], [4, 5, 6], [7]], 4)) == [[1, 2, 3], [4]]
 
 
 def _bin_only_copy(tiny_teacher: Path, out: Path, extra: dict | None = None) -> Path:

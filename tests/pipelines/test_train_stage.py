@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from pipelines.stages.run import load_config
 from pipelines import cli, store
-from pipelines.student import training
+from pipelines.student import bilstm_training as training
+from pipelines.training import fitter, rows
 from pipelines.errors import ConfigError, DistillError, TeacherMismatchError
 from pipelines.stages import evaluate as eval_stage
 from pipelines.stages import train as train_stage
@@ -190,7 +191,7 @@ def test_train_stage_ema_keeps_the_averaged_weights(demo_scored, tmp_path):
 
 
 def test_ema_update_ramps_its_decay_up():
-    update = training.ema_update(0.999)
+    update = fitter.ema_update(0.999)
     avg, cur = [torch.zeros(2)], [torch.ones(2)]
     update(avg, cur, torch.tensor(0))  # decay 1/10: 90% of the way to the current weights
     torch.testing.assert_close(avg[0], torch.full((2,), 0.9))
@@ -204,12 +205,12 @@ def test_the_fast_average_update_gives_the_bits_of_averaged_models_own():
 
     torch.manual_seed(0)
     model = torch.nn.LSTM(4, 3)
-    ours, theirs = (AveragedModel(model, multi_avg_fn=training.ema_update(0.99)) for _ in range(2))
+    ours, theirs = (AveragedModel(model, multi_avg_fn=fitter.ema_update(0.99)) for _ in range(2))
     for _ in range(30):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p))
-        training.update_average(ours, model)
+        fitter.update_average(ours, model)
         theirs.update_parameters(model)
     assert int(ours.n_averaged) == int(theirs.n_averaged) == 30
     assert all(torch.equal(a, b) for a, b in zip(ours.module.parameters(), theirs.module.parameters()))
@@ -299,7 +300,7 @@ def _batches_without_originals(scored, batch_size: int) -> int:
     is_original = np.array(table.column("is_original").to_pylist())
     assert is_original.mean() == pytest.approx(ORIGINALS / len(is_original)) and is_original.mean() < 0.08
     lengths = np.array([len(t.split()) for t in table.column("text").to_pylist()])
-    batches = training.epoch_batches(lengths, batch_size, np.random.default_rng(0))
+    batches = training.epoch_batches(lengths, batch_size)(np.random.default_rng(0))
     return sum(not is_original[b].any() for b in batches)
 
 
@@ -339,13 +340,13 @@ def test_hard_labels_are_gold_or_the_teachers_argmax(demo_scored, tmp_path):
     gold = np.array([1, -1, -1, 0])
     teacher = np.array([[0.0, 1.0], [2.0, -1.0], [0.1, 0.3], [5.0, 5.5]], dtype=np.float32)
     cfg = tiny_train_config(demo_scored, tmp_path / "s")
-    assert training.hard_labels(cfg, gold, teacher).tolist() == [1, -1, -1, 0]
+    assert rows.hard_labels(cfg, gold, teacher).tolist() == [1, -1, -1, 0]
     # The teacher's argmax on every row, originals included (row 3: the teacher says 1 where gold says 0).
     teacher_cfg = tiny_train_config(demo_scored, tmp_path / "s", hard_labels="teacher")
-    assert training.hard_labels(teacher_cfg, gold, teacher).tolist() == [1, 0, 1, 1]
+    assert rows.hard_labels(teacher_cfg, gold, teacher).tolist() == [1, 0, 1, 1]
     # The baseline has no teacher: gold labels whatever the setting.
     baseline = tiny_train_config(demo_scored, tmp_path / "s", hard_labels="teacher", baseline=True)
-    assert training.hard_labels(baseline, gold, teacher).tolist() == [1, -1, -1, 0]
+    assert rows.hard_labels(baseline, gold, teacher).tolist() == [1, -1, -1, 0]
 
 
 def test_train_stage_logs_gradient_norms_and_clipping(demo_scored, tmp_path):
@@ -419,7 +420,7 @@ def test_training_data_is_tokenised_a_slice_at_a_time_with_the_same_result(tmp_p
     cfg = tiny_train_config(scored, tmp_path / "s", task=task, select_on="dev", baseline=baseline, min_count=2)
     tok = Tokenizer()
     whole = training.load_train_data(cfg, task, tok)
-    monkeypatch.setattr(training, "TOKENISE_ROWS", 7)
+    monkeypatch.setattr(rows, "TOKENISE_ROWS", 7)
     sliced = training.load_train_data(cfg, task, tok)
     assert whole.vocab.tokens == sliced.vocab.tokens and whole.counts == sliced.counts
     kept = [i for i in range(53) if original[i] or not baseline]

@@ -10,7 +10,7 @@ import torch
 from pipelines.errors import ConfigError, DataError, TeacherMismatchError
 from pipelines.student.transformer import (check_tokenizers_agree, default_layers, encoder_blocks, parse_layers,
                                            student_from_teacher)
-from pipelines.teacher import hub
+from pipelines import hub
 
 from .conftest import make_teacher, make_tokenizer
 
@@ -84,11 +84,12 @@ def test_settings_of_the_other_family_are_refused_not_ignored(tmp_path):
     assert TrainConfig(**base).problems() == [] and TrainConfig(**base, student="transformer").problems() == []
     assert TrainConfig(**base, student="transformer", export="none", layers="0", grad_accum=2).problems() == []
     assert TrainConfig(**base, vectors="none", ema=0.0, hidden=8).problems() == []
-    assert TrainConfig(**base, student_init="x", grad_accum=2).problems() == [
+    assert TrainConfig(**base, grad_accum=2, batch_size=16).problems() == []  # settings of both families
+    assert TrainConfig(**base, student_init="x", batch_tokens=512).problems() == [
         "[student_init] is a transformer setting (got 'x'); the bilstm student does not use it: leave it out, or "
         "train a transformer student",
-        "[grad_accum] is a transformer setting (got 2); the bilstm student does not use it: leave it out, or train "
-        "a transformer student"]
+        "[batch_tokens] is a transformer setting (got 512); the bilstm student does not use it: leave it out, or "
+        "train a transformer student"]
     problems = TrainConfig(**base, student="transformer", vectors="glove", ema=0.9).problems()
     assert [p.split("]")[0] for p in problems] == ["[vectors", "[ema"] and "a BiLSTM setting" in problems[0]
     with pytest.raises(ConfigError, match=r"\[transformer.hidden\] is a BiLSTM setting \(got 3\)"):
@@ -235,7 +236,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_there_to_the_same_weights(dem
 
     from pipelines import checkpoints
     from pipelines.stages import train as train_stage
-    from pipelines.student.epoch_checkpoints import EPOCH_CHECKPOINT
+    from pipelines.training.resume import CHECKPOINT
 
     straight = train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / "straight", grad_accum=2,
                                          checkpoint_minutes=0)).out_dir
@@ -243,14 +244,14 @@ def test_a_run_killed_inside_an_epoch_resumes_from_there_to_the_same_weights(dem
     ends = [h["step"] for h in straight_history]  # optimiser steps after each epoch
     steps = [ends[0], ends[1] - ends[0]]
     assert steps[1] >= 4  # enough steps in epoch 2 to stop in its middle
-    kill_at = steps[0] + steps[1] // 2  # the in-epoch save that never happens; the step before it is redone
     saving, saved = checkpoints.save, []
 
     def save_or_die(path, fp, state, rng=None):
-        if path.name == EPOCH_CHECKPOINT:
-            if len(saved) == kill_at:
+        position = state["position"]
+        if position is not None and position["epoch"] == 2:  # a save inside epoch 2
+            if len(saved) == steps[1] // 2:  # killed before this save: the step before it is redone
                 raise _Kill()
-            saved.append(state["position"]["done"])
+            saved.append(position["done"])
         saving(path, fp, state, rng)
 
     monkeypatch.setattr(checkpoints, "save", save_or_die)
@@ -258,8 +259,8 @@ def test_a_run_killed_inside_an_epoch_resumes_from_there_to_the_same_weights(dem
     with pytest.raises(_Kill):
         train_stage.run(cfg)
     monkeypatch.setattr(checkpoints, "save", saving)
-    assert saved[steps[0]:] == [2 * i for i in range(1, steps[1] // 2 + 1)]  # epoch 2's saves: batches done
-    assert len(list(tmp_path.glob(f".resumed.partial-*/{EPOCH_CHECKPOINT}"))) == 1
+    assert saved == [2 * i for i in range(1, steps[1] // 2 + 1)]  # epoch 2's saves: batches done
+    assert len(list(tmp_path.glob(f".resumed.partial-*/{CHECKPOINT}"))) == 1
     seen = []
     resumed = train_stage.run(cfg, on_epoch_end=lambda s: seen.append(s.epoch)).out_dir
     assert seen == [2, 3]
@@ -268,7 +269,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_there_to_the_same_weights(dem
     history = json.loads((resumed / "metrics.json").read_text())["history"]
     figures = ("step", "train_loss", "grad_norm", "dev")
     assert [[h[k] for k in figures] for h in history] == [[h[k] for k in figures] for h in straight_history]
-    assert not list(tmp_path.rglob(EPOCH_CHECKPOINT))
+    assert not list(tmp_path.rglob(CHECKPOINT))
     assert json.loads((resumed / "stats.json").read_text())["resumed"] == {"epochs_done": 1, "batches_done": saved[-1],
                                                                            "in_epoch": 2}
 

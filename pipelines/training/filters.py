@@ -22,7 +22,7 @@ import numpy as np
 from ..metrics import softmax
 
 if TYPE_CHECKING:
-    from .config import TrainConfig
+    from ..student.config import TrainConfig
 
 FILTER_SEED = 0
 
