@@ -9,6 +9,9 @@ Two shapes of work:
   file (a file a killed run left is checked first: row count and fingerprint). A shard worker is a callable
   class with `run(shards, progress)`; within one worker, `overlapped` prepares the next shard (tokenising) and
   writes the previous one on a helper thread while the current one is computed, so the device never waits.
+
+Every engine has the same interface (`Engine`): a stage asks it where its workers go (`plan_slots`) and hands it
+the shards (`run_shards`), whichever engine it is.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from augment.workers import Mapper, ProcessMapper
 
@@ -52,6 +55,30 @@ def workers_setting(help: str) -> Any:
 def engine_problems(engine: str, workers: int) -> list[str]:
     out = [] if engine in ENGINES else [f"[engine] must be one of {', '.join(ENGINES)}, got '{engine}'"]
     return out + ([f"[workers] must be >= 0, got {workers}"] if workers < 0 else [])
+
+
+class Engine(Protocol):
+    """What a stage uses of an engine (`LocalEngine`, `ray_engine.RayEngine`)."""
+
+    name: str
+    workers: int  # for mapped chunks
+
+    def mapper(self, cls: type, kwargs: dict, items: Any) -> Iterator[Any]:
+        """The library's mapper protocol (augment.workers): `cls(**kwargs)` once per worker, results in order."""
+
+    def plan_slots(self, device: str, workers: int) -> list[dict]:
+        """Where a shard worker's replicas run: per slot a `device` and a CPU `threads` count (None: torch's own);
+        `workers` is what the user asked for (0: the engine's own choice)."""
+
+    def shard_workers(self, slots: list[dict]) -> int:
+        """How many workers run the shards on these slots (what the stage's stats report)."""
+
+    def run_shards(self, cls: type, kwargs: dict, slots: list[dict], todo: list[int], rows: Callable[[int], int],
+                   progress: Callable[[int], Any], in_process: dict | None = None) -> list[Any]:
+        """`cls(**kwargs, **slot)` over the shard numbers `todo` (`rows(i)`: the rows of shard i), each worker's
+        `run(shards, progress)` writing its shards; `in_process`: kwargs only a worker planned to run in this very
+        process gets (objects that need not travel: the source already open). Returns what the workers returned
+        for every shard."""
 
 
 # ----------------------------------------------------------------------------------------------- shards
@@ -147,20 +174,40 @@ class LocalEngine:
     def mapper(self) -> Mapper:
         return ProcessMapper(self.workers, self.cpus)
 
-    def run_shards(self, cls: type, slot_kwargs: list[dict], todo: list[int],
-                   progress: Callable[[int], Any]) -> list[Any]:
-        """`cls(**slot_kwargs[k]).run(shards, progress)` over shards todo[k::slots], one process per slot
-        (spawned: CUDA cannot be forked); results of every slot, in slot order."""
-        slots = min(len(slot_kwargs), max(1, len(todo)))
-        if slots == 1:
+    def plan_slots(self, device: str, workers: int) -> list[dict]:
+        """One slot per visible GPU (CUDA_VISIBLE_DEVICES respected; `workers` caps it), or on a CPU one process
+        with every core, or `workers` processes sharing the cores."""
+        import torch
+
+        from .devices import resolve_device
+
+        if resolve_device(device).type == "cuda":
+            n = torch.cuda.device_count()
+            return [{"device": f"cuda:{k}", "threads": None} for k in range(min(workers or n, n))]
+        cpus = available_cpus()
+        n = max(1, min(workers or 1, cpus))
+        return [{"device": "cpu", "threads": None if n == 1 else max(1, cpus // n)} for _ in range(n)]
+
+    def shard_workers(self, slots: list[dict]) -> int:
+        return len(slots)
+
+    def run_shards(self, cls: type, kwargs: dict, slots: list[dict], todo: list[int], rows: Callable[[int], int],
+                   progress: Callable[[int], Any], in_process: dict | None = None) -> list[Any]:
+        """`cls(**kwargs, **slots[k]).run(shards, progress)` over shards todo[k::n], one process per slot
+        (spawned: CUDA cannot be forked); results of every slot, in slot order. A single slot is run in this
+        process, with `in_process` added to its kwargs. (The workers report their own rows: `rows` is not used.)"""
+        extra = (in_process or {}) if len(slots) == 1 else {}
+        slot_kwargs = [{**kwargs, **s, **extra} for s in slots]
+        n = min(len(slot_kwargs), max(1, len(todo)))
+        if n == 1:
             return cls(**slot_kwargs[0]).run(todo, progress)
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
         drain = threading.Thread(target=_drain, args=(queue, progress), daemon=True)
         drain.start()
         try:
-            with ProcessPoolExecutor(slots, mp_context=ctx, initializer=_slot_init, initargs=(queue,)) as pool:
-                futures = [pool.submit(_run_slot, cls, slot_kwargs[k], todo[k::slots]) for k in range(slots)]
+            with ProcessPoolExecutor(n, mp_context=ctx, initializer=_slot_init, initargs=(queue,)) as pool:
+                futures = [pool.submit(_run_slot, cls, slot_kwargs[k], todo[k::n]) for k in range(n)]
                 return [r for f in futures for r in f.result()]
         finally:
             queue.put(None)
@@ -168,7 +215,7 @@ class LocalEngine:
 
 
 @contextlib.contextmanager
-def open_engine(name: str, workers: int = 0, ray_address: str | None = None) -> Iterator[Any]:
+def open_engine(name: str, workers: int = 0, ray_address: str | None = None) -> Iterator[Engine]:
     """The engine a stage runs on, started (and, for a Ray instance this process started, stopped again)."""
     if name == "ray":
         from .ray_engine import RayEngine

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .errors import DistillError, MissingResourceError
+from .errors import ConfigError, DistillError, MissingResourceError
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +184,30 @@ class RayEngine:
         except self.ray.exceptions.RayError as e:
             raise cause_of(e) from None
 
-    def run_shards(self, cls: type, kwargs: dict, todo: list[int], shard_rows: Callable[[int], int],
-                   progress: Callable[[int], Any], *, gpus_per_actor: float = 0, cpus_per_actor: float = 1) -> list:
-        """`cls(**kwargs)` as a Ray Data actor pool over the shard numbers `todo`, SHARDS_PER_CALL shards a call
-        (so that within a call the worker tokenises the next shard while it scores one, as the local engine
-        does); returns what the actors returned for each shard (in the order shards finished), reporting rows to
-        `progress`. A call a killed actor did not finish is done again whole: its shards are written again,
-        each to its own file, so no row is duplicated."""
+    def plan_slots(self, device: str, workers: int) -> list[dict]:
+        """One slot, the shape of every actor: one GPU each where the cluster has GPUs, else one CPU (the actor
+        count is the engine's `workers`)."""
+        use_gpu = device != "cpu" and self.gpus > 0
+        if device == "cuda" and not use_gpu:
+            raise ConfigError("--device cuda, but the Ray cluster has no GPUs")
+        return [{"device": "cuda" if use_gpu else "cpu", "threads": None if use_gpu else 1}]
+
+    def shard_workers(self, slots: list[dict]) -> int:
+        return self.workers
+
+    def run_shards(self, cls: type, kwargs: dict, slots: list[dict], todo: list[int], rows: Callable[[int], int],
+                   progress: Callable[[int], Any], in_process: dict | None = None) -> list:
+        """`cls(**kwargs, **slots[0])` as a Ray Data actor pool over the shard numbers `todo`, SHARDS_PER_CALL
+        shards a call (so that within a call the worker tokenises the next shard while it scores one, as the
+        local engine does); returns what the actors returned for each shard (in the order shards finished),
+        reporting `rows(i)` to `progress` as shard i finishes. A call a killed actor did not finish is done again
+        whole: its shards are written again, each to its own file, so no row is duplicated. No worker runs in
+        this process: `in_process` is not used."""
         if not todo:
             return []
+        slot = slots[0]
+        gpus_per_actor, cpus_per_actor = (1 if slot["device"] == "cuda" else 0), (slot["threads"] or 1)
+        kwargs = {**kwargs, **slot}
         ray_data = _quiet_ray_data()
         calls = -(-len(todo) // SHARDS_PER_CALL)
         concurrency = max(1, min(self.workers if not gpus_per_actor else max(1, self.gpus), calls))
@@ -203,7 +218,7 @@ class RayEngine:
         try:
             for row in ds.iter_rows():
                 done.append(row)
-                progress(shard_rows(int(row["shard"])))
+                progress(rows(int(row["shard"])))
         except self.ray.exceptions.RayError as e:
             raise cause_of(e) from None
         return done

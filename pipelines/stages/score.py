@@ -4,8 +4,9 @@ The output is the input's rows, in the same order, plus `teacher_logits` (fixed-
 pre-softmax value per class). The input is cut into fixed contiguous shards; each is scored and written
 atomically (datasets' ArrowWriter) into the work directory, so a run that is killed (even with kill -9) resumes
 at the first missing shard and finishes with the same bytes as a run that never stopped; at the end the shards
-become the output through `Dataset.save_to_disk`. The local engine (pipelines/engine.py) tokenises the next
-shard and writes the previous one while the current one is scored.
+become the output through `Dataset.save_to_disk`. The shards are scored by `teacher.shard_scorer.ShardScorer` on
+the chosen engine (pipelines/engine.py), which tokenises the next shard and writes the previous one while the
+current one is scored.
 
 Fingerprint: the input's fingerprint, the teacher's weights, config and tokenizer hashes, max_length, dtype and
 shard_rows, the versions of torch, transformers and tokenizers, and for bf16/fp16 the device type. In float32
@@ -21,27 +22,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import socket
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from augment import MASK_SYMBOL
 
 from .. import store
-from ..engine import (Shards, engine_problems, engine_setting, missing_shards, open_engine, overlapped,
+from ..engine import (Engine, Shards, engine_problems, engine_setting, missing_shards, open_engine,
                       ray_address_setting, workers_setting)
 from ..devices import DEFAULT_BATCH_TOKENS, DEVICES, DTYPE_CHOICES, resolve_dtype
-from ..errors import ConfigError, DataError, MissingResourceError
+from ..errors import ConfigError
 from ..flags import add_flags, from_flags, setting
 from ..progress import peak_memory_mb, progress
-from ..tasks import generic_task, read_split
+from ..tasks import generic_task
+from ..teacher.score_source import Source, open_source
+from ..teacher.shard_scorer import ShardScorer
 from . import StageResult
 
 if TYPE_CHECKING:
@@ -50,7 +46,6 @@ if TYPE_CHECKING:
 STAGE = "score"
 STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
 log = logging.getLogger(__name__)
-TRANSFER_COLUMNS = ("text", "label", "source_index", "is_original", "ops")
 
 
 @dataclass
@@ -99,62 +94,6 @@ class ScoreConfig:
         return out
 
 
-# ----------------------------------------------------------------------------------------------- inputs
-
-@dataclass
-class Source:
-    """The rows to score, as transfer-set columns in row order, and what identifies them."""
-
-    table: pa.Table
-    fingerprint: str
-    task: dict | None  # the transfer set's TaskSpec.to_dict(); None for plain text
-    path: Path
-
-    @property
-    def is_pair(self) -> bool:
-        return "text_pair" in self.table.column_names
-
-    def has_mask(self) -> bool:
-        cols = ["text", "text_pair"] if self.is_pair else ["text"]
-        return any(pc.any(pc.match_substring(self.table[c], MASK_SYMBOL)).as_py() for c in cols)
-
-
-def open_transfer(path: Path) -> Source:
-    """A transfer set (or an earlier scored set, whose old logits are dropped)."""
-    manifest = store.require_stage_output(path, ("augment", STAGE), "--transfer")
-    table = store.read_table(path)
-    if "teacher_logits" in table.column_names:
-        table = table.drop_columns(["teacher_logits"])
-    missing = [c for c in TRANSFER_COLUMNS if c not in table.column_names]
-    if missing:
-        raise DataError(f"not a transfer set: no column(s) {', '.join(missing)}; rebuild it with `distill augment`",
-                        str(path))
-    return Source(table.replace_schema_metadata(None), manifest["fingerprint"], manifest.get("task"), path)
-
-
-def open_plain(path: Path, text_col: str, pair_col: str | None) -> Source:
-    """Unlabelled rows from a text file, table file or datasets directory, shaped like a transfer set."""
-    task = generic_task(text_col, pair_col, label_col=None)
-    if path.is_dir() and (path / store.STATE).is_file():
-        split, _ = read_split(task, path.parent, path.name, labelled=False)  # a datasets directory itself
-    else:
-        split, _ = read_split(task, path, "train", labelled=False)
-    n = len(split)
-    columns = {"text": pa.array(split.texts, pa.string())}
-    if split.text_pairs is not None:
-        columns["text_pair"] = pa.array(split.text_pairs, pa.string())
-    columns.update(label=pa.nulls(n, pa.int64()), source_index=pa.array(np.arange(n, dtype=np.int64)),
-                   draw=pa.nulls(n, pa.int32()), is_original=pa.array(np.ones(n, dtype=bool)),
-                   ops=pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], pa.string())))
-    table = pa.table(columns, schema=store.transfer_schema(split.text_pairs is not None))
-    fp = store.fingerprint("plain-input", store.hash_path(Path(split.path)), text_col, pair_col)
-    return Source(table, fp, None, path)
-
-
-def logits_array(logits: np.ndarray) -> pa.FixedSizeListArray:
-    return pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), logits.shape[1])
-
-
 def fingerprint_settings(cfg: ScoreConfig, device_type: str, dtype: str) -> dict:
     """The settings that decide the logits' bytes (module docstring): the device only in reduced precision."""
     settings = {"max_length": cfg.max_length, "dtype": dtype, "shard_rows": cfg.shard_rows,
@@ -181,7 +120,7 @@ def run(cfg: ScoreConfig) -> StageResult:
     label_names = checks.label_names_of(model_config)
     task = source.task or generic_task(cfg.text_col, cfg.text_pair_col, None, label_names).to_dict()
     with open_engine(cfg.engine, cfg.workers, cfg.ray_address) as engine:
-        slots = plan_slots(cfg, engine)
+        slots = engine.plan_slots(cfg.device, cfg.workers)
         device_type = slots[0]["device"].split(":")[0]
         # The precision used (auto resolved) enters the fingerprint. A Ray driver without a GPU of its own cannot
         # ask CUDA whether the workers' GPUs have bf16: it assumes they do (every GPU since Ampere).
@@ -201,7 +140,7 @@ def run(cfg: ScoreConfig) -> StageResult:
         return _score(cfg, engine, source, worker, slots, fp, task, label_names)
 
 
-def _score(cfg: ScoreConfig, engine: Any, source: Source, worker: dict, slots: list[dict], fp: str, task: dict,
+def _score(cfg: ScoreConfig, engine: Engine, source: Source, worker: dict, slots: list[dict], fp: str, task: dict,
            label_names: list[str]) -> StageResult:
     from .. import hub
 
@@ -223,8 +162,7 @@ def _score(cfg: ScoreConfig, engine: Any, source: Source, worker: dict, slots: l
             store.assemble_shards(run_.work_dir, schema, fp)
         seconds = max(run_.timings["score"], 1e-9)
         run_.stats.update(counts, rows=source.table.num_rows, device=run_.extra["teacher"]["device"],
-                          dtype=dtype, engine=engine.name, workers=len(slots) if engine.name == "local" else
-                          engine.workers,
+                          dtype=dtype, engine=engine.name, workers=engine.shard_workers(slots),
                           rows_per_s=round(counts["rows_scored"] / seconds, 1),
                           tokens_per_s=round(counts["tokens"] / seconds, 1), peak_memory_mb=peak_memory_mb())
         run_.commit()
@@ -242,28 +180,6 @@ def source_of(cfg: ScoreConfig) -> dict:
     return {"input": str(Path(cfg.input).resolve()), "text_col": cfg.text_col, "text_pair_col": cfg.text_pair_col}
 
 
-def plan_slots(cfg: ScoreConfig, engine: Any) -> list[dict]:
-    """Where the teacher replicas run: per slot a device and a CPU thread count. Local: one slot per visible GPU
-    (CUDA_VISIBLE_DEVICES respected; --workers caps it), or on a CPU one process with every core, or --workers
-    processes sharing the cores. Ray: one GPU per actor where the cluster has GPUs, else one CPU per actor."""
-    import torch
-
-    from ..devices import available_cpus, resolve_device
-
-    if engine.name == "ray":
-        use_gpu = cfg.device != "cpu" and engine.gpus > 0
-        if cfg.device == "cuda" and not use_gpu:
-            raise ConfigError("--device cuda, but the Ray cluster has no GPUs")
-        return [{"device": "cuda" if use_gpu else "cpu", "threads": None if use_gpu else 1}]
-    device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        n = torch.cuda.device_count()
-        return [{"device": f"cuda:{k}", "threads": None} for k in range(min(cfg.workers or n, n))]
-    cpus = available_cpus()
-    n = max(1, min(cfg.workers or 1, cpus))
-    return [{"device": "cpu", "threads": None if n == 1 else max(1, cpus // n)} for _ in range(n)]
-
-
 def teacher_record(files: ModelFiles, tokenizer: Any, label_names: list[str], cfg: ScoreConfig, dtype: str,
                    devices: str) -> dict:
     """What the manifest says about the teacher: enough to find it again and to know it was the same one."""
@@ -273,98 +189,7 @@ def teacher_record(files: ModelFiles, tokenizer: Any, label_names: list[str], cf
             "device": devices}
 
 
-class ShardScorer:
-    """Scores shards of a source into files (a callable class: one per process, GPU or Ray actor). Set up once:
-    the source, opened again in this worker and checked to be the one the job fingerprinted, and the teacher.
-    `run(shards, progress)` scores and writes the given shards (engine.overlapped: tokenising the next shard and
-    writing the previous one overlap the current one's scoring); `__call__` is the Ray Data batch shape."""
-
-    def __init__(self, source: dict, source_fp: str, files: ModelFiles, fp: str, shard_dir: str, shard_rows: int,
-                 device: str, dtype: str, max_length: int, batch_tokens: int | None, threads: int | None,
-                 trust_remote_code: bool, opened: Source | None = None):
-        """`opened`: the source the driver opened, when this worker runs in the driver's own process (it is not
-        read and hashed a second time)."""
-        from ..teacher.scorer import TeacherScorer
-
-        self.source = opened if opened is not None else open_source(**visible(source))
-        if self.source.fingerprint != source_fp:
-            raise DataError(f"{node()} reads other rows than the job was planned on (fingerprint "
-                            f"{self.source.fingerprint[:12]}, expected {source_fp[:12]}); did the input change?",
-                            str(self.source.path))
-        self.shard_dir = Path(visible({"shards": shard_dir}, writable=True)["shards"])
-        self.scorer = TeacherScorer(teacher_files(files, trust_remote_code), device=device, dtype=dtype,
-                                    max_length=max_length, batch_tokens=batch_tokens, threads=threads,
-                                    trust_remote_code=trust_remote_code)
-        self.schema = store.scored_schema(self.source.table.schema, self.scorer.num_labels)
-        self.shards, self.fp = Shards(self.source.table.num_rows, shard_rows), fp
-
-    def run(self, todo: list[int], progress: Callable[[int], Any] | None = None) -> list[dict[str, int]]:
-        table, shard_rows = self.source.table, self.shards.shard_rows
-
-        def prepare(i: int) -> tuple[pa.Table, Any]:
-            rows = table.slice(i * shard_rows, shard_rows)
-            pairs = rows["text_pair"].to_pylist() if "text_pair" in rows.column_names else None
-            return rows, self.scorer.encode(rows["text"].to_pylist(), pairs)
-
-        def compute(prepared: tuple[pa.Table, Any]) -> np.ndarray:
-            return self.scorer.score(prepared[1], progress=progress)
-
-        def write(i: int, prepared: tuple[pa.Table, Any], logits: np.ndarray) -> dict[str, int]:
-            rows, enc = prepared
-            out = rows.append_column("teacher_logits", logits_array(logits))
-            store.write_shard(self.shard_dir / self.shards.name(i), out, self.schema, self.fp)
-            return {"shard": i, "rows": len(enc), "tokens": int(enc.lengths.sum()), "threads": self.scorer.threads,
-                    "batch_tokens": self.scorer.batch_tokens}
-
-        return overlapped(todo, prepare, compute, write)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        done = self.run([int(i) for i in batch["shard"]])
-        return {k: np.array([d[k] for d in done], dtype=np.int64) for k in done[0]}
-
-
-def node() -> str:
-    return f"node {socket.gethostname()} (pid {os.getpid()})"
-
-
-def visible(paths: dict, writable: bool = False) -> dict:
-    """`paths` as given, after checking that this worker sees every path in it (and may write there)."""
-    for key, value in paths.items():
-        if key.endswith("col") or value is None:
-            continue
-        path = Path(value)
-        if not path.exists() or (writable and not os.access(path, os.W_OK)):
-            raise DataError(f"{node()} cannot {'write to' if writable else 'see'} this path: with --engine ray "
-                            "every node must reach the input and output paths (a shared filesystem, mounted at "
-                            "the same place)", str(path))
-    return paths
-
-
-def teacher_files(files: ModelFiles, trust_remote_code: bool) -> ModelFiles:
-    """The teacher's files in this worker: the driver's directory where it is visible, else the hub id fetched
-    again (into this node's cache), which must then hash to the same weights."""
-    from .. import hub
-
-    if files.path.is_dir():
-        return files
-    try:
-        fetched = hub.locate_model(files.name, trust_remote_code)
-    except MissingResourceError:  # a directory this node does not see
-        visible({"teacher": files.path})
-        raise
-    if fetched.identity() != files.identity():
-        raise DataError(f"{node()} fetched other weights for {files.name} than the job was planned with",
-                        str(fetched.path))
-    return fetched
-
-
-def open_source(transfer: str | None = None, input: str | None = None, text_col: str = "text",
-                text_pair_col: str | None = None) -> Source:
-    return open_transfer(Path(transfer)) if transfer is not None else open_plain(Path(input), text_col,
-                                                                                  text_pair_col)
-
-
-def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, work_dir: Path, fp: str,
+def score_shards(engine: Engine, worker: dict, slots: list[dict], shards: Shards, work_dir: Path, fp: str,
                  source: Source) -> dict[str, int | None]:
     """Score every shard without a trustworthy file in `work_dir/shards` (engine.missing_shards) on `engine`,
     with one progress bar for the whole job; the shard files are the same whatever the engine."""
@@ -373,13 +198,9 @@ def score_shards(engine: Any, worker: dict, slots: list[dict], shards: Shards, w
     todo = missing_shards(shard_dir, shards, fp)
     kwargs = {**worker, "fp": fp, "shard_dir": str(shard_dir), "shard_rows": shards.shard_rows}
     with progress(sum(shards.rows(i) for i in todo), "scoring", "row") as bar:
-        if engine.name == "ray":
-            done = engine.run_shards(ShardScorer, {**kwargs, **slots[0]}, todo, shards.rows, bar.update,
-                                     gpus_per_actor=1 if slots[0]["device"] == "cuda" else 0,
-                                     cpus_per_actor=slots[0]["threads"] or 1)
-        else:  # one slot runs in this process: it takes the source already open
-            in_process = {"opened": source} if len(slots) == 1 else {}
-            done = engine.run_shards(ShardScorer, [{**kwargs, **s, **in_process} for s in slots], todo, bar.update)
+        # A worker in this process takes the source already open.
+        done = engine.run_shards(ShardScorer, kwargs, slots, todo, shards.rows, bar.update,
+                                 in_process={"opened": source})
     # Per replica: its torch threads, and its token budget at the end (lowered after an out-of-memory batch).
     return {"shards": shards.count, "shards_resumed": shards.count - len(todo),
             "rows_scored": sum(d["rows"] for d in done), "tokens": sum(d["tokens"] for d in done),

@@ -275,15 +275,17 @@ def test_resume_on_ray_after_the_driver_is_killed(single_and_pairs, tiny_teacher
 
 def test_a_worker_that_cannot_see_a_path_names_the_node_and_the_path(tiny_teacher, tmp_path):
     from pipelines import hub
+    from pipelines.errors import DataError
+    from pipelines.teacher import shard_scorer
 
     files = hub.locate_model(str(tiny_teacher))
     missing = tmp_path / "not-mounted-here" / "transfer"
-    with pytest.raises(score.DataError, match=r"node .* cannot see this path: with --engine ray every node must "
-                                              r"reach the input and output paths") as e:
-        score.ShardScorer({"transfer": str(missing)}, "fp", files, "fp", str(tmp_path), 10, "cpu", "float32",
-                          128, None, 1, False)
+    with pytest.raises(DataError, match=r"node .* cannot see this path: with --engine ray every node must "
+                                        r"reach the input and output paths") as e:
+        shard_scorer.ShardScorer({"transfer": str(missing)}, "fp", files, "fp", str(tmp_path), 10, "cpu",
+                                 "float32", 128, None, 1, False)
     assert str(missing) in str(e.value)
     elsewhere = tmp_path / "elsewhere"  # the teacher's directory, where this node does not see it
     moved = hub.ModelFiles(**{**files.__dict__, "name": str(elsewhere), "path": elsewhere})
-    with pytest.raises(score.DataError, match="cannot see this path"):
-        score.teacher_files(moved, False)
+    with pytest.raises(DataError, match="cannot see this path"):
+        shard_scorer.teacher_files(moved, False)
