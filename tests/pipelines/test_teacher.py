@@ -451,3 +451,17 @@ def test_teacher_hub_bin_weights_are_fetched_only_without_safetensors(tmp_path, 
                         lambda repo_id, allow_patterns: asked.append(allow_patterns) or str(tiny_teacher))
     hub.locate_model("someone/safe")
     assert asked == [hub.HUB_PATTERNS]  # with safetensors, no pickle is ever downloaded
+
+
+def test_teacher_rate_reaches_zero_exactly_at_its_last_step(trainable_teacher, monkeypatch):
+    """The teacher steps through the same plan and fitter as the students: the schedule is the plan's length."""
+    import pipelines.teacher.finetune as loop
+
+    seen, real = [], loop.train_step
+    monkeypatch.setattr(loop, "train_step", lambda fitter, o, rows: seen.append(fitter.lr) or real(fitter, o, rows))
+    settings = TrainSettings(epochs=3, lr=5e-3, batch_size=8, warmup_ratio=0.2, seed=3)
+    _, result = _finetuned(trainable_teacher, settings)
+    assert result.steps == len(seen) == loop.planned_steps(np.zeros(128, np.int64) + 5, settings) == 3 * 16
+    warmup = int(0.2 * len(seen))
+    assert seen[0] == 0.0 and all(lr > 0 for lr in seen[1:]) and seen[warmup] == max(seen)
+    assert result.history[-1]["lr"] == 0.0

@@ -343,3 +343,28 @@ def test_a_transformer_student_from_the_real_minilm_teacher(reference_teacher, s
     assert stats["export"]["max_abs_diff"]["onnx"] < 1e-3
     assert stats["params"] < 0.85 * 22_713_986  # three of the teacher's six layers (the embeddings stay whole)
     assert 0.0 <= stats["dev"]["dev"]["accuracy"] <= 1.0 and stats["rows"] == 114  # 6 held out
+
+
+@pytest.mark.parametrize("overrides", [{"grad_accum": 1}, {"grad_accum": 3}, {"batch_tokens": 512, "grad_accum": 2}],
+                         ids=["rows", "rows-accum3", "tokens-accum2"])
+def test_the_transformer_rate_reaches_zero_exactly_at_its_last_step(demo_scored_by_tiny_teacher, tmp_path,
+                                                                    monkeypatch, overrides):
+    """The schedule is sized from the batches the epochs run (planned up front), so the rate warms up, decays
+    and reaches zero at the last step, not three quarters of the way through."""
+    from pipelines.stages import train as train_stage
+    from pipelines.training import fitter as fitter_module
+
+    seen, real = [], fitter_module.Fitter.step
+    monkeypatch.setattr(fitter_module.Fitter, "step", lambda self, g, o: seen.append(self.lr) or real(self, g, o))
+    cfg = tf_config(demo_scored_by_tiny_teacher, tmp_path / "s", **{"epochs": 2, "batch_tokens": None,
+                                                                     "batch_size": 16, **overrides})
+    train_stage.run(cfg)
+    stats = json.loads((tmp_path / "s" / "stats.json").read_text())
+    history = json.loads((tmp_path / "s" / "metrics.json").read_text())["history"]
+    assert stats["planned_steps"] == stats["steps"] == len(seen) == history[-1]["step"]
+    warmup = int(0.1 * len(seen))
+    assert seen[:warmup + 1] == sorted(seen[:warmup + 1]) and seen[warmup:] == sorted(seen[warmup:], reverse=True)
+    assert all(lr > 0 for lr in seen[1:]) and history[-1]["lr"] == 0.0
+    if "batch_tokens" not in overrides:  # rows: batches of 16, as many per epoch as the rows make
+        batches = -(-stats["rows"] // 16)  # one group of 2,048 rows at most: ceil(rows / 16) batches
+        assert history[0]["step"] == -(-batches // overrides["grad_accum"])
