@@ -19,6 +19,7 @@ def _offline_and_sandboxed(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(cache))
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path_factory.getbasetemp() / "distill-cache"))
 
 
 def _shared(*parts: str) -> Path:

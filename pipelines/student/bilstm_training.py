@@ -23,7 +23,6 @@ from torch import nn
 from .. import batching, store
 from ..holdout import HOLDOUT_SPLIT
 from ..losses import DistillLoss
-from ..progress import progress
 from ..settings import parse_formats
 from ..tasks import TaskSpec, data_dir, read_split
 from ..training.fitter import Fitter, linear_schedule, moving_average, seed_everything
@@ -37,7 +36,8 @@ from .io import METRICS, count_parameters, save_student
 from .models import StudentConfig, build_model, predict_logits
 from .tokenizer import Tokenizer
 from .vectors import init_embedding, load_vectors, pretrained_words, resolve_vectors
-from .vocab import UNK, Corpus, CorpusBuilder, Vocab, encode_texts, pad_batch
+from .vocab import UNK, Corpus, Vocab, encode_texts, pad_batch
+from .word_cache import kept_corpora, word_tokens
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -67,27 +67,28 @@ class TrainData:
 
 
 def load_train_data(cfg: TrainConfig, task: TaskSpec, tokenizer: Tokenizer) -> TrainData:
-    """Pick the rows (`select_rows`), tokenise them a slice of the scored set at a time (`CorpusBuilder`: memory
-    holds the token ids, not the texts), build the vocabulary. Both sides of a pair share one vocabulary."""
+    """Pick the rows (`select_rows`), take their tokens from the token cache (the whole scored set tokenised
+    once, a slice at a time: `word_cache`), build the vocabulary from the kept rows' counts. Both sides of a pair
+    share one vocabulary."""
     rows = select_rows(cfg, task)
     sides = ["text", "text_pair"] if task.is_pair else ["text"]
-    builder = CorpusBuilder(tokenizer, len(sides))
-    with progress(len(rows), "tokenise", unit="row") as bar:
-        for piece in rows.pieces(sides):
-            for side, column in enumerate(sides):
-                builder.add(piece.column(column), side)
-            bar.update(piece.num_rows)
-    tokens = builder.tokens
-    vocab = Vocab.build(tokens, builder.counts, cfg.min_count, cfg.max_vocab)
+    cache = word_tokens(cfg.scored, rows, tokenizer, sides)
+    tokens, kept = kept_corpora(cache, sides, rows.kept_rows())
+    counts = np.zeros(len(tokens), dtype=np.int64)  # the kept rows' alone: what the vocabulary is built from
+    for corpus in kept:
+        counts += np.bincount(corpus.ids, minlength=len(tokens))
+    vocab = Vocab.build(tokens, counts, cfg.min_count, cfg.max_vocab)
     lut = vocab.lookup_table(tokens)
-    a = builder.corpus(lut, 0)
-    b = builder.corpus(lut, 1) if task.is_pair else None
+    mapped = [Corpus(lut[c.ids], c.offsets) for c in kept]
+    a, b = mapped[0], (mapped[1] if task.is_pair else None)
     ids = [a.ids] + ([b.ids] if b is not None else [])
     total = sum(len(x) for x in ids)
     unk = sum(int(np.count_nonzero(x == UNK)) for x in ids)
     stats = {"rows": len(rows), "original_rows": rows.original_rows, "gold_rows": int((rows.gold >= 0).sum()),
-             "hard_label_rows": int((rows.labels >= 0).sum()), "tokens": total, "distinct_tokens": len(tokens),
-             "vocab_size": len(vocab), "unk_rate": round(unk / total if total else 0.0, 6), "filtered": rows.filtered}
+             "hard_label_rows": int((rows.labels >= 0).sum()), "tokens": total,
+             "distinct_tokens": int(np.count_nonzero(counts)), "vocab_size": len(vocab),
+             "unk_rate": round(unk / total if total else 0.0, 6), "filtered": rows.filtered,
+             "token_cache": cache.record()}
     return TrainData(a, b, rows.teacher, rows.labels, vocab, stats, rows.holdout)
 
 

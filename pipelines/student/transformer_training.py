@@ -30,7 +30,7 @@ from torch import nn
 
 from .. import batching, store
 from ..devices import autocast, resolve_dtype, torch_dtype
-from ..encoding import Encoded, collate, encode, render_masks
+from ..encoding import Encoded, collate, encode
 from ..errors import DataError
 from ..holdout import HOLDOUT_SPLIT
 from ..hub import load_classifier, load_tokenizer
@@ -43,6 +43,7 @@ from ..training.resume import Checkpoints
 from ..training.rows import HeldOut, select_rows
 from ..training.selection import Selection, TrainState, split_metrics
 from .io import METRICS
+from .piece_cache import kept_encoding, piece_tokens
 from .transformer_export import export_transformer
 from .transformer import check_tokenizers_agree, encoder_blocks, parse_layers, student_from_teacher
 
@@ -88,19 +89,14 @@ def scored_teacher_dir(record: Any) -> Path | None:
 
 
 def load_rows(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> TokenRows:
-    """The scored set's rows the objective learns from (`training.rows.select_rows`, as for the BiLSTM), tokenised
-    for the transformer."""
+    """The scored set's rows the objective learns from (`training.rows.select_rows`, as for the BiLSTM), their
+    word pieces taken from the token cache (the whole set tokenised once per tokenizer: `piece_cache`)."""
     rows = select_rows(cfg, task)
-    pairs = rows.table.column("text_pair").to_pylist() if task.is_pair else None
-    enc = encode(tokenizer, mask_rendered(rows.table.column("text").to_pylist(), tokenizer),
-                 mask_rendered(pairs, tokenizer) if pairs is not None else None, cfg.max_len)
-    counts = {"rows": rows.table.num_rows, "gold_rows": int((rows.gold >= 0).sum()), "tokens": int(enc.lengths.sum()),
-              "filtered": rows.filtered}
+    cache = piece_tokens(cfg.scored, rows, tokenizer, cfg.max_len, task.is_pair)
+    enc = kept_encoding(cache, rows.kept_rows())
+    counts = {"rows": len(rows), "gold_rows": int((rows.gold >= 0).sum()), "tokens": int(enc.lengths.sum()),
+              "filtered": rows.filtered, "token_cache": cache.record()}
     return TokenRows(enc, rows.teacher, rows.labels, counts, rows.holdout)
-
-
-def mask_rendered(texts: list[str], tokenizer: Any) -> list[str]:
-    return render_masks(texts, tokenizer.mask_token)
 
 
 def make_student(cfg: TrainConfig, task: TaskSpec, teacher_dir: Path | None,

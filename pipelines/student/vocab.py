@@ -19,6 +19,7 @@ import torch
 
 from augment import MASK_SYMBOL
 
+from ..encoding import token_positions
 from ..errors import DataError
 from .tokenizer import Tokenizer
 
@@ -46,17 +47,7 @@ class Corpus:
         starts, lens = self.offsets[rows], self.lengths[rows]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lens, out=offsets[1:])
-        return Corpus(self.ids[_ranges(starts, lens)], offsets)
-
-
-def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + n) for each (s, n), vectorised."""
-    total = int(lens.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lens)
-    shift = np.repeat(starts - (ends - lens), lens)  # per-token start of its range minus its output position
-    return np.arange(total, dtype=np.int64) + shift
+        return Corpus(self.ids[token_positions(starts, lens)], offsets)
 
 
 def tokenize_corpus(texts: pa.Array | pa.ChunkedArray | list[str], tokenizer: Tokenizer
@@ -91,7 +82,7 @@ def tokenize_corpus(texts: pa.Array | pa.ChunkedArray | list[str], tokenizer: To
 
     # Expand every chunk occurrence into its tokens, then cut the flat stream into rows.
     n = tok_len[chunk_idx]  # tokens of each chunk occurrence
-    ids = tok_ids_arr[_ranges(tok_off[chunk_idx], n)]
+    ids = tok_ids_arr[token_positions(tok_off[chunk_idx], n)]
     chunk_row_off = np.zeros(len(chunks_per_row) + 1, dtype=np.int64)
     np.cumsum(chunks_per_row, out=chunk_row_off[1:])
     tok_cum = np.zeros(len(n) + 1, dtype=np.int64)

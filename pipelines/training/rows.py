@@ -114,12 +114,17 @@ class SelectedRows:
     def __len__(self) -> int:
         return len(self.gold)
 
-    def pieces(self, columns: list[str], rows: int | None = None) -> Iterator[pa.Table]:
-        """The kept rows' `columns`, in order, `rows` (default TOKENISE_ROWS) rows of the scored set at a time."""
+    def pieces(self, columns: list[str], rows: int | None = None, every_row: bool = False) -> Iterator[pa.Table]:
+        """The kept rows' `columns` (with `every_row`, every row's: what a token cache holds), in order, `rows`
+        (default TOKENISE_ROWS) rows of the scored set at a time."""
         rows = rows or TOKENISE_ROWS
         for start in range(0, self.source.num_rows, rows):
             piece = self.source.select(columns).slice(start, rows)
-            yield piece if self.keep is None else piece.filter(pa.array(self.keep[start:start + rows]))
+            yield piece if self.keep is None or every_row else piece.filter(pa.array(self.keep[start:start + rows]))
+
+    def kept_rows(self) -> np.ndarray:
+        """int64 indices of the kept rows among the scored set's (its first --limit) rows."""
+        return np.arange(self.source.num_rows) if self.keep is None else np.flatnonzero(self.keep)
 
     @property
     def table(self) -> pa.Table:

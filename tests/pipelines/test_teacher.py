@@ -79,7 +79,7 @@ def test_teacher_refuses_max_length_beyond_positions(tiny_teacher):
 def test_teacher_renders_mask_symbol_to_mask_token(scorer):
     enc = scorer.encode([f"the {MASK_SYMBOL} movie", "no mask here"])
     mask_id = scorer.tokenizer.mask_token_id
-    assert enc.input_ids[0].count(mask_id) == 1 and mask_id not in enc.input_ids[1]
+    assert enc.row(0).count(mask_id) == 1 and mask_id not in enc.row(1)
     assert render_masks([f"a {MASK_SYMBOL}{MASK_SYMBOL}"], "[MASK]") == ["a [MASK][MASK]"]
 
 
@@ -119,7 +119,7 @@ def test_teacher_training_batches_shuffled_and_reproducible():
 
 
 def test_teacher_collate_pads_and_masks():
-    enc = Encoded([[1, 2, 3], [4], [5, 6]], None, np.array([3, 1, 2]))
+    enc = Encoded.from_lists([[1, 2, 3], [4], [5, 6]])
     batch = collate(enc, np.array([0, 1]), pad_id=0)
     assert batch["input_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]

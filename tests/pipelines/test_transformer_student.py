@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -368,3 +369,34 @@ def test_the_transformer_rate_reaches_zero_exactly_at_its_last_step(demo_scored_
     if "batch_tokens" not in overrides:  # rows: batches of 16, as many per epoch as the rows make
         batches = -(-stats["rows"] // 16)  # one group of 2,048 rows at most: ceil(rows / 16) batches
         assert history[0]["step"] == -(-batches // overrides["grad_accum"])
+
+
+def test_the_word_pieces_come_from_one_token_cache_entry_equal_to_tokenising_the_kept_rows(
+        demo_scored_by_tiny_teacher, tmp_path, monkeypatch):
+    from pipelines.encoding import encode, render_masks
+    from pipelines.stages import train as train_stage
+    from pipelines.student import transformer_training as tt
+    from pipelines.tasks import get_task
+    from pipelines.training.rows import select_rows
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    cfg = tf_config(demo_scored_by_tiny_teacher, tmp_path / "s0", epochs=1).resolved()
+    tokenizer = hub.load_tokenizer(tt.made_from_what(cfg, _stage_of(demo_scored_by_tiny_teacher))[0])
+    data = tt.load_rows(cfg, get_task("demo"), tokenizer)
+    rows = select_rows(cfg, get_task("demo"))
+    direct = encode(tokenizer, render_masks(rows.table.column("text").to_pylist(), tokenizer.mask_token), None,
+                    cfg.max_len)
+    assert np.array_equal(data.enc.ids, direct.ids) and np.array_equal(data.enc.offsets, direct.offsets)
+    assert data.counts["token_cache"]["hit"] is False
+    runs = [train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / f"s{seed}", epochs=1, seed=seed))
+            for seed in (1, 2)]
+    caches = [json.loads((r.out_dir / "stats.json").read_text())["token_cache"] for r in runs]
+    assert [c["hit"] for c in caches] == [True, True] and caches[0]["key"] == data.counts["token_cache"]["key"]
+    assert len(list((tmp_path / "cache" / "tokens").iterdir())) == 1  # one entry, no temporary folder left
+
+
+def _stage_of(scored):
+    """What `made_from_what` reads of a stage: the scored set's teacher record."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(extra={"teacher": json.loads((scored / "manifest.json").read_text())["teacher"]})
