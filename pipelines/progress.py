@@ -30,10 +30,13 @@ class _LogLines(tqdm):
         return True
 
 
-def progress(total: int, desc: str, unit: str = "ex", initial: int = 0) -> tqdm:
+def progress(total: int, desc: str, unit: str = "ex", initial: int = 0, disable: bool = False) -> tqdm:
     """A progress bar on stderr: live on a terminal; in a log (stderr redirected, CI) a line every 30 s.
-    TQDM_DISABLE=1 silences both. In a process named by `set_label`, lines with its name. `initial`: work a
-    killed run already did (the rate and the time left count only this run's)."""
+    TQDM_DISABLE=1 silences both, as `disable` does this one (a caller that shows its own). In a process named by
+    `set_label`, lines with its name. `initial`: work a killed run already did (the rate and the time left count
+    only this run's)."""
+    if disable:
+        return tqdm(total=total, disable=True)
     if _label is not None:
         desc = f"{_label}: {desc}"
     if sys.stderr.isatty() and _label is None:

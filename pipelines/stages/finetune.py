@@ -130,7 +130,7 @@ def fingerprint(inputs: dict, model_identity: dict, results_config: dict, precis
 
 
 def run(cfg: FinetuneConfig) -> StageResult:
-    from ..teacher import hub  # torch and transformers: imported when the stage runs, not for --help
+    from .. import hub  # torch and transformers: imported when the stage runs, not for --help
 
     problems = cfg.problems()
     if problems:
@@ -185,7 +185,8 @@ def _fit(cfg: FinetuneConfig, run_: store.StageRun, task: TaskSpec, files, split
          device, amp_dtype) -> dict:
     """Load, tokenise, (search the rate,) fine-tune with checkpoints, judge and save the teacher into the work
     directory; returns metrics.json's document."""
-    from ..teacher import checks, finetune, hub
+    from .. import hub
+    from ..teacher import checks, finetune
 
     train_split, dev_splits, held_out, full_split = splits
     threads = set_cpu_threads()
@@ -259,7 +260,7 @@ def _new_classifier(cfg: FinetuneConfig, files, device, task: TaskSpec):
     """The backbone with the task's classification head, initialised from the seed."""
     import torch
 
-    from ..teacher import hub
+    from .. import hub
 
     torch.manual_seed(cfg.train.seed)  # the new classification head's initialisation
     return hub.load_classifier(files.path, device, trust_remote_code=cfg.trust_remote_code,

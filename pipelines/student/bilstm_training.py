@@ -234,12 +234,12 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     # ---- the loop, from a killed run's checkpoint when there is one
     job = Run(fitter, BiLSTMObjective(cfg, model, data, device), plan, Selection.of(cfg.select_on, task, cfg.patience),
               lambda: evaluate(fitter.kept, dev, task, cfg.max_len, device),
-              Checkpoints(stage.work_dir, stage.fingerprint, fitter, rng, cfg.checkpoint_minutes * 60))
+              Checkpoints(stage.work_dir / CHECKPOINT, stage.fingerprint, fitter, rng, cfg.checkpoint_minutes * 60))
     state, best_model, resumed = train(job, stage, on_epoch_end)
     # ---- evaluation: the best epoch's weights, on the CPU (where students are served)
     model.load_state_dict(best_model)
     final = evaluate(model.cpu().eval(), dev, task, cfg.max_len)
-    final = job.selection.final(final, data.holdout.record if data.holdout else None, data.counts["filtered"])
+    final = job.keeper.final(final, data.holdout.record if data.holdout else None, data.counts["filtered"])
     metrics_doc, exported = write_student(stage, cfg, task, student, tokenizer, dev, state, final)
     job.saves.remove()
     stage.stats.update(run_stats(cfg, data, student, state, stage.timings, final, exported, device))

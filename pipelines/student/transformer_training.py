@@ -39,7 +39,7 @@ from ..tasks import TaskSpec, data_dir, read_split
 from ..training.fitter import Fitter, decay_groups, linear_schedule, seed_everything
 from ..training.loop import Run, planned_figures, train
 from ..training.plan import plan_epochs
-from ..training.resume import Checkpoints
+from ..training.resume import CHECKPOINT, Checkpoints
 from ..training.rows import HeldOut, select_rows
 from ..training.selection import Selection, TrainState, split_metrics
 from .io import METRICS
@@ -235,10 +235,10 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
 
     job = Run(fitter, TransformerObjective(cfg, fitter.model, data, pad_id, device), plan,
               Selection.of(cfg.select_on, task, cfg.patience), scores,
-              Checkpoints(stage.work_dir, stage.fingerprint, fitter, rng, cfg.checkpoint_minutes * 60))
+              Checkpoints(stage.work_dir / CHECKPOINT, stage.fingerprint, fitter, rng, cfg.checkpoint_minutes * 60))
     state, best, resumed = train(job, stage, on_epoch_end)
     fitter.model.load_state_dict(best)
-    final = job.selection.final(scores(), data.holdout.record if data.holdout else None, data.counts["filtered"])
+    final = job.keeper.final(scores(), data.holdout.record if data.holdout else None, data.counts["filtered"])
     metrics_doc = write_student(stage, cfg, task, model, tokenizer, state, final, made_from)
     with stage.timed("export"):
         exported = export_transformer(LogitsOf(model).cpu(), stage.work_dir, check_batch(dev[0], pad_id)) \

@@ -8,19 +8,22 @@ Evaluation scores dev rows exactly as the `score` stage scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from .. import batching, checkpoints
+from .. import batching
 from .. import metrics as task_metrics
 from ..devices import default_batch_tokens
 from ..settings import TrainSettings
-from ..training.fitter import Fitter, StepFigures, decay_groups, linear_schedule
+from ..training.fitter import Fitter, decay_groups, linear_schedule
+from ..training.loop import Run, train as train_loop
 from ..training.plan import EpochPlan, plan_epochs as plan_batches
+from ..training.resume import Checkpoints
+from ..training.selection import TrainState
 from .scorer import Encoded, collate, predict_logits, to_device
 
 
@@ -42,8 +45,6 @@ class FinetuneResult:
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluation
     best: dict[str, Any] | None = None  # the history entry whose weights the model holds at the end
     steps: int = 0
-    loss_sum: float = 0.0  # training loss × rows since the last evaluation
-    loss_rows: int = 0
 
 
 @dataclass
@@ -117,19 +118,15 @@ def evaluate(model: torch.nn.Module, dev: dict[str, LabelledRows], metric_names:
             for name, split in dev.items()}
 
 
-def train_step(fitter: Fitter, objective: CrossEntropy, rows: np.ndarray) -> StepFigures:
-    """One optimiser step on the batch `rows` (a seam that the kill-and-resume tests count steps at)."""
-    return fitter.step([rows], objective)
-
-
 def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, LabelledRows], metric_names: Sequence[str],
              s: TrainSettings, *, device: torch.device, amp_dtype: torch.dtype | None, pad_id: int,
              progress: Callable[[int], Any] | None = None, checkpoint: Checkpointing | None = None,
              stop_at: int | None = None) -> FinetuneResult:
-    """Fine-tune `model` in place with cross-entropy, evaluating on `dev` after each epoch (and every
-    `s.eval_steps` steps). At the end the model holds the weights of the best evaluation on the first split of
-    `dev` (the holdout, when the stage selects on one), by the first metric. Deterministic given `s.seed` on CPU.
-    With `checkpoint`, every evaluation saves one, and a checkpoint found there is resumed from.
+    """Fine-tune `model` in place with cross-entropy on the project's training loop (`training.loop`),
+    evaluating on `dev` after each epoch (and every `s.eval_steps` steps). At the end the model holds the weights
+    of the best evaluation on the first split of `dev` (the holdout, when the stage selects on one), by the first
+    metric. Deterministic given `s.seed` on CPU. With `checkpoint`, every evaluation saves one, and a checkpoint
+    found there is resumed from.
 
     With `stop_at` (a refit), only the first `stop_at` steps of the schedule planned for `s.epochs` are taken
     (the learning rate follows that schedule, evaluations too, plus one at the last step), nothing is selected,
@@ -139,78 +136,40 @@ def finetune(model: torch.nn.Module, train: LabelledRows, dev: dict[str, Labelle
     optimizer = torch.optim.AdamW(decay_groups(model, s.weight_decay), lr=s.lr)
     fitter = Fitter(model, optimizer, lr_schedule(optimizer, plan.total_steps, s.warmup_ratio), s.grad_clip, device,
                     amp_dtype)
-    objective = CrossEntropy(model, train, device, pad_id)
     eval_tokens = eval_batch_tokens(s, device)
-    result, best_state = FinetuneResult(), None
-    if checkpoint is not None and checkpoint.path.is_file():
-        result, best_state = _resume(checkpoint, fitter)
-        if progress is not None:
-            progress(result.steps)
 
-    def evaluate_and_keep(epoch: int) -> None:
-        nonlocal best_state
-        scores = evaluate(model, dev, metric_names, batch_tokens=eval_tokens, device=device, amp_dtype=amp_dtype,
-                          pad_id=pad_id)
-        if _record(result, epoch, scores, fitter.lr, metric_names[0], last=stop_at is not None):
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # CPU copy
-        if checkpoint is not None:
-            state = fitter.state()
-            checkpoints.save(checkpoint.path, checkpoint.fingerprint, {
-                "model": state["model"], "optimizer": state["optimizer"], "scheduler": state["scheduler"],
-                "best_model": best_state, "result": asdict(result)})
+    def scores() -> dict:
+        return evaluate(model, dev, metric_names, batch_tokens=eval_tokens, device=device, amp_dtype=amp_dtype,
+                        pad_id=pad_id)
 
-    model.train()
-    step = 0
-    for epoch, batches in enumerate(truncated(plan, stop_at), start=1):
-        for k, rows in enumerate(batches):
-            step += 1
-            if step <= result.steps:
-                continue  # done before the checkpoint this run resumed from
-            f = train_step(fitter, objective, rows)
-            result.steps, result.loss_sum, result.loss_rows = step, result.loss_sum + f.loss_sum, \
-                result.loss_rows + f.rows
-            if progress is not None:
-                progress(1)
-            if s.eval_steps and step % s.eval_steps == 0 and k < len(batches) - 1:
-                evaluate_and_keep(epoch)
-        if step > (result.history[-1]["step"] if result.history else 0):
-            evaluate_and_keep(epoch)
+    saves = Checkpoints(checkpoint.path if checkpoint else None, checkpoint.fingerprint if checkpoint else "", fitter)
+    job = Run(fitter, CrossEntropy(model, train, device, pad_id), plan,
+              BestEvaluation(metric_names[0], keep_last=stop_at is not None), scores, saves,
+              eval_every=s.eval_steps, stop_at=stop_at, on_step=progress)
+    state, best_state, _ = train_loop(job)
     if best_state is not None:  # never with stop_at: nothing was selected
         model.load_state_dict(best_state)
-    return result
+    return FinetuneResult(state.history, state.history[state.best_entry] if state.history else None, state.step)
 
 
-def truncated(plan: EpochPlan, steps: int | None) -> Iterator[list[np.ndarray]]:
-    """The planned epochs' batches, cut after their first `steps` batches in all (None: all; empty epochs
-    dropped)."""
-    left = float("inf") if steps is None else steps
-    for batches in plan:
-        if left <= 0:
-            break
-        yield batches[:int(min(left, len(batches)))]
-        left -= len(batches)
+@dataclass
+class BestEvaluation:
+    """The teacher's `training.loop.Keeper`: every evaluation recorded (step, epoch, the training loss since the
+    last one, the rate, every dev split's scores); the best by `metric` on the first split is kept, or with
+    `keep_last` (a refit: nothing is selected) the last one. No early stopping."""
 
+    metric: str
+    keep_last: bool = False
 
-def _record(result: FinetuneResult, epoch: int, scores: dict, lr: float, metric: str, last: bool = False) -> bool:
-    """Add an evaluation to the history; whether it is the best so far (on the first split, by `metric`), or,
-    with `last`, always (nothing is selected: the last evaluation is the one kept)."""
-    entry = {"step": result.steps, "epoch": epoch, "train_loss": round(result.loss_sum / max(1, result.loss_rows), 6),
-             "lr": lr, "dev": scores}
-    result.history.append(entry)
-    result.loss_sum, result.loss_rows = 0.0, 0
-    if last:
-        result.best = entry
-        return False  # no copy of the weights is kept: the model's own are the ones wanted
-    first = next(iter(scores))
-    if result.best is None or scores[first][metric] > result.best["dev"][first][metric]:
-        result.best = entry
-        return True
-    return False
-
-
-def _resume(checkpoint: Checkpointing, fitter: Fitter) -> tuple[FinetuneResult, dict | None]:
-    """The loop's record and best weights from a killed run's checkpoint, with the model, optimiser, schedule
-    and RNGs restored to the moment it was written."""
-    ckpt = checkpoints.load(checkpoint.path, checkpoint.fingerprint)
-    fitter.restore({**ckpt, "ema": None})
-    return FinetuneResult(**ckpt["result"]), ckpt["best_model"]
+    def record(self, state: TrainState, epoch: int, figures: dict, scores: dict, lr: float, *,
+               epoch_end: bool) -> bool:
+        state.history.append({"step": state.step, "epoch": epoch, "train_loss": figures["train_loss"], "lr": lr,
+                              "dev": scores})
+        if self.keep_last:
+            state.best_entry = len(state.history) - 1
+            return False  # no copy of the weights is kept: the model's own are the ones wanted
+        score = [scores[next(iter(scores))][self.metric]]
+        if state.best_score is None or score > state.best_score:
+            state.best_score, state.best_epoch, state.best_entry = score, epoch, len(state.history) - 1
+            return True
+        return False

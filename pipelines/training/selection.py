@@ -30,6 +30,7 @@ class TrainState:
     bad_epochs: int = 0  # epochs since the best
     stopped: bool = False  # early stopping fired
     history: list[dict] = field(default_factory=list)
+    best_entry: int = -1  # the history entry of the kept weights
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,10 @@ class Selection:
         split = scores[self.split]
         return [split[self.metric]] + ([-split[HOLDOUT_LOSS]] if HOLDOUT_LOSS in split else [])
 
-    def record(self, state: TrainState, figures: dict, scores: dict, lr: float) -> bool:
-        """Count the finished epoch into `state` (history, best score, early stopping); True when it is the best."""
-        state.epoch += 1
+    def record(self, state: TrainState, epoch: int, figures: dict, scores: dict, lr: float, *,
+               epoch_end: bool = True) -> bool:
+        """Count the finished epoch `epoch` (`state.epoch`) into `state` (history, best score, early stopping);
+        True when it is the best. Students evaluate at epoch ends only."""
         dev, held_out = split_scores(scores)
         state.history.append({"epoch": state.epoch, "step": state.step, "train_loss": figures["train_loss"],
                               "dev": dev, **({HOLDOUT_SPLIT: held_out} if held_out is not None else {}), "lr": lr,
@@ -62,6 +64,7 @@ class Selection:
         score = self.key(scores)
         if state.best_score is None or score > state.best_score:  # lexicographic: the metric, then the tie-break
             state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch, 0
+            state.best_entry = len(state.history) - 1
             return True
         state.bad_epochs += 1
         state.stopped = state.bad_epochs >= self.patience

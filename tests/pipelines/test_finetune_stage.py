@@ -15,7 +15,7 @@ from pipelines.errors import ConfigError, MissingResourceError
 from pipelines.settings import LR_SEARCH, TrainSettings, epochs_for
 from pipelines.stages import finetune, score
 from pipelines.stages.finetune import FinetuneConfig
-from pipelines.teacher import hub
+from pipelines import hub
 from pipelines.teacher.verdict import assess
 from pipelines.teacher.scorer import TeacherScorer
 from pipelines.tasks import TASKS
@@ -196,14 +196,14 @@ def test_finetune_epochs_follow_the_data_size_and_are_recorded(toy_data, backbon
 
 
 def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_teacher(toy_data, backbone, tmp_path, monkeypatch):
-    from pipelines.teacher import finetune as loop
+    from pipelines.training.fitter import Fitter
 
     cfg = FinetuneConfig(task=TASKS["sst2"], data=toy_data, out=tmp_path / "full", model=str(backbone),
                          train=FAST, device="cpu")
     full = finetune.run(cfg).out_dir
     done = json.loads((full / "metrics.json").read_text())
     first, refit = done["steps"], done["refit"]["steps"]
-    real, calls = loop.train_step, []
+    real, calls = Fitter.step, []
 
     def killed_at(step):
         def train_step(*args, **kwargs):
@@ -214,18 +214,18 @@ def test_killed_finetune_resumes_from_its_checkpoint_to_the_same_teacher(toy_dat
         return train_step
 
     resumed = replace(cfg, out=tmp_path / "resumed")
-    monkeypatch.setattr(loop, "train_step", killed_at(10))  # in the first fit
+    monkeypatch.setattr(Fitter, "step", killed_at(10))  # in the first fit
     with pytest.raises(KeyboardInterrupt):
         finetune.run(resumed)
     assert not resumed.out.exists() and len(list(tmp_path.glob(".resumed.partial-*/checkpoint.pt"))) == 1
     calls.clear()
-    monkeypatch.setattr(loop, "train_step", killed_at(first - 7 + 10))  # step 10 of the refit
+    monkeypatch.setattr(Fitter, "step", killed_at(first - 7 + 10))  # step 10 of the refit
     with pytest.raises(KeyboardInterrupt):
         finetune.run(resumed)
     assert len(calls) == first - 7 + 10  # the first fit from its checkpoint of step 7, then into the refit
     assert len(list(tmp_path.glob(".resumed.partial-*/refit-checkpoint.pt"))) == 1
     calls.clear()
-    monkeypatch.setattr(loop, "train_step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(Fitter, "step", lambda *a, **k: calls.append(1) or real(*a, **k))
     out = finetune.run(resumed).out_dir
     assert len(calls) == refit - FAST.eval_steps  # nothing of the first fit; the refit from its step 7
     assert (out / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()

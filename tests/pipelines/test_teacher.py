@@ -15,7 +15,8 @@ from augment import MASK_SYMBOL
 from pipelines import batching, checkpoints, devices
 from pipelines.errors import ConfigError, DistillError, MissingResourceError, TeacherMismatchError
 from pipelines.settings import TrainSettings
-from pipelines.teacher import checks, hub
+from pipelines import hub
+from pipelines.teacher import checks
 from pipelines.teacher.finetune import LabelledRows, finetune, lr_schedule
 from pipelines.teacher.scorer import (Encoded, TeacherScorer, collate, encode, render_masks, run_with_halving,
                                       validate_logits)
@@ -381,9 +382,10 @@ def test_teacher_finetune_stop_at_takes_the_first_steps_of_the_whole_schedule_an
     """A refit's `stop_at`: the weights after step 10 of a 4-epoch schedule (as a full run's checkpoint of its
     evaluation at step 10 holds them), not the best evaluation's, and not a 10-step schedule's."""
     import pipelines.teacher.finetune as loop
+    from pipelines.training.fitter import Fitter
 
     settings = TrainSettings(epochs=4, lr=5e-3, batch_size=8, eval_steps=5, warmup_ratio=0.1, seed=3)
-    real, calls = loop.train_step, []
+    real, calls = Fitter.step, []
 
     def killed_at_step_11(*args, **kwargs):
         calls.append(1)
@@ -392,17 +394,16 @@ def test_teacher_finetune_stop_at_takes_the_first_steps_of_the_whole_schedule_an
         return real(*args, **kwargs)
 
     ckpt = loop.Checkpointing(tmp_path / "full.pt", "fp")
-    monkeypatch.setattr(loop, "train_step", killed_at_step_11)
+    monkeypatch.setattr(Fitter, "step", killed_at_step_11)
     with pytest.raises(KeyboardInterrupt):
         _finetuned(trainable_teacher, settings, checkpoint=ckpt)
     at_step_10 = checkpoints.load(ckpt.path, "fp")
-    monkeypatch.setattr(loop, "train_step", real)
+    monkeypatch.setattr(Fitter, "step", real)
     model, result = _finetuned(trainable_teacher, settings, stop_at=10)
     assert result.steps == 10 and [h["step"] for h in result.history] == [5, 10]
-    assert result.best == result.history[-1] and at_step_10["result"]["history"] == result.history
+    assert result.best == result.history[-1] and at_step_10["state"]["history"] == result.history
     for name, value in model.state_dict().items():
         assert torch.equal(value, at_step_10["model"][name]), name
-    assert list(loop.truncated([[1, 2, 3], [4, 5, 6], [7]], 4)) == [[1, 2, 3], [4]]
 
 
 def _bin_only_copy(tiny_teacher: Path, out: Path, extra: dict | None = None) -> Path:
@@ -457,8 +458,10 @@ def test_teacher_rate_reaches_zero_exactly_at_its_last_step(trainable_teacher, m
     """The teacher steps through the same plan and fitter as the students: the schedule is the plan's length."""
     import pipelines.teacher.finetune as loop
 
-    seen, real = [], loop.train_step
-    monkeypatch.setattr(loop, "train_step", lambda fitter, o, rows: seen.append(fitter.lr) or real(fitter, o, rows))
+    from pipelines.training.fitter import Fitter
+
+    seen, real = [], Fitter.step
+    monkeypatch.setattr(Fitter, "step", lambda fitter, group, o: seen.append(fitter.lr) or real(fitter, group, o))
     settings = TrainSettings(epochs=3, lr=5e-3, batch_size=8, warmup_ratio=0.2, seed=3)
     _, result = _finetuned(trainable_teacher, settings)
     assert result.steps == len(seen) == loop.planned_steps(np.zeros(128, np.int64) + 5, settings) == 3 * 16
