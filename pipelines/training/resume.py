@@ -1,10 +1,11 @@
 """One checkpoint file per training run (in the stage's work directory), written at every evaluation (the end of
-each epoch, and inside one with `eval_every`) and, every `every_s` seconds of training, inside the epoch in progress: the weights, optimiser, schedule and moving
-average (`Fitter.state`), the loop's counters and the best weights so far, every RNG, and where the epoch stands
-(`EpochPosition`: batches done and the epoch's running sums; None at an epoch's end). The batches come from the
-plan (`plan.EpochPlan`), drawn again from the seed, so a killed run that loads the file skips the done batches
-of the same epoch and ends with the weights of an uninterrupted run, having lost at most `every_s` seconds of
-work. Files are written atomically and tied to the stage's fingerprint (`pipelines.checkpoints`).
+each epoch, and inside one with the teacher's `eval_every`) and, every `every_s` seconds of training, inside the
+epoch in progress: the weights, optimiser, schedule and moving average (`Fitter.state`), the loop's counters and
+the best weights so far, every RNG, and where the epoch stands (`EpochPosition`: batches done and the running
+sums; None at an epoch's end). The batches come from the plan (`plan.EpochPlan`), drawn again from the seed, so
+a killed run that loads the file skips the done batches of the same epoch and ends with the weights of an
+uninterrupted run, having lost at most `every_s` seconds of work. Files are written atomically and tied to the
+stage's fingerprint (`pipelines.checkpoints`).
 """
 
 from __future__ import annotations
