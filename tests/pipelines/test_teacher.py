@@ -468,3 +468,31 @@ def test_teacher_rate_reaches_zero_exactly_at_its_last_step(trainable_teacher, m
     warmup = int(0.2 * len(seen))
     assert seen[0] == 0.0 and all(lr > 0 for lr in seen[1:]) and seen[warmup] == max(seen)
     assert result.history[-1]["lr"] == 0.0
+
+
+def test_teacher_killed_after_an_epoch_resumes_from_its_end_to_the_same_weights(trainable_teacher, tmp_path,
+                                                                                 monkeypatch):
+    import pipelines.teacher.finetune as loop
+    from pipelines.training.fitter import Fitter
+
+    settings = TrainSettings(epochs=3, lr=5e-3, batch_size=8, warmup_ratio=0.1, seed=3)  # 16 steps an epoch
+    straight, done = _finetuned(trainable_teacher, settings)
+    real, calls = Fitter.step, []
+
+    def killed_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 16 + 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    ckpt = loop.Checkpointing(tmp_path / "ckpt.pt", "fp")
+    monkeypatch.setattr(Fitter, "step", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _finetuned(trainable_teacher, settings, checkpoint=ckpt)
+    assert checkpoints.load(ckpt.path, "fp")["state"]["step"] == 16  # the end of epoch 1
+    calls.clear()
+    monkeypatch.setattr(Fitter, "step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed, again = _finetuned(trainable_teacher, settings, checkpoint=ckpt)
+    assert len(calls) == 32 and again.history == done.history and again.best == done.best
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
