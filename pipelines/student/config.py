@@ -28,7 +28,7 @@ STUDENT_KINDS = ("bilstm", "transformer")
 FAMILY_DEFAULTS = {
     "bilstm": {"loss": "mse", "lr": 1e-3, "clip": 10.0, "ema": 0.999, "batch_size": 64},
     # DistilBERT's objective (KL at T, scaled by T^2) and the usual fine-tuning recipe of a BERT-family encoder:
-    # batches of 32 rows, as the teacher's fine-tune (docs/transformer-student.md: rows against token budgets).
+    # batches of 32 rows, as the teacher's fine-tune (docs/benchmarks.md: rows against token budgets).
     "transformer": {"loss": "kl", "lr": 5e-5, "clip": 1.0, "ema": 0.0, "batch_size": 32},
 }
 TRANSFORMER_ONLY = ("student_init", "layers", "batch_tokens", "warmup", "weight_decay")

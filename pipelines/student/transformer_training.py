@@ -14,7 +14,7 @@ Batches hold `batch_size` rows (32), sorted by length within shuffled groups of 
 fine-tune batches are; `batch_tokens` cuts them by a padded-token budget instead. Counted in rows, a small
 transfer set still makes enough optimiser steps: 4,096-token batches of SST-2 phrases hold about 270 rows, so
 1,500 sentences x 5 draws made 28 steps an epoch, and the student ended below a BiLSTM that never saw the
-teacher (docs/transformer-student.md has the measurements).
+teacher (docs/benchmarks.md has the measurements).
 """
 
 from __future__ import annotations

@@ -385,16 +385,9 @@ def test_teacher_finetune_stop_at_takes_the_first_steps_of_the_whole_schedule_an
     from pipelines.training.fitter import Fitter
 
     settings = TrainSettings(epochs=4, lr=5e-3, batch_size=8, eval_steps=5, warmup_ratio=0.1, seed=3)
-    real, calls = Fitter.step, []
-
-    def killed_at_step_11(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 11:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
+    real = Fitter.step
     ckpt = loop.Checkpointing(tmp_path / "full.pt", "fp")
-    monkeypatch.setattr(Fitter, "step", killed_at_step_11)
+    monkeypatch.setattr(Fitter, "step", _steps_killed_at(11, []))
     with pytest.raises(KeyboardInterrupt):
         _finetuned(trainable_teacher, settings, checkpoint=ckpt)
     at_step_10 = checkpoints.load(ckpt.path, "fp")
@@ -478,15 +471,8 @@ def test_teacher_killed_after_an_epoch_resumes_from_its_end_to_the_same_weights(
     settings = TrainSettings(epochs=3, lr=5e-3, batch_size=8, warmup_ratio=0.1, seed=3)  # 16 steps an epoch
     straight, done = _finetuned(trainable_teacher, settings)
     real, calls = Fitter.step, []
-
-    def killed_in_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 16 + 5:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
     ckpt = loop.Checkpointing(tmp_path / "ckpt.pt", "fp")
-    monkeypatch.setattr(Fitter, "step", killed_in_epoch_2)
+    monkeypatch.setattr(Fitter, "step", _steps_killed_at(16 + 5, calls))  # in epoch 2
     with pytest.raises(KeyboardInterrupt):
         _finetuned(trainable_teacher, settings, checkpoint=ckpt)
     assert checkpoints.load(ckpt.path, "fp")["state"]["step"] == 16  # the end of epoch 1
@@ -496,3 +482,17 @@ def test_teacher_killed_after_an_epoch_resumes_from_its_end_to_the_same_weights(
     assert len(calls) == 32 and again.history == done.history and again.best == done.best
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def _steps_killed_at(step: int, calls: list):
+    """`Fitter.step`, counting its calls into `calls`, that raises KeyboardInterrupt at call `step` (a kill)."""
+    from pipelines.training.fitter import Fitter
+
+    real = Fitter.step
+
+    def step_or_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    return step_or_die
