@@ -17,14 +17,18 @@ from .. import encoding, store
 from ..encoding import Encoded, encode, render_masks
 from ..progress import progress
 from ..training.rows import SelectedRows
-from ..training.token_cache import TokenCache, cached, source_hash
+from ..training.token_cache import ArrayWriter, TokenCache, cached, source_hash
 
 
 def tokenizer_identity(tokenizer: Any) -> str:
     """A hash of everything the tokenizer computes with: the fast tokenizer's whole definition (normaliser,
     pre-tokeniser, model and vocabulary, post-processor), or its vocabulary when it has no fast backend."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is None:
+        text = json.dumps(sorted(tokenizer.get_vocab().items()))
+    else:  # truncation and padding are a call's settings, which the backend keeps from its last call
+        text = json.dumps({k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")},
+                          sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -39,37 +43,29 @@ def piece_tokens(scored: Path, rows: SelectedRows, tokenizer: Any, max_len: int,
     sides = ["text", "text_pair"] if is_pair else ["text"]
 
     def build(folder: Path) -> dict:
-        parts: list[Encoded] = []
+        types = "token_type_ids" in tokenizer.model_input_names and is_pair
+        ids, offsets = ArrayWriter(folder, "ids", "int32"), ArrayWriter(folder, "offsets", "int64")
+        type_ids = ArrayWriter(folder, "types", "int8") if types else None
+        offsets.append(np.zeros(1, np.int64))
         with progress(rows.source.num_rows, "tokenise (once: token cache)", unit="row") as bar:
             for piece in rows.pieces(sides, every_row=True):
                 texts = render_masks(piece.column("text").to_pylist(), tokenizer.mask_token)
                 pairs = render_masks(piece.column("text_pair").to_pylist(), tokenizer.mask_token) if is_pair else None
-                parts.append(encode(tokenizer, texts, pairs, max_len))
+                enc = encode(tokenizer, texts, pairs, max_len)
+                offsets.append(enc.offsets[1:] + ids.length)  # this piece's row ends, after the pieces before
+                ids.append(enc.ids)
+                if type_ids is not None:
+                    type_ids.append(enc.types)
                 bar.update(piece.num_rows)
-        whole = concatenate(parts)
-        np.save(folder / "ids.npy", whole.ids)
-        np.save(folder / "offsets.npy", whole.offsets)
-        if whole.types is not None:
-            np.save(folder / "types.npy", whole.types)
-        return {"rows": len(whole), "tokens": int(whole.offsets[-1])}
+        rows_written, tokens = offsets.length - 1, ids.length
+        arrays = {**ids.close(), **offsets.close(), **(type_ids.close() if type_ids is not None else {})}
+        return {"arrays": arrays, "rows": rows_written, "tokens": tokens}
 
     fingerprint = store.read_manifest(scored)["fingerprint"]
     return cached(fingerprint, identity(tokenizer, max_len, is_pair, rows.source.num_rows), build)
 
 
-def concatenate(parts: list[Encoded]) -> Encoded:
-    """Encoded rows of several pieces, in order, as one."""
-    if not parts:
-        return Encoded(np.zeros(0, np.int32), np.zeros(1, np.int64))
-    ids = np.concatenate([p.ids for p in parts])
-    lengths = np.concatenate([p.lengths for p in parts])
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    types = np.concatenate([p.types for p in parts]) if parts[0].types is not None else None
-    return Encoded(ids, offsets, types)
-
-
 def kept_encoding(cache: TokenCache, kept: np.ndarray) -> Encoded:
     """The kept rows, read from the memory-mapped entry."""
-    types = cache.array("types") if (cache.path / "types.npy").is_file() else None
+    types = cache.array("types") if cache.has("types") else None
     return Encoded(cache.array("ids"), cache.array("offsets"), types).take(kept)

@@ -15,7 +15,7 @@ import numpy as np
 from .. import store
 from ..progress import progress
 from ..training.rows import SelectedRows
-from ..training.token_cache import TokenCache, cached, source_hash
+from ..training.token_cache import ArrayWriter, TokenCache, cached, source_hash
 from .tokenizer import Tokenizer
 from .vocab import Corpus, CorpusBuilder, tokenize_corpus
 
@@ -39,12 +39,16 @@ def word_tokens(scored: Path, rows: SelectedRows, tokenizer: Tokenizer, sides: l
                 bar.update(piece.num_rows)
         table = builder.tokens
         identity_lut = np.arange(len(table), dtype=np.int32)
+        arrays = {}
         for side, column in enumerate(sides):
             corpus = builder.corpus(identity_lut, side)
-            np.save(folder / f"{column}_ids.npy", corpus.ids)
-            np.save(folder / f"{column}_offsets.npy", corpus.offsets)
+            for name, values, dtype in ((f"{column}_ids", corpus.ids, "int32"),
+                                        (f"{column}_offsets", corpus.offsets, "int64")):
+                writer = ArrayWriter(folder, name, dtype)
+                writer.append(values)
+                arrays.update(writer.close())
         (folder / TOKENS).write_text(json.dumps(table, ensure_ascii=False), "utf-8")
-        return {"rows": rows.source.num_rows, "tokens": len(table)}
+        return {"arrays": arrays, "rows": rows.source.num_rows, "tokens": len(table)}
 
     fingerprint = store.read_manifest(scored)["fingerprint"]
     return cached(fingerprint, identity(tokenizer, sides, rows.source.num_rows), build)

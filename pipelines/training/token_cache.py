@@ -3,7 +3,8 @@ baseline, ablation subset, filter and resume of both families (before, each of t
 again: a `distill run` with three seeds, a baseline and an ablation tokenised it five times or more).
 
 An entry holds flat int32 token ids and int64 row offsets (CSR: row i is `ids[offsets[i]:offsets[i + 1]]`), per
-side of a pair, as .npy files that are memory-mapped when read; a student takes its kept rows from them
+side of a pair, as raw little-endian arrays (`ArrayWriter`: appended a piece at a time while the set is
+tokenised, so building one holds a piece, not the set) that are memory-mapped when read; a student takes its kept rows from them
 (`training.rows`) and builds what it needs (the BiLSTM its vocabulary, from the kept rows' counts alone). It is
 keyed by the scored set's fingerprint, the tokenizer's identity (its rules and settings, hashed), the rows read
 (--limit) and CACHE_VERSION, so a cache never answers for other text or another tokenizer.
@@ -16,6 +17,7 @@ keeping its copy. Delete the folder to reclaim the space: the next student build
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 CACHE_ENV = "DISTILL_CACHE"
-CACHE_VERSION = 1  # bump when what an entry holds for the same key changes
+CACHE_VERSION = 2  # bump when what an entry holds for the same key changes
 META = "meta.json"  # written last: an entry without it is not complete
 
 
@@ -47,9 +49,17 @@ class TokenCache:
     build_s: float
 
     def array(self, name: str) -> np.ndarray:
-        return np.load(self.path / f"{name}.npy", mmap_mode="r")
+        """A stored array, memory-mapped read-only."""
+        dtype = self.meta["arrays"][name]
+        path = self.path / f"{name}.bin"
+        if path.stat().st_size == 0:
+            return np.zeros(0, dtype=dtype)
+        return np.memmap(path, dtype=dtype, mode="r")
 
-    @property
+    def has(self, name: str) -> bool:
+        return name in self.meta["arrays"]
+
+    @functools.cached_property
     def meta(self) -> dict:
         return json.loads((self.path / META).read_text("utf-8"))
 
@@ -63,9 +73,30 @@ def entry_key(scored_fingerprint: str, identity: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+class ArrayWriter:
+    """A flat array written a piece at a time to `folder/name.bin` (little-endian `dtype`)."""
+
+    def __init__(self, folder: Path, name: str, dtype: str):
+        self.name, self.dtype = name, np.dtype(dtype).newbyteorder("<")
+        self.file = open(folder / f"{name}.bin", "wb")  # noqa: SIM115 (closed by close())
+        self.length = 0
+
+    def append(self, values: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(values, dtype=self.dtype).tobytes())
+        self.length += len(values)
+
+    def close(self) -> dict:
+        """What meta.json's `arrays` records of it."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        return {self.name: self.dtype.str}
+
+
 def cached(scored_fingerprint: str, identity: dict, build: Callable[[Path], dict]) -> TokenCache:
-    """The entry for this scored set and tokenizer identity; `build(folder)` writes its arrays (np.save) into an
-    empty folder and returns what meta.json records, when there is none yet."""
+    """The entry for this scored set and tokenizer identity; `build(folder)` writes its arrays (`ArrayWriter`)
+    into an empty folder and returns what meta.json records (`arrays`: name -> dtype, and any figures), when
+    there is none yet."""
     final = cache_root() / entry_key(scored_fingerprint, identity)
     if (final / META).is_file():
         return TokenCache(final, True, 0.0)

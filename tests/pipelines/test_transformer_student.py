@@ -400,3 +400,38 @@ def _stage_of(scored):
     from types import SimpleNamespace
 
     return SimpleNamespace(extra={"teacher": json.loads((scored / "manifest.json").read_text())["teacher"]})
+
+
+def test_the_piece_cache_of_a_pair_set_equals_tokenising_it_whole(tmp_path, monkeypatch):
+    """Pieces written a slice at a time (ids, row offsets, token types) are the bulk encoding of every row."""
+    from augment import MASK_SYMBOL
+    from pipelines.encoding import encode, render_masks
+    from pipelines.stages.train import TrainConfig
+    from pipelines.student.piece_cache import kept_encoding, piece_tokens
+    from pipelines.tasks import generic_task
+    from pipelines.training import rows as rows_module
+    from pipelines.training.rows import select_rows
+
+    from .student_fixtures import write_scored_set
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(rows_module, "TOKENISE_ROWS", 4)
+    rng = np.random.default_rng(0)
+    words = ["the", "movie", "was", "good", "bad", "fun", MASK_SYMBOL, "unknownword"]
+    a = [" ".join(rng.choice(words, rng.integers(0, 6))) for _ in range(19)]
+    b = [" ".join(rng.choice(words, rng.integers(1, 4))) for _ in range(19)]
+    scored = write_scored_set(tmp_path / "scored", a, rng.normal(size=(19, 2)), labels=[i % 2 for i in range(19)],
+                              pairs=b)
+    task = generic_task("s1", "s2", "label", ["0", "1"], name="pairs")
+    cfg = TrainConfig(scored=scored, task=task, out=tmp_path / "s", student="transformer", select_on="dev")
+    tokenizer = make_tokenizer(tmp_path / "tok")
+    selected = select_rows(cfg.resolved(), task)
+    cache = piece_tokens(scored, selected, tokenizer, 16, True)
+    kept = np.array([0, 3, 4, 18, 7])
+    got = kept_encoding(cache, kept)
+    want = encode(tokenizer, render_masks([a[i] for i in kept], "[MASK]"), render_masks([b[i] for i in kept],
+                                                                                       "[MASK]"), 16)
+    assert got.ids.tolist() == want.ids.tolist() and got.offsets.tolist() == want.offsets.tolist()
+    assert got.types is not None and got.types.tolist() == want.types.tolist() and set(want.types.tolist()) == {0, 1}
+    assert piece_tokens(scored, selected, tokenizer, 16, True).hit  # the same key: read, not built
+    assert not piece_tokens(scored, selected, tokenizer, 12, True).hit  # another max_len: another entry
