@@ -214,21 +214,28 @@ def reader_for(task: TaskSpec, path: Path) -> Reader:
     return READERS[suffix]
 
 
+# The Hugging Face names of the dev splits (`validation`, MNLI's `validation_matched`), read where no file has ours.
+SPLIT_ALIASES = {"dev": ("validation",), "dev_matched": ("validation_matched",),
+                 "dev_mismatched": ("validation_mismatched",)}
+
+
 def find_split_file(data: str | Path, split: str) -> Path:
-    """`data` is a file (used as is) or a directory holding `<split>.<ext>` (or a datasets directory named so)."""
+    """`data` is a file (used as is) or a directory holding `<split>.<ext>` (or a datasets directory named so),
+    or the split's Hugging Face name (`validation.csv` for `dev`)."""
     data = Path(data)
     if data.is_file():
         return data
     if not data.is_dir():
         raise DataError(f"data path does not exist: {data}")
-    candidates = [data / f"{split}{suffix}" for suffix in GENERIC_SUFFIXES] + [data / split]
+    candidates = [data / f"{name}{suffix}" for name in (split, *SPLIT_ALIASES.get(split, ()))
+                  for suffix in (*GENERIC_SUFFIXES, "")]
     for c in candidates:
         if c.is_file() or (c.is_dir() and (c / "state.json").is_file()):
             return c
     raise DataError(
         f"{data}: no '{split}' split found; expected one of "
         + ", ".join(c.name for c in candidates)
-        + " (a datasets directory for the last)"
+        + " (a datasets directory for a name without a suffix)"
     )
 
 

@@ -89,8 +89,17 @@ def test_missing_column_lists_the_columns(tmp_path):
 
 
 def test_missing_split_lists_expected_files(tmp_path):
-    with pytest.raises(DataError, match="no 'dev' split found"):
+    with pytest.raises(DataError, match=r"no 'dev' split found; expected one of dev\.tsv.*validation\.csv"):
         find_split_file(tmp_path, "dev")
+
+
+def test_the_hugging_face_split_names_are_read_as_dev(tmp_path):
+    write(tmp_path / "validation.csv", "text,label\ngood,1\n")
+    assert find_split_file(tmp_path, "dev") == tmp_path / "validation.csv"
+    write(tmp_path / "dev.tsv", "text\tlabel\ngood\t1\n")  # our own name first, when both are there
+    assert find_split_file(tmp_path, "dev") == tmp_path / "dev.tsv"
+    write(tmp_path / "validation_matched.jsonl", '{"text": "good", "label": 1}\n')
+    assert find_split_file(tmp_path, "dev_matched") == tmp_path / "validation_matched.jsonl"
 
 
 def test_unknown_task_lists_the_built_ins():
