@@ -1,10 +1,11 @@
 """The transformer student beside the BiLSTM on one scored set (`make bench`; results in .bench/students.json).
 
 Reduced scale for a 2-core CPU (training 884k rows takes hours there): the first BENCH_STUDENT_ORIGINALS SST-2
-training sentences (default 2,000) ×10 draws, scored by the reference teacher (MiniLM-L6, dev 89.79); a 3-layer
-student made from it (layers 0, 2, 4), the BiLSTM with the project's defaults on the same scored set, SST-2 dev
-accuracy (best epoch chosen by `distill train`'s default, the holdout; per seed of BENCH_STUDENT_SEEDS, with
-mean and standard deviation) and CPU sentences/s of each (and of the teacher) on the dev sentences, 2
+training sentences (default 2,000) ×BENCH_STUDENT_DRAWS draws (default 10), scored by the reference teacher
+(MiniLM-L6, dev 89.79); the transformer student with its defaults (layers 0, 2, 4 of the teacher's 6), the
+distilled BiLSTM and the BiLSTM baseline (gold labels only) on the same scored set, BENCH_STUDENT_EPOCHS epochs
+(default each family's), SST-2 dev accuracy (best epoch chosen by `distill train`'s default, the holdout; per
+seed of BENCH_STUDENT_SEEDS, with mean and sample standard deviation) and CPU sentences/s of each (and of the teacher) on the dev sentences, 2
 threads, batches of 32. With BENCH_STUDENT_DIR, `bench_transformer_student_speed_against_the_teacher` times a
 student trained elsewhere (the full-set one) against the teacher the same way, batch by batch in turn.
 """
@@ -21,6 +22,8 @@ import pytest
 from .conftest import save, shared_path
 
 ORIGINALS = int(os.environ.get("BENCH_STUDENT_ORIGINALS", "2000"))
+DRAWS = int(os.environ.get("BENCH_STUDENT_DRAWS", "10"))
+EPOCHS = os.environ.get("BENCH_STUDENT_EPOCHS")  # unset: each family's default
 SEEDS = [int(x) for x in os.environ.get("BENCH_STUDENT_SEEDS", "0").split(",")]  # e.g. 0,1,2: mean ± std
 STUDENT_DIR = os.environ.get("BENCH_STUDENT_DIR")  # a trained transformer student: its speed against the teacher
 REPEATS = int(os.environ.get("BENCH_STUDENT_REPEATS", "3"))
@@ -80,16 +83,19 @@ def bench_transformer_student_beside_the_bilstm(tmp_path):
     task = TASKS["sst2"]
     os.environ["TQDM_DISABLE"] = "1"
     t = augment.run(AugmentConfig(task=task, data=sst2, out=tmp_path / "t", limit=ORIGINALS,
-                                  recipe=RecipeConfig(n_iter=10))).out_dir
+                                  recipe=RecipeConfig(n_iter=DRAWS))).out_dir
     t0 = time.perf_counter()
     scored = score.run(ScoreConfig(teacher=str(teacher), transfer=t, out=tmp_path / "s")).out_dir
     score_stats = json.loads((scored / "stats.json").read_text())
     results: dict = {"originals": ORIGINALS, "scored_rows": score_stats["rows"], "score_dtype": score_stats["dtype"],
                      "score_s": round(time.perf_counter() - t0, 1)}
-    for kind, extra in (("transformer", {"layers": "0,2,4", "epochs": 3}), ("bilstm", {})):
-        runs = [train_one(scored, task, sst2, tmp_path / f"{kind}-{seed}", kind, seed, extra) for seed in SEEDS]
+    epochs = {"epochs": int(EPOCHS)} if EPOCHS else {}
+    for name, kind, extra in (("transformer", "transformer", epochs), ("bilstm", "bilstm", epochs),
+                              ("baseline", "bilstm", {"baseline": True})):
+        runs = [train_one(scored, task, sst2, tmp_path / f"{name}-{seed}", kind, seed, extra) for seed in SEEDS]
         acc = [r["dev_accuracy"] for r in runs]
-        results[kind] = {"dev_accuracy": round(float(np.mean(acc)), 2), "dev_accuracy_std": round(float(np.std(acc)), 2),
+        results[name] = {"dev_accuracy": round(float(np.mean(acc)), 2),
+                         "dev_accuracy_std": round(float(np.std(acc, ddof=1)), 2) if len(acc) > 1 else 0.0,
                          "seeds": SEEDS, "runs": runs, "params": runs[0]["params"]}
     dev, _ = read_split(task, sst2, "dev")
     torch.set_num_threads(2)
