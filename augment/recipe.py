@@ -44,7 +44,7 @@ class RecipeConfig:
     p_mask: float = _setting(0.1, help="per-token probability of masking")
     p_pos: float = _setting(0.1, help="per-token probability of a same-POS replacement (exclusive with masking)")
     p_ng: float = _setting(0.25, help="per-draw probability of keeping only a random n-gram (n in 1..5)")
-    n_iter: int | None = _setting(None, help="draws per example; None: 20 for single sentences, 10 for pairs")
+    n_iter: int | None = _setting(None, help="draws per example; left out: 20 for single sentences, 10 for pairs")
     seed: int = _setting(0, help="seed of every draw (one generator per example)")
 
     def draws(self, is_pair: bool) -> int:

@@ -3,7 +3,7 @@ help (a YAML key of `distill run`, a `--flag` of its stage command, and a field 
 thing). A field's help is `field(metadata={"help": ...})`; adding a setting is one line in its dataclass.
 
 - `--name-with-dashes` for `name_with_dashes`; `metadata["flags"]` gives other spellings (the first is used).
-- `bool` fields: `--name` when the default is False, `--no-name` when it is True.
+- `bool` fields: `--name` when the default is False, `--no-name` when it is True (its help says it turns off).
 - A field without a default is a required flag; `X | None` takes an X or stays None.
 - `metadata["choices"]` restricts the values; `metadata["exclusive"]` puts the flag in a mutually exclusive
   group of that name, one of which is required.
@@ -38,7 +38,8 @@ def _kwargs(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
     """argparse keyword arguments for one field."""
     meta, default = f.metadata, f.default
     help_text = meta.get("help", "")
-    if tp is bool:
+    if tp is bool:  # a --no-X flag turns off what the help of X describes
+        help_text = f"turn off (on by default): {help_text}" if default is True and help_text else help_text
         return {"action": "store_false" if default is True else "store_true", "help": help_text, "dest": f.name}
     kwargs: dict[str, Any] = {"type": tp if tp in (int, float, Path) else str, "dest": f.name}
     if meta.get("choices"):

@@ -65,7 +65,7 @@ class TrainSettings:
 
     epochs: int | None = setting(
         None,
-        help="passes over the training split; None: by data size (3 from 16,667 examples up, up to 10 for "
+        help="passes over the training split; left out: by data size (3 from 16,667 examples up, up to 10 for "
              "small tasks; the number used is recorded)")
     lr: float | str = setting(
         5e-5,
@@ -80,7 +80,7 @@ class TrainSettings:
     eval_steps: int = setting(0, help="also evaluate every N optimizer steps (0: only at the end of each epoch)")
     eval_batch_tokens: int | None = setting(
         None,
-        help="padded tokens per evaluation batch (speed only); None: per device")
+        help="padded tokens per evaluation batch (speed only); left out: per device")
     seed: int = setting(0, help="batch order, dropout and the new classification head")
 
     def __post_init__(self) -> None:

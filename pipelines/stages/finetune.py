@@ -66,7 +66,7 @@ class FinetuneConfig:
     data: Path | None = None  # task data directory or file; the demo task has a default
     model: str | None = setting(
         None,
-        help="backbone directory or hub id; None: all-MiniLM-L6-v2 from its PyPI package")
+        help="backbone directory or hub id; left out: all-MiniLM-L6-v2 from its PyPI package")
     train: TrainSettings = field(default_factory=TrainSettings)
     limit: int | None = setting(None, help="only the first N training examples (quick runs)")
     max_length: int = setting(128, help="tokens per example, longer ones are truncated")

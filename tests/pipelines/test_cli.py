@@ -43,3 +43,13 @@ def test_a_command_is_parsed_in_full_only_when_named():
         ["train", "--scored", "s", "--out", "o", "--task", "sst2"])
     # batch_size None: the family's default (64 for a BiLSTM, 32 for a transformer), resolved by the stage
     assert args.command == "train" and args.batch_size is None and args.hard_labels == "gold"
+
+
+@pytest.mark.parametrize("command", ["augment", "finetune-teacher", "score", "train", "eval", "run"])
+def test_help_says_what_a_left_out_setting_means_and_what_a_no_flag_turns_off(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser([command, "--help"]).parse_args([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "None:" not in text  # a value nobody can type
+    if command == "train":
+        assert "--no-lowercase turn off (on by default): lower-case text before tokenising" in text
