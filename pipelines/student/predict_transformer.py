@@ -1,10 +1,15 @@
 """Stand-alone predictions of a transformer student directory written by `distill train --student transformer`.
 
-Needs only numpy, onnxruntime and tokenizers (no torch, no transformers, not this project):
+Needs only numpy, onnxruntime and tokenizers (no torch, no transformers, not this project). The command line is
+the BiLSTM's predict.py's (one text per argument, or one per stdin line with `-`; pair tasks take
+TEXT<TAB>PAIR):
 
-    python predict.py STUDENT_DIR "a gorgeous , witty film" "a chore to sit through"
+    python predict.py "a gorgeous , witty film" "a chore to sit through"      # label<TAB>probability<TAB>text
+    python predict.py --json - < texts.txt                                     # one JSON object per line
+    python predict.py --dir STUDENT_DIR "a gorgeous , witty film"             # another student directory
 
-or, from Python: `Student(dir).predict(texts)` (label names) and `.logits(texts, pairs=None)`.
+or, from Python: `Student(dir).predict(texts)` (label names), `.predict_proba(texts, pairs=None)` and
+`.logits(texts, pairs=None)`.
 Masked words of the transfer set's neutral symbol are rendered as the tokenizer's mask token, as in training.
 """
 
@@ -20,12 +25,13 @@ MASK_SYMBOL = "⟨mask⟩"  # augment.MASK_SYMBOL (kept in sync by a test)
 
 
 class Student:
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path | None = None):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        d = Path(directory)
+        d = Path(directory) if directory is not None else Path(__file__).resolve().parent
         info = json.loads((d / "student.json").read_text("utf-8"))
+        self.is_pair = bool((info.get("task") or {}).get("pair_col"))
         config = json.loads((d / "config.json").read_text("utf-8"))
         self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
         self.max_len = int(info["train"]["max_len"])
@@ -58,10 +64,40 @@ class Student:
     def predict(self, texts: list[str], pairs: list[str] | None = None) -> list[str]:
         return [self.labels[i] for i in self.logits(texts, pairs).argmax(1)]
 
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None) -> list[list[float]]:
+        z = self.logits(texts, pairs).astype(np.float64)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).tolist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Predict with a distill transformer student directory.")
+    parser.add_argument("texts", nargs="+", help="texts to classify, or - to read one per line from stdin")
+    parser.add_argument("--dir", default=None, help="the student directory (default: this file's directory)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per text")
+    args = parser.parse_args(argv)
+    if args.dir is None and len(args.texts) > 1 and (Path(args.texts[0]) / "student.json").is_file():
+        # the old command line, `predict.py STUDENT_DIR TEXT ...`
+        print("predict.py: the directory goes after --dir now (predict.py --dir DIR TEXT ...)", file=sys.stderr)
+        args.dir, args.texts = args.texts[0], args.texts[1:]
+    lines = sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts
+    student = Student(args.dir)
+    texts, pairs = lines, None
+    if student.is_pair:
+        split = [ln.split("\t", 1) for ln in lines]
+        if any(len(s) != 2 for s in split):
+            parser.error("a pair student needs TEXT<TAB>PAIR on every line")
+        texts, pairs = [s[0] for s in split], [s[1] for s in split]
+    for text, probs in zip(lines, student.predict_proba(texts, pairs) if lines else []):
+        best = max(range(len(probs)), key=probs.__getitem__)
+        if args.json:
+            print(json.dumps({"text": text, "label": student.labels[best], "probs": probs}, ensure_ascii=False))
+        else:
+            print(f"{student.labels[best]}\t{probs[best]:.4f}\t{text}")
+    return 0
+
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit("usage: python predict.py STUDENT_DIR TEXT [TEXT ...]")
-    student = Student(sys.argv[1])
-    for text, label in zip(sys.argv[2:], student.predict(sys.argv[2:])):
-        print(f"{label}\t{text}")
+    sys.exit(main())

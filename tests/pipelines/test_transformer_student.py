@@ -161,12 +161,23 @@ def test_the_transformer_student_learns_from_the_cached_logits(demo_scored_by_ti
     from transformers import AutoTokenizer
 
     texts = ["a gorgeous , witty film", "a chore to sit through , dull and long", "fun"]
-    done = subprocess.run([sys.executable, str(out / "predict.py"), str(out), *texts], capture_output=True,
-                          text=True, check=True)
+    # the BiLSTM's predict.py's command line: texts as arguments (the directory its own), or stdin, --json, --dir
+    done = subprocess.run([sys.executable, str(out / "predict.py"), *texts], capture_output=True, text=True,
+                          check=True)
     tok = AutoTokenizer.from_pretrained(out)
     with torch.no_grad():
-        ids = student(**tok(texts, padding=True, return_tensors="pt")).logits.argmax(1).tolist()
-    assert done.stdout.splitlines() == [f"{student.config.id2label[i]}\t{t}" for i, t in zip(ids, texts)]
+        probs = student(**tok(texts, padding=True, return_tensors="pt")).logits.softmax(1)
+    ids = probs.argmax(1).tolist()
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [(r[0], r[2]) for r in rows] == [(student.config.id2label[i], t) for i, t in zip(ids, texts)]
+    assert [float(r[1]) for r in rows] == pytest.approx(probs.max(1).values.tolist(), abs=1e-3)
+    piped = subprocess.run([sys.executable, str(out / "predict.py"), "--json", "--dir", str(out), "-"],
+                           input="\n".join(texts) + "\n", capture_output=True, text=True, check=True, cwd="/")
+    docs = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert [(d["text"], d["label"]) for d in docs] == [(r[2], r[0]) for r in rows] and len(docs[0]["probs"]) == 2
+    old = subprocess.run([sys.executable, str(out / "predict.py"), str(out), *texts], capture_output=True, text=True,
+                         check=True, cwd="/")  # the old command line still works, and says the new one
+    assert old.stdout == done.stdout and "--dir" in old.stderr
 
 
 def test_distill_eval_reads_a_transformer_student(demo_scored_by_tiny_teacher, tmp_path, capsys):
