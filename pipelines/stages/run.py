@@ -66,12 +66,18 @@ def _split_fields(values: dict, cls: type) -> tuple[dict, dict]:
     return {k: v for k, v in values.items() if k in names}, {k: v for k, v in values.items() if k not in names}
 
 
+def run_settings(cfg: run_config.RunConfig, out: Path) -> dict:
+    """The settings a run ran with, as run.json and the report record them: the config, with `out` the run
+    directory it wrote (a config's `out` is only a default that `--out` overrides)."""
+    return {**cfg.to_dict(), "out": str(out)}
+
+
 class _Progress:
     """Records each stage's status in run.json (atomically, after every change) and prints a line per stage."""
 
     def __init__(self, out: Path, cfg: run_config.RunConfig):
         self.path = out / RUN_JSON
-        self.doc = {"tool": store.TOOL, "config": cfg.name, "settings": cfg.to_dict(), "stages": []}
+        self.doc = {"tool": store.TOOL, "config": cfg.name, "settings": run_settings(cfg, out), "stages": []}
 
     def step(self, stage: str, fn: Callable[[], StageResult]) -> StageResult:
         entry = {"stage": stage, "out": None, "status": "running", "seconds": 0.0}
@@ -376,7 +382,7 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
     path = report.write_report(
         out, run_name=cfg.name, task=task, teacher=teacher, rows=rows,
         transfer_stats=json.loads((out / TRANSFER / store.STATS).read_text("utf-8")),
-        agreement=report.teacher_agreement(out / SCORED), stages=stages, settings=cfg.to_dict(),
+        agreement=report.teacher_agreement(out / SCORED), stages=stages, settings=run_settings(cfg, out),
         speed_rows=min(SPEED_ROWS, len(next(iter(dev.values())))),
         command=" ".join(["distill", *sys.argv[1:]]) if sys.argv else "distill run",
         machine=report.describe_machine(rows), ablations=ablations,

@@ -173,6 +173,9 @@ def test_a_run_trains_both_student_families_from_one_scored_set(tiny_teacher, tm
         "Transformer student (no distillation)"]
     assert [m["family"] for m in models[1:]] == ["bilstm", "bilstm", "transformer", "transformer"]
     assert "Transformer student (distilled)" in (out / "report.md").read_text()
+    # the settings say where this run wrote, not the config's default out (runs/demo)
+    assert json.loads((out / "report.json").read_text())["settings"]["out"] == str(out)
+    assert json.loads((out / "run.json").read_text())["settings"]["out"] == str(out)
     assert main(["run", "demo", "--out", str(tmp_path / "bad"), "--teacher", str(tiny_teacher),
                  "--set", "teacher.finetune=false", "--set", "students=[cnn]"]) == 2
 
