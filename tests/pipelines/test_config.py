@@ -67,3 +67,10 @@ def test_yaml_booleans_where_a_string_is_expected_are_explained():
 
     with pytest.raises(ConfigError, match=r"\[labels\[0\]\] expected a string, got False .*quote the value"):
         load("custom-template", ["labels=[no, yes]"])
+
+
+def test_the_template_for_a_task_of_ones_own_leaves_data_sized_defaults_alone():
+    """Epochs of the teacher (by data size) and draws per example (20 single, 10 pairs) are the stages' own
+    choices: a template that set them would override exactly what keeps a small task's teacher learning."""
+    cfg = load_config("custom-template")
+    assert cfg.sections["finetune"].get("epochs") is None and cfg.sections["augment"].get("n_iter") is None
