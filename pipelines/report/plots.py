@@ -1,5 +1,5 @@
 """The report's PNG plots: learning curves, teacher confidence, the metric against model size and against
-transfer-set size. Without matplotlib the report simply has no plots."""
+transfer-set size. matplotlib is a dependency; where it cannot be imported the report says so instead."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def plots_missing() -> str | None:
+    """Why the report has no plots (None: it has them)."""
+    if _pyplot() is not None:
+        return None
+    return "matplotlib cannot be imported here (`pip install matplotlib`, a dependency of distill-pipelines)"
+
+
 def _save(plt: Any, fig: Any, out: Path, name: str) -> str:
     fig.tight_layout()
     fig.savefig(out / name, dpi=110)
@@ -32,7 +39,7 @@ def _save(plt: Any, fig: Any, out: Path, name: str) -> str:
 
 def write_plots(out: Path, rows: list[ModelRow], agreement: dict[str, Any], metric: str,
                 first_split: str) -> dict[str, str]:
-    """PNG plots; returns name -> file name. Without matplotlib the report simply has no plots."""
+    """PNG plots; returns name -> file name (none without matplotlib: `plots_missing` says why)."""
     plt = _pyplot()
     if plt is None:
         return {}

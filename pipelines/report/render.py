@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import store
 from ..tasks import TaskSpec
-from .plots import plot_size_curve, write_plots
+from .plots import plot_size_curve, plots_missing, write_plots
 from .rows import AblationRow, ModelRow
 
 
@@ -193,6 +193,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines += ["## Plots", ""]
         for key, file in doc["plots"].items():
             lines += [f"![{PLOT_TITLES.get(key, key)}]({file})", ""]
+    elif doc.get("plots_missing"):
+        lines += ["## Plots", "", f"No plots: {doc['plots_missing']}.", ""]
     lines += ["## Stages", "", "| Stage | Output | Status | Seconds |", "|---|---|---|---|"]
     lines += [f"| {s['stage']} | `{s['out']}` | {s['status']} | {s.get('seconds', 0):.1f} |"
               for s in doc.get("stages", [])]
@@ -244,7 +246,8 @@ def write_report(out: Path, *, run_name: str, task: TaskSpec, teacher: str, rows
         "transfer": transfer_stats,
         "teacher_agreement": {k: v for k, v in agreement.items() if not k.startswith("_")},
         "ablations": [asdict(a) for a in ablations], "ablation_family": ablation_family,
-        "stages": stages, "settings": settings, "plots": plots, "speed_rows": speed_rows,
+        "stages": stages, "settings": settings, "plots": plots, "plots_missing": plots_missing(),
+        "speed_rows": speed_rows,
         "command": command, "machine": machine,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

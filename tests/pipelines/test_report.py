@@ -218,3 +218,17 @@ def test_demo_teacher_is_fine_tuned_for_enough_steps_to_teach():
     train = read_split(DEMO, DEMO_DIR, "train")[0]
     lengths = encode(tokenizer, train.texts, None, 128).lengths
     assert sum(len(epoch) for epoch in plan_epochs(lengths, settings)) >= 30
+
+
+def test_report_draws_its_plots_or_says_why_it_has_none(tmp_path, monkeypatch):
+    from pipelines.report import plots
+
+    rows = [_row("Teacher", 0.90, 1000, 10.0), _row("distilled", 0.88, 10, 1000.0, family="bilstm")]
+    (tmp_path / "with").mkdir()
+    md, doc = _write(tmp_path / "with", rows)
+    assert doc["plots"] and doc["plots_missing"] is None and "No plots" not in md
+    assert all((tmp_path / "with" / f).is_file() for f in doc["plots"].values())
+    monkeypatch.setattr(plots, "_pyplot", lambda: None)  # matplotlib that cannot be imported
+    (tmp_path / "without").mkdir()
+    md, doc = _write(tmp_path / "without", rows)
+    assert doc["plots"] == {} and "No plots: matplotlib cannot be imported here" in md
