@@ -10,9 +10,10 @@ teacher the teacher's argmax on every row) with the distillation loss by --alpha
 learn from the teacher alone (see pipelines/losses.py). Rows that give the objective no target at all (rows
 without a gold label under --loss ce) are left out of training.
 
-A killed run resumes from its last epoch checkpoint (in the stage's work directory, named by fingerprint) and
-ends with exactly the weights an uninterrupted run would have: the checkpoint holds the model, optimiser,
-scheduler, every RNG state and the loop counters, and batches are drawn from a numpy Generator it restores.
+A killed run resumes from its checkpoint (in the stage's work directory, named by fingerprint; written at each
+epoch's end and inside an epoch every --checkpoint-minutes) and ends with exactly the weights an uninterrupted
+run would have: the checkpoint holds the model, optimiser, scheduler, every RNG state and the loop counters, and
+every epoch's batches are planned from the seed before the first step (`pipelines.training`).
 
 The defaults were chosen on SST-2; how, with every number measured, is in docs/student-tuning.md.
 """

@@ -5,12 +5,13 @@
   vectors.py    pretrained word vectors (GloVe package, text files, spaCy) and the initial embedding table
   models.py     StudentConfig and the models, registered by name (BiLSTM, siamese BiLSTM); predict_logits
   io.py         student directories: save_student, load_student, load_metrics; count_parameters
-  training.py   `fit`: the training loop behind `distill train`, with its data, checkpoints and outputs
+  bilstm_training.py  `fit`: the BiLSTM trainer behind `distill train` (its data, objective and outputs), on the
+                project's one loop (`pipelines.training`); word_cache.py: its tokens, from the token cache
   export.py     TorchScript and ONNX files, checked against the model; copies predict.py
   predict.py    the stand-alone predictor copied into every student directory (torch or onnxruntime only)
-  transformer.py, transformer_training.py, transformer_export.py, predict_transformer.py: the DistilBERT-style
-                student made from the teacher's layers, its loop, its ONNX file and its predictor
-  epoch_checkpoints.py  checkpoints of the epoch in progress, for epochs that take hours (the transformer on a CPU)
+  transformer.py, transformer_training.py, piece_cache.py, transformer_export.py, predict_transformer.py: the
+                DistilBERT-style student made from the teacher's layers, its trainer, its word pieces from the
+                token cache, its ONNX file and its predictor
 
 Nothing is imported here: the submodules import torch, and the CLI's help must not.
 """
