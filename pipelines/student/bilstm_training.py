@@ -22,11 +22,11 @@ from torch import nn
 
 from .. import batching, store
 from ..holdout import HOLDOUT_SPLIT
-from ..losses import DistillLoss
 from ..settings import parse_formats
 from ..tasks import TaskSpec, data_dir, read_split
 from ..training.fitter import Fitter, linear_schedule, moving_average, seed_everything
 from ..training.loop import Run, planned_figures, train
+from ..training.objective import DistillObjective
 from ..training.plan import plan_epochs
 from ..training.resume import CHECKPOINT, Checkpoints
 from ..training.rows import HeldOut, select_rows
@@ -182,28 +182,19 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, total_steps: int):
     return opt, get_constant_schedule(opt)
 
 
-class BiLSTMObjective:
-    """A batch of training rows -> padded ids (and lengths, for both sides of a pair) -> logits -> per-row losses
-    against the teacher's logits and the hard labels (`losses.DistillLoss`)."""
+class BiLSTMObjective(DistillObjective):
+    """A batch of training rows -> padded ids (and lengths, for both sides of a pair) -> logits; the per-row
+    losses are the students' own (`training.objective`)."""
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, data: TrainData, device: torch.device):
-        self.model, self.data, self.max_len, self.device = model, data, cfg.max_len, device
-        self.loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
-        self.teacher = torch.from_numpy(data.teacher).to(device)  # [N, C]
-        self.labels = torch.from_numpy(data.labels).to(device)  # [N]
-
-    def targets(self, rows: np.ndarray) -> int:
-        return self.loss_fn.targets(self.labels[torch.from_numpy(rows).to(self.device)])
+        super().__init__(cfg, data.teacher, data.labels, device)
+        self.model, self.data, self.max_len = model, data, cfg.max_len
 
     def logits(self, rows: np.ndarray) -> torch.Tensor:
         inputs = [*pad_batch(self.data.a, rows, self.max_len)]  # ids [B, T], lengths [B]
         if self.data.b is not None:
             inputs += [*pad_batch(self.data.b, rows, self.max_len)]
         return self.model(*(t.to(self.device, non_blocking=True) for t in inputs))
-
-    def row_losses(self, logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        idx = torch.from_numpy(rows).to(self.device)
-        return self.loss_fn.row_losses(logits, self.teacher[idx], self.labels[idx])
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int):

@@ -34,10 +34,10 @@ from ..encoding import Encoded, collate, encode
 from ..errors import DataError
 from ..holdout import HOLDOUT_SPLIT
 from ..hub import load_classifier, load_tokenizer
-from ..losses import DistillLoss
 from ..tasks import TaskSpec, data_dir, read_split
 from ..training.fitter import Fitter, decay_groups, linear_schedule, seed_everything
 from ..training.loop import Run, planned_figures, train
+from ..training.objective import DistillObjective
 from ..training.plan import plan_epochs
 from ..training.resume import CHECKPOINT, Checkpoints
 from ..training.rows import HeldOut, select_rows
@@ -129,25 +129,16 @@ def batch_tensors(enc: Encoded, rows: np.ndarray, pad_id: int, device: torch.dev
     return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
 
 
-class TransformerObjective:
-    """A batch of training rows -> padded token ids -> the student's logits -> per-row losses against the
-    teacher's logits and the hard labels (`losses.DistillLoss`)."""
+class TransformerObjective(DistillObjective):
+    """A batch of training rows -> padded token ids -> the student's logits; the per-row losses are the
+    students' own (`training.objective`)."""
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, data: TokenRows, pad_id: int, device: torch.device):
-        self.model, self.enc, self.pad_id, self.device = model, data.enc, pad_id, device
-        self.loss_fn = DistillLoss("ce" if cfg.baseline else cfg.loss, cfg.alpha, cfg.temperature)
-        self.teacher = torch.from_numpy(data.teacher).to(device)
-        self.labels = torch.from_numpy(data.labels).to(device)
-
-    def targets(self, rows: np.ndarray) -> int:
-        return self.loss_fn.targets(self.labels[torch.from_numpy(rows).to(self.device)])
+        super().__init__(cfg, data.teacher, data.labels, device)
+        self.model, self.enc, self.pad_id = model, data.enc, pad_id
 
     def logits(self, rows: np.ndarray) -> torch.Tensor:
         return self.model(**batch_tensors(self.enc, rows, self.pad_id, self.device))
-
-    def row_losses(self, logits: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        idx = torch.from_numpy(rows).to(self.device)
-        return self.loss_fn.row_losses(logits, self.teacher[idx], self.labels[idx])
 
 
 def epoch_batches(cfg: TrainConfig, lengths: np.ndarray):

@@ -9,6 +9,7 @@ differs (its model, how a batch of rows becomes per-row losses, what it writes);
   resume.py      checkpoints at the end of an epoch and inside one, restored exactly
   loop.py        the epochs: a pass over the planned batches, then evaluation, selection and a checkpoint
   rows.py        the scored set's rows a student learns from (holdout, filters, ablations), for both families
+  objective.py   the students' per-row losses against the cached logits, for both families
 
 Importing this package does not import torch; its modules do.
 """

@@ -127,7 +127,7 @@ def train(job: Run, stage: Any | None = None, on_epoch_end: Callable[[TrainState
         job.on_step(resumed.state.step)
     state, best = run(job, resumed, on_epoch_end)
     if stage is not None:
-        stage.timings["train"] = round(sum(h.get("train_s", 0.0) for h in state.history if "train_s" in h), 4)
+        stage.timings["train"] = round(sum(h.get("train_s", 0.0) for h in state.history), 4)
     return state, best, record
 
 
