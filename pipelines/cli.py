@@ -23,10 +23,11 @@ from .errors import DistillError  # noqa: E402
 # The sub-commands, in pipeline order: name -> (module under pipelines.stages, one-line help). Each module's
 # `add_arguments(parser)` adds its options, and its docstring is the command's description.
 COMMANDS = {
+    "init": ("init", "write a commented run config for a task of your own (reads its columns)"),
     "augment": ("augment", "build the transfer set (originals + synthetic rows) from a task's split"),
     "finetune-teacher": ("finetune", "fine-tune a transformers encoder into the task's teacher"),
     "score": ("score", "add a teacher's logits to every row of a transfer set"),
-    "train": ("train", "train a BiLSTM student on a scored set"),
+    "train": ("train", "train a student (BiLSTM or transformer) on a scored set"),
     "eval": ("evaluate", "evaluate a trained student on a task's dev split(s)"),
     "run": ("run", "run the whole pipeline from a config (built-in name or YAML file)"),
 }

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .flags import renamed_keys, warn_renamed
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -30,8 +31,8 @@ TOP_LEVEL: dict[str, tuple[Any, Any, str]] = {
     "labels": (list[str] | None, None, "generic tasks: label values in id order"),
     "out": (str | None, None, "run directory (default runs/<config name>)"),
     "unlabelled": (str | None, None, "unlabelled in-domain text augmented beside the training split (a text per "
-                                     "line, or the unlabelled_col column of a CSV/TSV/JSONL/Parquet file)"),
-    "unlabelled_col": (str, "text", "unlabelled: the column holding the text"),
+                                     "line, or the input_col column of a CSV/TSV/JSONL/Parquet file)"),
+    "input_col": (str, "text", "unlabelled: the column holding the text"),
     "seed": (int, 0, "seed of every stage"),
     "seeds": (list[int] | None, None, "the students' seeds: a student of each family (and a baseline) per seed, "
                                       "side by side where they fit; the report gives mean ± std; default [seed]"),
@@ -45,6 +46,8 @@ TOP_LEVEL: dict[str, tuple[Any, Any, str]] = {
     "ray_address": (str | None, None, "engine ray: the running cluster to join (HOST:PORT); default a local instance"),
     "workers": (int, 0, "worker processes or Ray actors of augmentation and scoring; 0: the stage's default"),
 }
+RENAMED = object()  # the type slot of a former key in a section's schema (`_fields`)
+TOP_LEVEL_RENAMED = {"unlabelled_col": "input_col"}
 # Fields of the stage configs that the runner wires itself (inputs and outputs), not settable in a section.
 WIRED = {"task", "out", "data", "transfer", "scored", "input", "teacher", "model", "seed", "text_col",
          "text_pair_col", "label_col", "labels", "baseline", "engine", "ray_address", "workers", "student",
@@ -142,8 +145,11 @@ def _check_scalar(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
 
 
 def _fields(*classes: type) -> dict[str, tuple[Any, Any, str]]:
-    """The settable fields of the given config dataclasses: name -> (type, default, '')."""
-    out = {}
+    """The settable fields of the given config dataclasses: name -> (type, default, ''); a renamed setting's
+    former key -> (RENAMED, its current name, '')."""
+    out: dict[str, tuple[Any, Any, str]] = {}
+    for cls in classes:
+        out.update({old: (RENAMED, new, "") for old, new in renamed_keys(cls).items() if new not in WIRED})
     for cls in classes:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
@@ -164,9 +170,14 @@ def _validate_section(values: Any, schema: dict[str, tuple[Any, Any, str]], path
     out = {}
     for key, value in values.items():
         where = f"{path}.{key}" if path else str(key)
+        if key in schema and schema[key][0] is RENAMED:  # a former name: read as the current one, with a warning
+            new = schema[key][1]
+            warn_renamed(f"[{where}]", f"[{path + '.' if path else ''}{new}]")
+            key, where = new, f"{path}.{new}" if path else new
         if key not in schema:
-            close = [k for k in schema if k.startswith(str(key)[:3])]
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(sorted(schema))}"
+            current = sorted(k for k, v in schema.items() if v[0] is not RENAMED)
+            close = [k for k in current if k.startswith(str(key)[:3])]
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known keys: {', '.join(current)}"
             problems.append(f"[{where}] unknown key{hint}")
             continue
         out[key] = _check(value, schema[key][0], where, problems)
@@ -192,11 +203,12 @@ def validate(raw: Any, name: str, sections: Sections) -> RunConfig:
     problems: list[str] = []
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a mapping of settings, got {type(raw).__name__}")
-    known = set(TOP_LEVEL) | {"teacher"} | set(sections)
+    known = set(TOP_LEVEL) | set(TOP_LEVEL_RENAMED) | {"teacher"} | set(sections)
     for key in raw:
         if key not in known:
             problems.append(f"[{key}] unknown key; known keys: {', '.join(sorted(known))}")
-    top = _validate_section({k: v for k, v in raw.items() if k in TOP_LEVEL}, TOP_LEVEL, "", problems)
+    top_schema = TOP_LEVEL | {old: (RENAMED, new, "") for old, new in TOP_LEVEL_RENAMED.items()}
+    top = _validate_section({k: v for k, v in raw.items() if k in top_schema}, top_schema, "", problems)
     top = {k: top.get(k, default) for k, (_, default, _) in TOP_LEVEL.items()}
     if not top.get("task"):
         problems.append("[task] is required: a built-in task name (sst2, mrpc, …) or a name with text_col set")

@@ -6,7 +6,9 @@ thing). A field's help is `field(metadata={"help": ...})`; adding a setting is o
 - `bool` fields: `--name` when the default is False, `--no-name` when it is True (its help says it turns off).
 - A field without a default is a required flag; `X | None` takes an X or stays None.
 - `metadata["choices"]` restricts the values; `metadata["exclusive"]` puts the flag in a mutually exclusive
-  group of that name, one of which is required.
+  group of that name, one of which is required; `metadata["group"]` lists it under that heading in `--help` (a class's `HELP_GROUPS` orders them).
+- `metadata["renamed"]` gives a setting's former names (as config keys: `max_len`): their flags (`--max-len`)
+  and YAML keys still work, hidden from `--help`, with one warning naming the new name (`renamed_keys`).
 - A field holding a dataclass (a nested group of settings, such as the augmentation recipe) contributes the flags
   of its own fields.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
@@ -54,6 +57,40 @@ def _kwargs(f: dataclasses.Field, tp: Any) -> dict[str, Any]:
     return kwargs
 
 
+_WARNED: set[str] = set()
+
+
+def warn_renamed(old: str, new: str) -> None:
+    """Say once per process that a former name of a setting was used."""
+    if old not in _WARNED:
+        _WARNED.add(old)
+        print(f"distill: warning: {old} is now {new}; the old name still works but will be removed",
+              file=sys.stderr)
+
+
+class _FormerFlag(argparse.Action):
+    """A setting's former flag: parsed as the new one (hidden from --help), with one warning."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        warn_renamed(option_string or self.option_strings[0], self.new)
+        setattr(namespace, self.dest, values)
+
+
+def renamed_keys(cls: type) -> dict[str, str]:
+    """Former config keys of `cls`'s settings (nested dataclasses included) -> their current names."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(_plain_type(hints[f.name])):
+            out.update(renamed_keys(_plain_type(hints[f.name])))
+        out.update({old: f.name for old in f.metadata.get("renamed", ())})
+    return out
+
+
 def _flag_names(f: dataclasses.Field, tp: Any) -> list[str]:
     if f.metadata.get("flags"):
         return list(f.metadata["flags"])
@@ -66,6 +103,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] 
     """Add a flag for every field of dataclass `cls` (and of the dataclasses nested in it) not in `skip`."""
     hints = typing.get_type_hints(cls)
     groups = {} if groups is None else groups
+    for title in getattr(cls, "HELP_GROUPS", ()):  # the headings in this order, whatever the fields' order
+        if ("group", title) not in groups:
+            groups[("group", title)] = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -73,13 +113,29 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] 
         if dataclasses.is_dataclass(tp):
             add_flags(parser, tp, skip, groups)
             continue
-        target = parser
-        if "exclusive" in f.metadata:
-            name = f.metadata["exclusive"]
-            if name not in groups:
-                groups[name] = parser.add_mutually_exclusive_group(required=True)
-            target = groups[name]
-        target.add_argument(*_flag_names(f, tp), **_kwargs(f, tp))
+        target = _group_of(parser, f, groups)
+        names, kwargs = _flag_names(f, tp), _kwargs(f, tp)
+        target.add_argument(*names, **kwargs)
+        for old in f.metadata.get("renamed", ()):
+            assert tp is not bool, f"{f.name}: a former name of a switch is not supported"
+            former = {k: v for k, v in kwargs.items() if k in ("type", "choices", "dest")}
+            parser.add_argument(f"--{old.replace('_', '-')}", action=_FormerFlag, new=names[0],
+                                help=argparse.SUPPRESS, default=argparse.SUPPRESS, **former)
+
+
+def _group_of(parser: argparse.ArgumentParser, f: dataclasses.Field, groups: dict[str, Any]) -> Any:
+    """Where a field's flag goes: its mutually exclusive group, its `--help` heading, or the parser."""
+    if "exclusive" in f.metadata:
+        name = f.metadata["exclusive"]
+        if name not in groups:
+            groups[name] = parser.add_mutually_exclusive_group(required=True)
+        return groups[name]
+    if "group" in f.metadata:
+        title = f.metadata["group"]
+        if ("group", title) not in groups:
+            groups[("group", title)] = parser.add_argument_group(title)
+        return groups[("group", title)]
+    return parser
 
 
 def from_flags(cls: type, args: argparse.Namespace, **given: Any) -> Any:

@@ -223,6 +223,11 @@ def read_examples(cfg: AugmentConfig) -> tuple[Split, TaskSpec, Path, str]:
     return both, task, source, store.fingerprint("split+input", *hashes)
 
 
+def _data_record(cfg: AugmentConfig) -> dict:
+    """The task's data directory, as later stages take it when no --data is given (nothing for text alone)."""
+    return {"data": str(data_dir(cfg.task, cfg.data).resolve())} if cfg.task is not None else {}
+
+
 def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
     """Build the transfer set. `nltk_tagger`: with tagger 'nltk', a ready tagger object (e.g. a PerceptronTagger
     trained in code) instead of NLTK's pretrained one; its weights are part of the fingerprint."""
@@ -233,7 +238,7 @@ def run(cfg: AugmentConfig, *, nltk_tagger=None) -> StageResult:
         with store.stage_run(STAGE, cfg.out, p.fingerprint, {**p.config, "workers": engine.workers},
                              inputs={"data": p.input_fp}, seed=cfg.recipe.seed,
                              extra={"task": p.task.to_dict(), "num_labels": p.task.num_labels,
-                                    "source": str(p.source), "is_pair": p.task.is_pair,
+                                    "source": str(p.source), "is_pair": p.task.is_pair, **_data_record(cfg),
                                     "spacy_model": cfg.spacy_model, "engine": engine.name}) as run_:
             _augment(cfg, p, engine, run_, nltk_tagger)
             run_.commit()

@@ -21,7 +21,7 @@ from ..flags import add_flags, from_flags, setting
 from ..errors import DataError
 from ..tasks import TaskSpec, data_dir, read_split
 from . import StageResult
-from .common import add_task_args, task_from_args
+from .common import add_task_args, task_of_input
 
 
 @dataclass
@@ -89,9 +89,13 @@ def run(cfg: EvalConfig) -> StageResult:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's options, from EvalConfig's fields (the `distill` parser gives it its name and help)."""
     add_flags(p, EvalConfig, skip=("task", "data"))
-    add_task_args(p)
+    add_task_args(p, from_input="--student")
     p.set_defaults(func=_from_args)
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(from_flags(EvalConfig, args, task=task_from_args(args)))
+    from .. import store
+
+    task, data = task_of_input(args, store.require_stage_output(args.student, "train", "--student"),
+                               f"--student {args.student}")
+    return run(from_flags(EvalConfig, args, task=task, data=data))

@@ -214,7 +214,7 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
     seed = cfg.top["seed"]
     recipe_args, augment_args = _split_fields(cfg.sections["augment"], RecipeConfig)
     engine = {k: cfg.top[k] for k in ("engine", "ray_address", "workers")}
-    unlabelled = {"input": Path(cfg.top["unlabelled"]), "input_col": cfg.top["unlabelled_col"]} \
+    unlabelled = {"input": Path(cfg.top["unlabelled"]), "input_col": cfg.top["input_col"]} \
         if cfg.top["unlabelled"] else {}
     augment = AugmentConfig(task=task, out=out / TRANSFER, data=data, recipe=RecipeConfig(**recipe_args, seed=seed),
                             **augment_args, **engine, **unlabelled)
@@ -234,7 +234,7 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
             for s in student_seeds(cfg):
                 name, directory = student_stage(cfg, family, baseline, s)
                 students[name] = TrainConfig(scored=out / SCORED, task=task, data=data, seed=s, baseline=baseline,
-                                             out=out / directory, student=family, select_on=cfg.top["select_on"],
+                                             out=out / directory, family=family, select_on=cfg.top["select_on"],
                                              **cfg.sections.get(section, {}))
     family = cfg.top["students"][0] if cfg.top["students"] else "bilstm"
     section = FAMILIES.get(family, (family,))[0]
@@ -243,7 +243,7 @@ def _stage_configs(cfg: run_config.RunConfig, out: Path, task: TaskSpec | None, 
         for s in student_seeds(cfg):
             name, directory = ablation_stage(cfg, variant, s)
             students[name] = TrainConfig(scored=out / SCORED, task=task, data=data, seed=s, out=out / directory,
-                                         student=family, select_on=cfg.top["select_on"],
+                                         family=family, select_on=cfg.top["select_on"],
                                          **{**cfg.sections.get(section, {}), **settings})
     return RunPlan(out, task, data, augment, finetune, score, students)
 
@@ -306,8 +306,8 @@ def plan_run(cfg: run_config.RunConfig, out: Path | None = None) -> RunPlan:
     if unknown or not cfg.top["students"]:
         problems.append(f"[students] must list families among {', '.join(STUDENT_KINDS)}, got {cfg.top['students']}")
     for name, student in plan.students.items():
-        if not student.baseline and student.student in FAMILIES:
-            problems += [in_section(FAMILIES[student.student][0], p) for p in student.problems()
+        if not student.baseline and student.family in FAMILIES:
+            problems += [in_section(FAMILIES[student.family][0], p) for p in student.problems()
                          if not p.startswith("[select_on]")]
     problems += _teacher_problems(cfg, task, plan.score, masks=plan.augment.recipe.p_mask > 0)
     if problems:
@@ -352,7 +352,7 @@ def train_students(students: dict[str, TrainConfig], progress: _Progress) -> Non
     transformer students one after another (each uses every core)."""
     from .train import run_together, train_one
 
-    together = {n: c for n, c in students.items() if c.student == "bilstm"}
+    together = {n: c for n, c in students.items() if c.family == "bilstm"}
     if together:
         progress.steps(list(together), lambda: run_together(list(together.values()), list(together)))
     for name, c in students.items():

@@ -59,8 +59,9 @@ class ScoreConfig:
         None,
         help="or unlabelled rows: .txt (one a line), CSV/TSV/JSONL/Parquet, datasets dir",
         exclusive="source", flags=("--input", "--text-file"))
-    text_col: str = setting("text", help="--input: column holding the text")
-    text_pair_col: str | None = setting(None, help="--input: column holding the second text of a pair")
+    input_col: str = setting("text", help="--input: column holding the text", renamed=("text_col",))
+    input_pair_col: str | None = setting(None, help="--input: column holding the second text of a pair",
+                                         renamed=("text_pair_col",))
     batch_tokens: int | None = setting(
         None,
         help=f"padded tokens per forward batch, speed and memory only (default {DEFAULT_BATCH_TOKENS['cpu']:,} on "
@@ -103,6 +104,12 @@ def fingerprint_settings(cfg: ScoreConfig, device_type: str, dtype: str) -> dict
 
 # ----------------------------------------------------------------------------------------------- the stage
 
+def recorded_data(cfg: ScoreConfig) -> dict:
+    """The task's data directory that the transfer set records, passed on for the stages after this one."""
+    data = (store.read_manifest(cfg.transfer) or {}).get("data") if cfg.transfer is not None else None
+    return {"data": data} if data else {}
+
+
 def run(cfg: ScoreConfig) -> StageResult:
     # torch: imported when a stage runs, not for --help
     from .. import hub
@@ -118,7 +125,7 @@ def run(cfg: ScoreConfig) -> StageResult:
     if source.task is not None:
         checks.check_label_map(model_config, source.task["label_names"], cfg.teacher, source.task["name"])
     label_names = checks.label_names_of(model_config)
-    task = source.task or generic_task(cfg.text_col, cfg.text_pair_col, None, label_names).to_dict()
+    task = source.task or generic_task(cfg.input_col, cfg.input_pair_col, None, label_names).to_dict()
     with open_engine(cfg.engine, cfg.workers, cfg.ray_address) as engine:
         slots = engine.plan_slots(cfg.device, cfg.workers)
         device_type = slots[0]["device"].split(":")[0]
@@ -150,7 +157,8 @@ def _score(cfg: ScoreConfig, engine: Engine, source: Source, worker: dict, slots
     # finished set is reused anywhere) killed on a CPU and resumed on a GPU starts over instead of mixing shards.
     with store.stage_run(STAGE, cfg.out, fp, config, resumable=True, work_key=device_type,
                          inputs={"transfer" if cfg.transfer is not None else "input": source.fingerprint},
-                         extra={"task": task, "num_labels": len(label_names), "is_pair": source.is_pair}) as run_:
+                         extra={"task": task, "num_labels": len(label_names), "is_pair": source.is_pair,
+                                **recorded_data(cfg)}) as run_:
         tokenizer = hub.load_tokenizer(worker["files"].path, cfg.trust_remote_code)
         run_.extra["teacher"] = teacher_record(worker["files"], tokenizer, label_names, cfg, dtype,
                                                ", ".join(s["device"] for s in slots))
@@ -177,7 +185,7 @@ def _score(cfg: ScoreConfig, engine: Engine, source: Source, worker: dict, slots
 def source_of(cfg: ScoreConfig) -> dict:
     if cfg.transfer is not None:
         return {"transfer": str(Path(cfg.transfer).resolve())}
-    return {"input": str(Path(cfg.input).resolve()), "text_col": cfg.text_col, "text_pair_col": cfg.text_pair_col}
+    return {"input": str(Path(cfg.input).resolve()), "text_col": cfg.input_col, "text_pair_col": cfg.input_pair_col}
 
 
 def teacher_record(files: ModelFiles, tokenizer: Any, label_names: list[str], cfg: ScoreConfig, dtype: str,

@@ -33,7 +33,7 @@ from ..flags import add_flags, from_flags
 from ..student.config import DEFAULT_THREADS, TrainConfig
 from ..tasks import TaskSpec, data_dir, find_split_file, read_split
 from . import StageResult
-from .common import add_task_args, task_from_args
+from .common import add_task_args, task_of_input
 
 if TYPE_CHECKING:
     from ..training.selection import TrainState
@@ -76,8 +76,8 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
     from ..student.vectors import resolve_vectors, vectors_identity
 
     dev_files = hash_split_files(data_dir(task, cfg.data), task.dev_splits)
-    parts = [scored_manifest["fingerprint"], cfg.fingerprint_dict(device_type), task.to_dict(), dev_files]
-    if cfg.student == "transformer":  # the model it starts from, and the precision it trains in
+    parts = [scored_manifest["fingerprint"], cfg.hashed_settings(device_type), task.to_dict(), dev_files]
+    if cfg.family == "transformer":  # the model it starts from, and the precision it trains in
         from ..devices import resolve_dtype
 
         identity = {k: v for k, v in init.items() if k.endswith("_sha256")} if init else None
@@ -90,7 +90,7 @@ def stage_fingerprint(cfg: TrainConfig, task: TaskSpec, scored_manifest: dict, d
 def student_init_record(cfg: TrainConfig) -> dict | None:
     """--student-init's model, a directory or a hub id (fetched as a teacher is, safetensors first), as the
     manifest records it: its name, local path and hashes. None when the student is made from the teacher."""
-    if cfg.student != "transformer" or not cfg.student_init:
+    if cfg.family != "transformer" or not cfg.student_init:
         return None
     from ..hub import locate_model
 
@@ -104,8 +104,10 @@ def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None =
     problems = cfg.problems()
     if problems:
         raise ConfigError(problems)
-    if cfg.seeds > 1:
+    if cfg.seeds is not None and len(cfg.seeds) > 1:
         return run_seeds(cfg)
+    if cfg.seeds:  # one seed
+        cfg = replace(cfg, seed=cfg.seeds[0], seeds=None)
     return train_one(cfg, on_epoch_end=on_epoch_end)
 
 
@@ -114,7 +116,7 @@ def side_by_side_workers(cfg: TrainConfig) -> int:
     with more), one at a time for the transformer, which uses every core itself."""
     from ..devices import available_cpus
 
-    if cfg.student != "bilstm":
+    if cfg.family != "bilstm":
         return 1
     return max(1, available_cpus() // (cfg.threads or DEFAULT_THREADS))
 
@@ -128,7 +130,7 @@ def run_together(cfgs: list[TrainConfig], labels: list[str]) -> list[StageResult
 
 
 def run_seeds(cfg: TrainConfig) -> StageResult:
-    """`--seeds N`: N students (seeds SEED..SEED+N-1) into OUT/seed-S/, side by side; their mean ± std."""
+    """`--seeds 0,1,2`: a student per seed into OUT/seed-S/, side by side; their mean ± std."""
     import time
 
     import numpy as np
@@ -139,8 +141,8 @@ def run_seeds(cfg: TrainConfig) -> StageResult:
     if store.read_manifest(out) is not None:
         raise ConfigError([f"[out] {out} is a student directory; --seeds writes OUT/seed-N/ directories: pass "
                            "another --out"])
-    seeds = [cfg.seed + i for i in range(cfg.seeds)]
-    cfgs = [replace(cfg, seed=s, seeds=1, out=out / f"seed-{s}") for s in seeds]
+    seeds = list(cfg.seeds)
+    cfgs = [replace(cfg, seed=s, seeds=None, out=out / f"seed-{s}") for s in seeds]
     t0 = time.perf_counter()
     results = run_together(cfgs, [f"seed {s}" for s in seeds])
     wall = time.perf_counter() - t0
@@ -180,13 +182,14 @@ def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | 
     out = Path(cfg.out)
     if store.is_complete(out, fp):
         return StageResult(out, True, _summary(load_metrics(out), out, cached=True))
-    extra = {"task": task.name, "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline,
+    extra = {"task": task.name, "task_spec": task.to_dict(), "data": str(data_dir(task, cfg.data).resolve()),
+             "teacher": scored_manifest.get("teacher"), "baseline": cfg.baseline,
              **({"student_init": init} if init else {})}
-    threads = cfg.threads or (DEFAULT_THREADS if cfg.student == "bilstm" else set_cpu_threads())
+    threads = cfg.threads or (DEFAULT_THREADS if cfg.family == "bilstm" else set_cpu_threads())
     with torch_threads(threads), \
             store.stage_run(STAGE, out, fp, _jsonable(cfg.fingerprint_dict(device.type)), resumable=True,
                             seed=cfg.seed, inputs={"scored": scored_manifest["fingerprint"]}, extra=extra) as stage:
-        metrics_doc = (fit_transformer if cfg.student == "transformer" else fit)(cfg, task, stage, device,
+        metrics_doc = (fit_transformer if cfg.family == "transformer" else fit)(cfg, task, stage, device,
                                                                                  on_epoch_end)
         stage.commit()
     return StageResult(out, False, _summary(metrics_doc, out))
@@ -210,10 +213,12 @@ def _jsonable(d: dict) -> dict:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's options, from TrainConfig's fields (the `distill` parser gives it its name and help)."""
-    add_task_args(p)
+    add_task_args(p, from_input="--scored")
     add_flags(p, TrainConfig, skip=("task", "data"))
     p.set_defaults(func=_from_args)
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(from_flags(TrainConfig, args, task=task_from_args(args)))
+    task, data = task_of_input(args, store.require_stage_output(args.scored, "score", "--scored"),
+                               f"--scored {args.scored}")
+    return run(from_flags(TrainConfig, args, task=task, data=data))

@@ -161,7 +161,7 @@ def build_student(cfg: TrainConfig, task: TaskSpec, data: TrainData, tokenizer: 
     mcfg = StudentConfig(
         arch="siamese_bilstm" if task.is_pair else "bilstm", vocab_size=len(vocab),
         num_labels=task.num_labels, embed_dim=embed_dim, hidden=cfg.hidden, fc=cfg.fc, dropout=cfg.dropout,
-        embed_dropout=cfg.embed_dropout, max_len=cfg.max_len, frozen_rows=len(frozen))
+        embed_dropout=cfg.embed_dropout, max_len=cfg.max_length, frozen_rows=len(frozen))
     model = build_model(mcfg, np.concatenate([table, frozen]) if len(frozen) else table)
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
     return Student(model, mcfg, vocab, len(frozen), found)
@@ -188,7 +188,7 @@ class BiLSTMObjective(DistillObjective):
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, data: TrainData, device: torch.device):
         super().__init__(cfg, data.teacher, data.labels, device)
-        self.model, self.data, self.max_len = model, data, cfg.max_len
+        self.model, self.data, self.max_len = model, data, cfg.max_length
 
     def logits(self, rows: np.ndarray) -> torch.Tensor:
         inputs = [*pad_batch(self.data.a, rows, self.max_len)]  # ids [B, T], lengths [B]
@@ -221,15 +221,15 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
         dev = load_dev(cfg, task, tokenizer, student.vocab, data.holdout)
     plan = plan_epochs(epoch_batches(data.lengths(), cfg.batch_size), cfg.epochs, rng, cfg.grad_accum)
     optimizer, scheduler = make_optimizer(cfg, model, plan.total_steps)
-    fitter = Fitter(model, optimizer, scheduler, cfg.clip, device, None, moving_average(model, cfg.ema))
+    fitter = Fitter(model, optimizer, scheduler, cfg.grad_clip, device, None, moving_average(model, cfg.ema))
     # ---- the loop, from a killed run's checkpoint when there is one
     job = Run(fitter, BiLSTMObjective(cfg, model, data, device), plan, Selection.of(cfg.select_on, task, cfg.patience),
-              lambda: evaluate(fitter.kept, dev, task, cfg.max_len, device),
+              lambda: evaluate(fitter.kept, dev, task, cfg.max_length, device),
               Checkpoints(stage.work_dir / CHECKPOINT, stage.fingerprint, fitter, rng, cfg.checkpoint_minutes * 60))
     state, best_model, resumed = train(job, stage, on_epoch_end)
     # ---- evaluation: the best epoch's weights, on the CPU (where students are served)
     model.load_state_dict(best_model)
-    final = evaluate(model.cpu().eval(), dev, task, cfg.max_len)
+    final = evaluate(model.cpu().eval(), dev, task, cfg.max_length)
     final = job.keeper.final(final, data.holdout.record if data.holdout else None, data.counts["filtered"])
     metrics_doc, exported = write_student(stage, cfg, task, student, tokenizer, dev, state, final)
     job.saves.remove()

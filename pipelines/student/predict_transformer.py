@@ -34,7 +34,7 @@ class Student:
         self.is_pair = bool((info.get("task") or {}).get("pair_col"))
         config = json.loads((d / "config.json").read_text("utf-8"))
         self.labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-        self.max_len = int(info["train"]["max_len"])
+        self.max_len = int(info["train"].get("max_length") or info["train"]["max_len"])  # max_len: before 0.2
         special = {}  # the special tokens: tokenizer_config.json, or the older special_tokens_map.json
         for name in ("special_tokens_map.json", "tokenizer_config.json"):
             if (d / name).is_file():

@@ -87,7 +87,8 @@ def _load_transformer(d: Path) -> ServedStudent:
     model = hub.load_classifier(d, torch.device("cpu")).eval()
     total = sum(p.numel() for p in model.parameters())
     embedding = sum(p.numel() for p in model.base_model.embeddings.parameters())
-    max_len = int((record.get("train") or {}).get("max_len") or 128)
+    train = record.get("train") or {}
+    max_len = int(train.get("max_length") or train.get("max_len") or 128)  # max_len: before 0.2
     return ServedStudent(d, "transformer", task, list(task.get("label_names") or []), task.get("pair_col") is not None,
                          total, total - embedding, (d / WEIGHTS).stat().st_size, model,
                          (tokenizer, max_len))

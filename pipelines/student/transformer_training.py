@@ -92,7 +92,7 @@ def load_rows(cfg: TrainConfig, task: TaskSpec, tokenizer: Any) -> TokenRows:
     """The scored set's rows the objective learns from (`training.rows.select_rows`, as for the BiLSTM), their
     word pieces taken from the token cache (the whole set tokenised once per tokenizer: `piece_cache`)."""
     rows = select_rows(cfg, task)
-    cache = piece_tokens(cfg.scored, rows, tokenizer, cfg.max_len, task.is_pair)
+    cache = piece_tokens(cfg.scored, rows, tokenizer, cfg.max_length, task.is_pair)
     enc = kept_encoding(cache, rows.kept_rows())
     counts = {"rows": len(rows), "gold_rows": int((rows.gold >= 0).sum()), "tokens": int(enc.lengths.sum()),
               "filtered": rows.filtered, "token_cache": cache.record()}
@@ -118,8 +118,8 @@ def make_fitter(cfg: TrainConfig, model: nn.Module, total_steps: int, device: to
                 amp: torch.dtype | None) -> Fitter:
     """AdamW (no decay on biases and norms) with a linear warm-up and decay over `total_steps`."""
     optimizer = torch.optim.AdamW(decay_groups(model, cfg.weight_decay), lr=cfg.lr)
-    return Fitter(LogitsOf(model), optimizer, linear_schedule(optimizer, total_steps, cfg.warmup), cfg.clip, device,
-                  amp)
+    schedule = linear_schedule(optimizer, total_steps, cfg.warmup_ratio)
+    return Fitter(LogitsOf(model), optimizer, schedule, cfg.grad_clip, device, amp)
 
 
 def batch_tensors(enc: Encoded, rows: np.ndarray, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -175,11 +175,11 @@ def load_dev(cfg: TrainConfig, task: TaskSpec, tokenizer: Any, held_out: HeldOut
     """The splits evaluated after each epoch: the holdout first (when there is one), then every dev split."""
     out = []
     if held_out is not None:
-        out.append(DevRows(HOLDOUT_SPLIT, encode(tokenizer, held_out.texts, held_out.pairs, cfg.max_len),
+        out.append(DevRows(HOLDOUT_SPLIT, encode(tokenizer, held_out.texts, held_out.pairs, cfg.max_length),
                            held_out.labels))
     for split in task.dev_splits:
         s, _ = read_split(task, data_dir(task, cfg.data), split)
-        out.append(DevRows(split, encode(tokenizer, s.texts, s.text_pairs, cfg.max_len), s.labels))
+        out.append(DevRows(split, encode(tokenizer, s.texts, s.text_pairs, cfg.max_length), s.labels))
     return out
 
 

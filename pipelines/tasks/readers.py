@@ -149,7 +149,7 @@ def read_jsonl(path: Path, task: TaskSpec, labelled: bool) -> Rows:
     return Rows(path, task, records, tuple(records[0][1]), labelled)
 
 
-def _table_columns(path: Path) -> tuple[list[str], dict[str, list]]:
+def table_columns(path: Path) -> tuple[list[str], dict[str, list]]:
     """Parquet files and datasets directories as column lists."""
     if path.is_dir():
         import datasets
@@ -172,7 +172,7 @@ def _table_columns(path: Path) -> tuple[list[str], dict[str, list]]:
 
 def read_table(path: Path, task: TaskSpec, labelled: bool) -> Rows:
     """A Parquet file or a datasets directory (`save_to_disk`); rows are numbered from 1, there are no lines."""
-    header, columns = _table_columns(path)
+    header, columns = table_columns(path)
     values = {}
     for role, col in _task_columns(task):
         if col is None or (role == "label" and not labelled and col not in header):

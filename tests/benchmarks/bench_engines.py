@@ -15,8 +15,8 @@
   5.2M, the rest are duplicates or unchanged): peak RSS of `distill augment` (goal under 2 GB), and the same
   bytes with a 4x larger chunk size. Then peak RSS of `distill score` (a one-layer random-weight BERT with the
   reference teacher's vocabulary, so that the figure is the stage's own footprint, not a model's) and of `distill
-  train` (a small BiLSTM, one epoch) on that set and on a 1M-row one (the first 10% of the sentences): how
-  each stage's memory grows with the set.
+  train` (one epoch of a small BiLSTM, and of the transformer student made from that one-layer teacher) on that
+  set and on a 1M-row one (the first 10% of the sentences): how each stage's memory grows with the set.
 """
 
 from __future__ import annotations
@@ -195,10 +195,14 @@ def score_and_train_memory(transfer: Path, teacher: Path, sst2: Path, out: Path)
     env = {"TQDM_DISABLE": "1"}
     scored = timed_process(distill("score", "--teacher", str(teacher), "--transfer", str(transfer), "--out",
                                    str(out / "scored"), "--dtype", "float32"), env)
-    trained = timed_process(distill("train", "--scored", str(out / "scored"), "--task", "sst2", "--data", str(sst2),
-                                    "--out", str(out / "student"), "--epochs", "1", "--vectors", "none", "--hidden",
-                                    "16", "--fc", "16", "--embed-dim", "16", "--batch-size", "512", "--export",
-                                    "none"), env)
+    common = ("train", "--scored", str(out / "scored"), "--task", "sst2", "--data", str(sst2), "--epochs", "1",
+              "--batch-size", "512", "--export", "none")
+    bilstm = timed_process(distill(*common, "--out", str(out / "student"), "--vectors", "none", "--hidden", "16",
+                                   "--fc", "16", "--embed-dim", "16"), env)
+    # The transformer student made from the one-layer teacher: the figure is the loop's and the token cache's.
+    transformer = timed_process(distill(*common, "--out", str(out / "student-transformer"), "--family",
+                                        "transformer", "--layers", "0"), env)
     rows = json.loads((out / "scored" / "stats.json").read_text())["rows"]
-    return {"rows": rows, "score": {k: scored[k] for k in ("wall_s", "peak_rss_mb", "peak_anon_mb")},
-            "train": {k: trained[k] for k in ("wall_s", "peak_rss_mb", "peak_anon_mb")}}
+    keep = ("wall_s", "peak_rss_mb", "peak_anon_mb")
+    return {"rows": rows, "score": {k: scored[k] for k in keep}, "train": {k: bilstm[k] for k in keep},
+            "train transformer": {k: transformer[k] for k in keep}}

@@ -63,7 +63,7 @@ def _default_student(vocab, frozen_rows: int):
 
     d = TrainConfig(scored=Path(), task=None, out=Path())  # type: ignore[arg-type]
     cfg = StudentConfig("bilstm", len(vocab), 2, embed_dim=50, hidden=d.hidden, fc=d.fc, dropout=d.dropout,
-                        embed_dropout=d.embed_dropout, max_len=d.max_len, frozen_rows=frozen_rows)
+                        embed_dropout=d.embed_dropout, max_len=d.max_length, frozen_rows=frozen_rows)
     torch.manual_seed(0)
     return build_model(cfg).eval(), cfg
 

@@ -43,7 +43,7 @@ def run_students(scored: Path, data: Path) -> list:
     base = TrainConfig(scored=scored, task=TASKS["sst2"], data=data, out=Path("unused"))
     bilstms = [replace(base, seed=s) for s in range(3)] + [replace(base, seed=s, baseline=True) for s in range(3)]
     bilstms += [replace(base, seed=s, drop_rule=r) for r in RULES for s in range(3)]
-    return [c.resolved() for c in bilstms], [replace(base, student="transformer", seed=s).resolved() for s in range(3)]
+    return [c.resolved() for c in bilstms], [replace(base, family="transformer", seed=s).resolved() for s in range(3)]
 
 
 def bench_tokenisation_once_per_tokenizer(tmp_path, monkeypatch):

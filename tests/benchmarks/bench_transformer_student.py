@@ -65,7 +65,7 @@ def train_one(scored, task, data, out, kind: str, seed: int, extra: dict) -> dic
     from pipelines.stages.train import TrainConfig
 
     t0 = time.perf_counter()
-    train.run(TrainConfig(scored=scored, task=task, data=data, out=out, student=kind, seed=seed, **extra))
+    train.run(TrainConfig(scored=scored, task=task, data=data, out=out, family=kind, seed=seed, **extra))
     m = json.loads((out / "metrics.json").read_text())
     return {"seed": seed, "dev_accuracy": round(100 * m["dev"]["dev"]["accuracy"], 2), "best_epoch": m["best_epoch"],
             "train_s": round(time.perf_counter() - t0, 1), "params": json.loads((out / "stats.json").read_text())["params"]}

@@ -173,7 +173,7 @@ def transformer_student(s: Session) -> None:
     if s.left() < 120:
         return s.save("transformer_student", "skipped: no time left")
     out = s.work / "student-transformer"
-    run = s.process(s.distill("train", "--student", "transformer", "--task", "sst2", "--data",
+    run = s.process(s.distill("train", "--family", "transformer", "--task", "sst2", "--data",
                               str(PACK / "shared/data/glue/SST-2"), "--scored", str(s.work / "scored-auto"),
                               "--out", str(out), "--seed", "0", "--device", DEVICE),
                     "transformer_student.log", s.left() - 15)

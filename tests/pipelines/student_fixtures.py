@@ -32,8 +32,10 @@ def scored_schema(num_labels: int, pair: bool = False) -> pa.Schema:
 
 def write_scored_set(out: Path, texts: list[str], logits: np.ndarray, labels: list[int | None] | None = None,
                      is_original: list[bool] | None = None, pairs: list[str] | None = None,
-                     source_index: list[int] | None = None, ops: list[list[str]] | None = None) -> Path:
-    """A finished `score` stage output (data, state.json, manifest) holding the given rows."""
+                     source_index: list[int] | None = None, ops: list[list[str]] | None = None,
+                     recorded: dict | None = None) -> Path:
+    """A finished `score` stage output (data, state.json, manifest) holding the given rows; `recorded`: more
+    manifest entries (the task and data directory a real scored set records)."""
     n = len(texts)
     logits = np.asarray(logits, dtype=np.float32)
     labels = labels if labels is not None else [None] * n
@@ -53,14 +55,14 @@ def write_scored_set(out: Path, texts: list[str], logits: np.ndarray, labels: li
                 teacher_logits=pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1)), logits.shape[1]))
     table = pa.table(cols).cast(schema)
     fp = store.fingerprint("test-scored", texts[:50], n, float(logits.sum()), pairs is not None)
-    with store.stage_run("score", out, fp, {"test": True}, seed=0, extra={"teacher": "test"}) as run:
+    with store.stage_run("score", out, fp, {"test": True}, seed=0, extra={"teacher": "test", **(recorded or {})}) as run:
         store.write_dataset(run.work_dir, table, schema, fp)
         run.stats["rows"] = n
         run.commit()
     return Path(out)
 
 
-def demo_scored_set(out: Path, synthetic_per_row: int = 1, seed: int = 0) -> Path:
+def demo_scored_set(out: Path, synthetic_per_row: int = 1, seed: int = 0, recorded: dict | None = None) -> Path:
     """The demo task's train split as a scored set: each original plus masked copies, with logits of a fake
     teacher that knows the gold label (and keeps its opinion on the copies)."""
     from augment import MASK_SYMBOL
@@ -83,7 +85,8 @@ def demo_scored_set(out: Path, synthetic_per_row: int = 1, seed: int = 0) -> Pat
             orig.append(k == 0)
             src.append(i)
             logits.append(z if k == 0 else z * 0.8)
-    return write_scored_set(out, texts, np.stack(logits), labels=labels, is_original=orig, source_index=src)
+    return write_scored_set(out, texts, np.stack(logits), labels=labels, is_original=orig, source_index=src,
+                            recorded=recorded)
 
 
 def tiny_train_config(scored: Path, out: Path, **overrides):

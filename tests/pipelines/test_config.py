@@ -74,3 +74,18 @@ def test_the_template_for_a_task_of_ones_own_leaves_data_sized_defaults_alone():
     choices: a template that set them would override exactly what keeps a small task's teacher learning."""
     cfg = load_config("custom-template")
     assert cfg.sections["finetune"].get("epochs") is None and cfg.sections["augment"].get("n_iter") is None
+
+
+def test_a_former_key_is_read_as_the_new_one_with_a_warning(capsys):
+    from pipelines import flags
+
+    flags._WARNED.clear()
+    cfg = load_config("demo", ["student.max_len=64", "student.clip=2.0", "transformer.warmup=0.2",
+                               "unlabelled_col=body"])
+    assert cfg.sections["student"]["max_length"] == 64 and cfg.sections["student"]["grad_clip"] == 2.0
+    assert cfg.sections["transformer"]["warmup_ratio"] == 0.2 and cfg.top["input_col"] == "body"
+    err = capsys.readouterr().err
+    assert "[student.max_len] is now [student.max_length]" in err and "[unlabelled_col] is now [input_col]" in err
+    with pytest.raises(ConfigError) as e:
+        load_config("demo", ["student.max_lenn=3"])
+    assert "max_len," not in str(e.value)  # former names are not offered as known keys

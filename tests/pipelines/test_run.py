@@ -237,7 +237,7 @@ def test_unlabelled_text_in_a_run_config_is_augmented_beside_the_training_split(
 
     corpus = tmp_path / "reviews.jsonl"
     corpus.write_text('{"body": "a fine film"}\n', encoding="utf-8")
-    cfg = load_config("demo", [f"unlabelled={corpus}", "unlabelled_col=body", f"teacher.model={tiny_teacher}",
+    cfg = load_config("demo", [f"unlabelled={corpus}", "input_col=body", f"teacher.model={tiny_teacher}",
                                "teacher.finetune=false"])
     plan = plan_run(cfg, tmp_path / "run")
     assert plan.augment.input == corpus and plan.augment.input_col == "body" and plan.augment.task.name == "demo"

@@ -123,8 +123,8 @@ def test_score_stage_plain_text_file(tiny_teacher, tmp_path):
 
 def test_score_stage_plain_csv_pairs(tiny_teacher, tmp_path):
     (tmp_path / "in.csv").write_text('q1,q2,other\n"good, fun",bad film,x\nthe movie,"a ""story""",y\n')
-    cfg = ScoreConfig(teacher=str(tiny_teacher), input=tmp_path / "in.csv", out=tmp_path / "s", text_col="q1",
-                      text_pair_col="q2")
+    cfg = ScoreConfig(teacher=str(tiny_teacher), input=tmp_path / "in.csv", out=tmp_path / "s", input_col="q1",
+                      input_pair_col="q2")
     rows = scored(score.run(cfg).out_dir)
     assert list(rows["text"]) == ["good, fun", "the movie"] and list(rows["text_pair"]) == ["bad film", 'a "story"']
 
@@ -209,7 +209,7 @@ def test_score_stage_reference_teacher_gets_sst2_dev_right(sst2_dir, reference_t
     (tmp_path / "dev200.tsv").write_text("\n".join(lines[:201]) + "\n", encoding="utf-8")
     gold = np.array([int(line.split("\t")[1]) for line in lines[1:201]])
     out = score.run(ScoreConfig(teacher=str(reference_teacher), input=tmp_path / "dev200.tsv", out=tmp_path / "s",
-                                text_col="sentence", device="cpu")).out_dir
+                                input_col="sentence", device="cpu")).out_dir
     logits = scored(out)["teacher_logits"]
     accuracy = float(np.mean(logits.argmax(1) == gold))
     assert accuracy > 0.8, accuracy

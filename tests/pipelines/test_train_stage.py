@@ -350,10 +350,10 @@ def test_hard_labels_are_gold_or_the_teachers_argmax(demo_scored, tmp_path):
 
 
 def test_train_stage_logs_gradient_norms_and_clipping(demo_scored, tmp_path):
-    train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", epochs=1, clip=1e-6))
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "s", epochs=1, grad_clip=1e-6))
     h = json.loads((tmp_path / "s" / "metrics.json").read_text())["history"][0]
     assert h["grad_norm"] > 1e-6 and h["clipped"] == 1.0  # every step's gradient is above a tiny bound
-    train_stage.run(tiny_train_config(demo_scored, tmp_path / "t", epochs=1, clip=0.0))
+    train_stage.run(tiny_train_config(demo_scored, tmp_path / "t", epochs=1, grad_clip=0.0))
     h = json.loads((tmp_path / "t" / "metrics.json").read_text())["history"][0]
     assert h["grad_norm"] > 0 and h["clipped"] == 0.0
 
@@ -474,14 +474,14 @@ def test_train_and_eval_through_the_cli(demo_scored, tmp_path, capsys):
 
 def test_train_seeds_trains_one_student_per_seed_side_by_side(demo_scored, tmp_path):
     out = tmp_path / "seeds"
-    result = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, seed=5, seeds=2))
+    result = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, seed=5, seeds=(5, 6)))
     docs = [json.loads((out / f"seed-{s}" / "metrics.json").read_text()) for s in (5, 6)]
     accs = [d["dev"]["dev"]["accuracy"] for d in docs]
     assert f"dev accuracy {np.mean(accs):.4f} ± {np.std(accs):.4f}" in result.summary and "seeds 5, 6" in result.summary
     assert [json.loads((out / f"seed-{s}" / "manifest.json").read_text())["seed"] for s in (5, 6)] == [5, 6]
     single = train_stage.run(tiny_train_config(demo_scored, tmp_path / "one", epochs=1, seed=6))
     assert json.loads((single.out_dir / "metrics.json").read_text())["dev"] == docs[1]["dev"]  # the same student
-    again = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, seed=5, seeds=2))
+    again = train_stage.run(tiny_train_config(demo_scored, out, epochs=1, seed=5, seeds=(5, 6)))
     assert again.skipped
     with pytest.raises(ConfigError, match="is a student directory; --seeds writes OUT/seed-N"):
         train_stage.run(tiny_train_config(demo_scored, tmp_path / "one", epochs=1, seeds=2))

@@ -82,8 +82,8 @@ def test_settings_of_the_other_family_are_refused_not_ignored(tmp_path):
     from pipelines.tasks import get_task
 
     base = dict(scored=Path("s"), task=get_task("demo"), out=Path("o"))
-    assert TrainConfig(**base).problems() == [] and TrainConfig(**base, student="transformer").problems() == []
-    assert TrainConfig(**base, student="transformer", export="none", layers="0", grad_accum=2).problems() == []
+    assert TrainConfig(**base).problems() == [] and TrainConfig(**base, family="transformer").problems() == []
+    assert TrainConfig(**base, family="transformer", export="none", layers="0", grad_accum=2).problems() == []
     assert TrainConfig(**base, vectors="none", ema=0.0, hidden=8).problems() == []
     assert TrainConfig(**base, grad_accum=2, batch_size=16).problems() == []  # settings of both families
     assert TrainConfig(**base, student_init="x", batch_tokens=512).problems() == [
@@ -91,7 +91,7 @@ def test_settings_of_the_other_family_are_refused_not_ignored(tmp_path):
         "train a transformer student",
         "[batch_tokens] is a transformer setting (got 512); the bilstm student does not use it: leave it out, or "
         "train a transformer student"]
-    problems = TrainConfig(**base, student="transformer", vectors="glove", ema=0.9).problems()
+    problems = TrainConfig(**base, family="transformer", vectors="glove", ema=0.9).problems()
     assert [p.split("]")[0] for p in problems] == ["[vectors", "[ema"] and "a BiLSTM setting" in problems[0]
     with pytest.raises(ConfigError, match=r"\[transformer.hidden\] is a BiLSTM setting \(got 3\)"):
         plan_run(load_config("demo", ["students=[bilstm, transformer]", "transformer.hidden=3"]), tmp_path / "r")
@@ -126,8 +126,8 @@ def tf_config(scored, out, **overrides):
     from pipelines.stages.train import TrainConfig
     from pipelines.tasks import get_task
 
-    values = dict(scored=scored, task=get_task("demo"), out=out, student="transformer", epochs=3, lr=1e-3,
-                  batch_tokens=512, threads=1, patience=5, warmup=0.1)
+    values = dict(scored=scored, task=get_task("demo"), out=out, family="transformer", epochs=3, lr=1e-3,
+                  batch_tokens=512, threads=1, patience=5, warmup_ratio=0.1)
     return TrainConfig(**{**values, **overrides})
 
 
@@ -349,7 +349,7 @@ def test_a_transformer_student_from_the_real_minilm_teacher(reference_teacher, s
     transfer = write_transfer_set(tmp_path / "t", split.texts, task=sst2, labels=split.labels.tolist())
     scored = score.run(ScoreConfig(teacher=str(reference_teacher), transfer=transfer, out=tmp_path / "s")).out_dir
     out = train_stage.run(TrainConfig(scored=scored, task=sst2, data=sst2_dir, out=tmp_path / "student",
-                                      student="transformer", epochs=1)).out_dir
+                                      family="transformer", epochs=1)).out_dir
     stats = json.loads((out / "stats.json").read_text())
     assert stats["layers"] == [0, 2, 4] and stats["init_layers"] == 6
     assert stats["export"]["max_abs_diff"]["onnx"] < 1e-3
@@ -396,7 +396,7 @@ def test_the_word_pieces_come_from_one_token_cache_entry_equal_to_tokenising_the
     data = tt.load_rows(cfg, get_task("demo"), tokenizer)
     rows = select_rows(cfg, get_task("demo"))
     direct = encode(tokenizer, render_masks(rows.table.column("text").to_pylist(), tokenizer.mask_token), None,
-                    cfg.max_len)
+                    cfg.max_length)
     assert np.array_equal(data.enc.ids, direct.ids) and np.array_equal(data.enc.offsets, direct.offsets)
     assert data.counts["token_cache"]["hit"] is False
     runs = [train_stage.run(tf_config(demo_scored_by_tiny_teacher, tmp_path / f"s{seed}", epochs=1, seed=seed))
@@ -434,7 +434,7 @@ def test_the_piece_cache_of_a_pair_set_equals_tokenising_it_whole(tmp_path, monk
     scored = write_scored_set(tmp_path / "scored", a, rng.normal(size=(19, 2)), labels=[i % 2 for i in range(19)],
                               pairs=b)
     task = generic_task("s1", "s2", "label", ["0", "1"], name="pairs")
-    cfg = TrainConfig(scored=scored, task=task, out=tmp_path / "s", student="transformer", select_on="dev")
+    cfg = TrainConfig(scored=scored, task=task, out=tmp_path / "s", family="transformer", select_on="dev")
     tokenizer = make_tokenizer(tmp_path / "tok")
     selected = select_rows(cfg.resolved(), task)
     cache = piece_tokens(scored, selected, tokenizer, 16, True)
