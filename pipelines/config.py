@@ -253,15 +253,21 @@ def builtin_configs() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
 
 
-def load(name_or_path: str, overrides: list[str] | None, sections: Sections) -> RunConfig:
-    """A built-in config by name (`demo`, `sst2`, `mrpc`, `custom-template`) or a YAML file, with overrides."""
+def find_config(name_or_path: str) -> Path:
+    """A YAML file, or the built-in config of that name (`demo`, `sst2`, `mrpc`, `custom-template`)."""
     path = Path(name_or_path)
-    if not path.is_file():
-        builtin = BUILTIN_DIR / f"{name_or_path}.yaml"
-        if not builtin.is_file():
-            raise ConfigError(f"no config file '{name_or_path}', and no built-in config of that name; built-in "
-                              f"configs: {', '.join(builtin_configs())}")
-        path = builtin
+    if path.is_file():
+        return path
+    builtin = BUILTIN_DIR / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        raise ConfigError(f"no config file '{name_or_path}', and no built-in config of that name; built-in "
+                          f"configs: {', '.join(builtin_configs())}")
+    return builtin
+
+
+def load(name_or_path: str, overrides: list[str] | None, sections: Sections) -> RunConfig:
+    """A built-in config by name or a YAML file (`find_config`), with overrides."""
+    path = find_config(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text("utf-8")) or {}
     except yaml.YAMLError as e:

@@ -6,7 +6,8 @@ thing). A field's help is `field(metadata={"help": ...})`; adding a setting is o
 - `bool` fields: `--name` when the default is False, `--no-name` when it is True (its help says it turns off).
 - A field without a default is a required flag; `X | None` takes an X or stays None.
 - `metadata["choices"]` restricts the values; `metadata["exclusive"]` puts the flag in a mutually exclusive
-  group of that name, one of which is required; `metadata["group"]` lists it under that heading in `--help` (a class's `HELP_GROUPS` orders them).
+  group of that name, one of which is required; `metadata["group"]` lists it under that heading in `--help`
+  (a class's `HELP_GROUPS` orders the headings).
 - `metadata["renamed"]` gives a setting's former names (as config keys: `max_len`): their flags (`--max-len`)
   and YAML keys still work, hidden from `--help`, with one warning naming the new name (`renamed_keys`).
 - A field holding a dataclass (a nested group of settings, such as the augmentation recipe) contributes the flags
@@ -104,8 +105,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] 
     hints = typing.get_type_hints(cls)
     groups = {} if groups is None else groups
     for title in getattr(cls, "HELP_GROUPS", ()):  # the headings in this order, whatever the fields' order
-        if ("group", title) not in groups:
-            groups[("group", title)] = parser.add_argument_group(title)
+        _heading(parser, title, groups)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -131,11 +131,15 @@ def _group_of(parser: argparse.ArgumentParser, f: dataclasses.Field, groups: dic
             groups[name] = parser.add_mutually_exclusive_group(required=True)
         return groups[name]
     if "group" in f.metadata:
-        title = f.metadata["group"]
-        if ("group", title) not in groups:
-            groups[("group", title)] = parser.add_argument_group(title)
-        return groups[("group", title)]
+        return _heading(parser, f.metadata["group"], groups)
     return parser
+
+
+def _heading(parser: argparse.ArgumentParser, title: str, groups: dict[Any, Any]) -> Any:
+    """The `--help` heading `title`, made the first time it is asked for."""
+    if ("group", title) not in groups:
+        groups[("group", title)] = parser.add_argument_group(title)
+    return groups[("group", title)]
 
 
 def from_flags(cls: type, args: argparse.Namespace, **given: Any) -> Any:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..tasks import TASKS, TaskSpec, resolve_task
+from ..tasks import TaskSpec, resolve_task
 
 TASK_FLAGS = (("task", "name"), ("text_col", "text_col"), ("text_pair_col", "pair_col"), ("label_col", "label_col"))
 
@@ -43,7 +43,7 @@ def task_of_input(args: argparse.Namespace, manifest: dict, what: str) -> tuple[
     recorded = manifest.get("task_spec") or manifest.get("task")
     if not isinstance(recorded, dict) or recorded.get("label_col") is None:
         return task_from_args(args), args.data
-    task = task_from_record(recorded)
+    task = TaskSpec.from_dict(recorded)
     clashes = [f"--{flag.replace('_', '-')} {getattr(args, flag)!r} but {what} was made for "
                f"{'task' if key == 'name' else key} {recorded.get(key)!r}" for flag, key in TASK_FLAGS
                if getattr(args, flag) is not None and getattr(args, flag) != recorded.get(key)
@@ -55,12 +55,3 @@ def task_of_input(args: argparse.Namespace, manifest: dict, what: str) -> tuple[
         raise ConfigError([f"[task] {c}: leave the task flags out to use what it records" for c in clashes])
     data = args.data if args.data is not None else manifest.get("data")
     return task, Path(data) if data is not None else None
-
-
-def task_from_record(d: dict) -> TaskSpec:
-    """A task as a manifest records it (`TaskSpec.to_dict`); a built-in one keeps its default data directory."""
-    builtin = TASKS.get(d["name"])
-    return TaskSpec(d["name"], d["text_col"], d.get("pair_col"), d.get("label_col"), tuple(d.get("label_names") or ()),
-                    tuple(d.get("label_values") or ()), tuple(d.get("metrics") or ("accuracy",)),
-                    tuple(d.get("dev_splits") or ("dev",)), d.get("file_format") or "auto",
-                    builtin.default_data if builtin is not None else None)

@@ -23,16 +23,6 @@ from . import StageResult
 DEFAULT_TEMPLATE = "custom-template"
 
 
-def template_text(name_or_path: str) -> str:
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = run_config.BUILTIN_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"no config file '{name_or_path}', and no built-in config of that name; built-in "
-                              f"configs: {', '.join(run_config.builtin_configs())}")
-    return path.read_text("utf-8")
-
-
 def set_key(text: str, key: str, value: str) -> str:
     """The top-level `key:` line of a YAML text with its value replaced, its comment kept (a no-op without it)."""
     pattern = re.compile(rf"^{re.escape(key)}:([ \t]*[^#\n]*?)([ \t]*)(#.*)?$", re.MULTILINE)
@@ -103,7 +93,7 @@ def check(text: str, name: str) -> None:
 
 
 def run(template: str, data: Path | None, out: Path | None) -> StageResult:
-    text = render(template_text(template), data)
+    text = render(run_config.find_config(template).read_text("utf-8"), data)
     check(text, out.stem if out else "init")
     if out is None:
         return StageResult(Path("-"), False, text.rstrip("\n"))

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from ..devices import DEVICES
 from ..errors import ConfigError
-from ..flags import setting
+from ..flags import setting, warn_renamed
 from ..holdout import SELECT_ON
 from ..settings import LOSSES, check_loss, parse_formats
 from ..tasks import TaskSpec
@@ -72,9 +72,11 @@ class TrainConfig:
         choices=HARD_LABELS, group=LOSS)
     temperature: float = setting(1.0, help="softmax temperature of the kl loss", group=LOSS)
     epochs: int = setting(4, help="passes over the scored set (early stopping may end sooner)", group=TRAINING)
-    patience: int = setting(2, help="stop after this many epochs without a better score on the selection split", group=SELECTION)
+    patience: int = setting(2, help="stop after this many epochs without a better score on the selection split",
+                            group=SELECTION)
     min_confidence: float = setting(
-        0.0, help="drop synthetic rows whose teacher's top softmax probability is below this (0: keep every row)", group=FILTERS)
+        0.0, help="drop synthetic rows whose teacher's top softmax probability is below this (0: keep every row)",
+        group=FILTERS)
     drop_disagreeing: bool = setting(
         False, help="drop the originals whose gold label the teacher's argmax disagrees with", group=FILTERS)
     rebalance: bool = setting(
@@ -84,7 +86,8 @@ class TrainConfig:
         None, choices=ABLATION_RULES,
         help="ablation: leave out the synthetic rows this rule (mask, pos or ngram) changed", group=FILTERS)
     max_draws: int | None = setting(
-        None, help="ablation: train on the originals and the first N draws of each (0: the originals alone)", group=FILTERS)
+        None, help="ablation: train on the originals and the first N draws of each (0: the originals alone)",
+        group=FILTERS)
     select_on: str = setting(
         "holdout", choices=SELECT_ON,
         help="holdout (one in 20 of the training originals, at most 2,000, and the rows made from them, left out of "
@@ -99,7 +102,8 @@ class TrainConfig:
     optimizer: str = setting("adam", help="adam | adadelta (the paper's)", choices=OPTIMIZERS, group=BILSTM)
     lr: float | None = setting(None, help="peak learning rate; default 1e-3 for bilstm (AdaDelta: use 1.0), 5e-5 "
                                          "for transformer", group=TRAINING)
-    schedule: str = setting("linear", help="constant | linear (decay to 0 over all steps)", choices=SCHEDULES, group=BILSTM)
+    schedule: str = setting("linear", help="constant | linear (decay to 0 over all steps)",
+                            choices=SCHEDULES, group=BILSTM)
     batch_size: int | None = setting(
         None,
         help="rows per batch, of similar length; default 64 for bilstm (64 beat 128 on SST-2: see the doc), 32 "
@@ -111,7 +115,8 @@ class TrainConfig:
     ema: float | None = setting(
         None,
         help="decay per step of a moving average of the weights (0: off); with it on, dev evaluation, early "
-             "stopping and the saved student use the averaged weights; default 0.999 for bilstm, 0 for transformer", group=TRAINING)
+             "stopping and the saved student use the averaged weights; default 0.999 for bilstm, 0 for transformer",
+             group=TRAINING)
     hidden: int = setting(150, help="LSTM units per direction", group=BILSTM)
     fc: int = setting(200, help="ReLU layer width", group=BILSTM)
     dropout: float = setting(
@@ -119,7 +124,8 @@ class TrainConfig:
         help="on sentence features and the ReLU layer (the transfer set is the regulariser)", group=BILSTM)
     embed_dropout: float = setting(0.0, help="on word embeddings", group=BILSTM)
     embed_dim: int = setting(300, help="only without pretrained vectors (they set the width)", group=BILSTM)
-    freeze_embeddings: bool = setting(False, help="keep the initial word vectors (the paper fine-tunes them)", group=BILSTM)
+    freeze_embeddings: bool = setting(False, help="keep the initial word vectors (the paper fine-tunes them)",
+                                      group=BILSTM)
     max_length: int = setting(128, help="tokens kept per text", group=TRAINING, renamed=("max_len",))
     max_vocab: int | None = setting(
         100_000,
@@ -136,7 +142,8 @@ class TrainConfig:
              "CPU), and their mean ± std (one number N without a comma: the former count, seeds SEED..SEED+N-1)",
         group=TRAINING)
     limit: int | None = setting(None, help="use only the first N rows of the scored set", group=TRAINING)
-    export: str = setting("auto", help="torchscript,onnx | auto (both; onnx skipped if not installed) | none", group=RUNTIME)
+    export: str = setting("auto", help="torchscript,onnx | auto (both; onnx skipped if not installed) | none",
+                          group=RUNTIME)
     student_init: str | None = setting(
         None, help="transformer: the model to make the student from, a directory or hub id (default the scored set's "
                    "teacher); another encoder must share the teacher's tokenizer", group=TRANSFORMER)
@@ -145,14 +152,17 @@ class TrainConfig:
                    "--student-init's)", group=TRANSFORMER)
     batch_tokens: int | None = setting(
         None, help="transformer: cut batches by this many padded tokens instead of --batch-size rows (a budget "
-                   "of short phrases holds hundreds of rows: few optimiser steps on a small transfer set)", group=TRANSFORMER)
+                   "of short phrases holds hundreds of rows: few optimiser steps on a small transfer set)",
+                   group=TRANSFORMER)
     grad_accum: int = setting(1, help="batches per optimiser step (gradient accumulation)", group=TRAINING)
     warmup_ratio: float = setting(0.1, help="transformer: fraction of the steps with a linear warm-up of the rate",
                                   group=TRANSFORMER, renamed=("warmup",))
-    weight_decay: float = setting(0.01, help="transformer: AdamW's weight decay (none on biases and norms)", group=TRANSFORMER)
+    weight_decay: float = setting(0.01, help="transformer: AdamW's weight decay (none on biases and norms)",
+                                  group=TRANSFORMER)
     checkpoint_minutes: float = setting(
         10.0, help="also checkpoint the epoch in progress every this many minutes of training, so a "
-                   "killed run loses at most that much (0: only at the end of each epoch); not in the fingerprint", group=RUNTIME)
+                   "killed run loses at most that much (0: only at the end of each epoch); not in the fingerprint",
+                   group=RUNTIME)
     threads: int | None = setting(None, help=f"torch CPU threads (default {DEFAULT_THREADS} for bilstm, every "
                                              "core for transformer)", group=RUNTIME)
     device: str = setting(
@@ -263,8 +273,6 @@ class TrainConfig:
 def parse_seeds(text: str, seed: int) -> tuple[int, ...]:
     """`0,1,2` -> (0, 1, 2). One number without a comma is the count `--seeds N` used to be (seeds SEED..
     SEED+N-1), with a warning; `5,` is the one seed 5."""
-    from ..flags import warn_renamed
-
     parts = [x.strip() for x in text.split(",") if x.strip()]
     try:
         values = tuple(int(x) for x in parts)

@@ -42,6 +42,15 @@ class TaskSpec:
             "metrics": list(self.metrics), "dev_splits": list(self.dev_splits), "file_format": self.file_format,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> TaskSpec:
+        """A task as `to_dict` wrote it (in a manifest); a built-in one keeps its default data directory."""
+        builtin = TASKS.get(d["name"])
+        return cls(d["name"], d["text_col"], d.get("pair_col"), d.get("label_col"), tuple(d.get("label_names") or ()),
+                   tuple(d.get("label_values") or ()), tuple(d.get("metrics") or ("accuracy",)),
+                   tuple(d.get("dev_splits") or ("dev",)), d.get("file_format") or "auto",
+                   builtin.default_data if builtin is not None else None)
+
 
 _BINARY = ("0", "1")
 TASKS: dict[str, TaskSpec] = {
