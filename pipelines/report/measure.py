@@ -2,7 +2,7 @@
 
 The teacher is run as the score stage ran it (device, dtype, max_length) and its dev metrics are cached by
 fingerprint; the students are loaded as they are served (`student.served`, float32 on CPU) and timed on a sample
-of the dev sentences; several seeds become one row (mean ± std); an ablation's row comes from its students'
+of the dev sentences; several seeds become one row (mean ± sample std); an ablation's row comes from its students'
 metrics.json and stats.json; the transfer set gives the teacher's agreement with the gold labels.
 """
 
@@ -204,12 +204,14 @@ def seed_spread(docs: list[dict]) -> tuple[dict, dict, dict | None, dict | None]
 
 
 def mean_std(per_run: list[dict[str, dict[str, float]]]) -> tuple[dict, dict]:
-    """{split: {metric: value}} of several runs -> ({split: {metric: mean}}, {split: {metric: std}})."""
+    """{split: {metric: value}} of several runs -> ({split: {metric: mean}}, {split: {metric: std}}): the sample
+    standard deviation (ddof 1; 0 for one run), as the population one understates the spread of 2-3 seeds."""
     mean, std = {}, {}
+    ddof = 1 if len(per_run) > 1 else 0
     for split, names in per_run[0].items():
         values = {m: np.array([r[split][m] for r in per_run]) for m in names}
         mean[split] = {m: round(float(v.mean()), 6) for m, v in values.items()}
-        std[split] = {m: round(float(v.std()), 6) for m, v in values.items()}
+        std[split] = {m: round(float(v.std(ddof=ddof)), 6) for m, v in values.items()}
     return mean, std
 
 

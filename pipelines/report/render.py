@@ -103,7 +103,7 @@ def _seeds_section(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
         return []
     metric = doc["task"]["metrics"][0]
     held = any(run.get("holdout") for r in seeded for run in r.runs)
-    lines = ["## Every seed", "", f"The students' rows above give the mean ± standard deviation over "
+    lines = ["## Every seed", "", f"The students' rows above give the mean ± sample standard deviation (ddof 1) over "
              f"{len(seeded[0].runs)} seeds; each run:", "",
              "| Model | Seed | " + " | ".join(f"{s} {metric}" for s in seeded[0].dev) + (
                  f" | holdout {metric}" if held else "") + " | Best epoch |",
@@ -164,7 +164,7 @@ def render_ablations(doc: dict) -> list[str]:
     head = ["Trained on", "Rows"] + [f"{s} {metric}" for s in splits] + ([f"holdout {metric}"] if held else [])
     lines = ["## Ablations", "",
              f"Distilled students ({doc['ablation_family']}) trained on subsets of the one scored set"
-             + (f", mean ± std over {seeds} seeds" if seeds > 1 else "") + ". A subset approximates a transfer set "
+             + (f", mean ± sample std over {seeds} seeds" if seeds > 1 else "") + ". A subset approximates a transfer set "
              "made without the rule (or with fewer draws): duplicates were dropped over the whole set.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

@@ -37,13 +37,14 @@ from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples, split_scores
 from ..errors import ConfigError
 from ..progress import peak_memory_mb, progress
 from ..settings import LR_SEARCH, TrainSettings, epochs_for
-from ..tasks import Split, TaskSpec, data_dir, find_split_file, read_split
+from ..tasks import Split, TaskSpec, data_dir, find_split_file, read_split, with_test_split
 from . import StageResult
 from .common import add_task_args, task_from_args
 
 if TYPE_CHECKING:
     import torch
 
+    from ..hub import ModelFiles
     from ..teacher.finetune import LabelledRows
 
 STAGE = "finetune-teacher"
@@ -129,7 +130,25 @@ def fingerprint(inputs: dict, model_identity: dict, results_config: dict, precis
                              device_type, store.result_versions())
 
 
-def run(cfg: FinetuneConfig) -> StageResult:
+@dataclass
+class FinetunePlan:
+    """What a run reads and the fingerprint of what it would write, known before any model is loaded."""
+
+    task: TaskSpec
+    splits: tuple  # (train without the holdout, dev splits with the holdout first, holdout size, refit split)
+    settings: TrainSettings  # epochs resolved by data size
+    files: ModelFiles  # the backbone
+    device: torch.device
+    precision: str
+    amp_dtype: torch.dtype | None
+    inputs: dict
+    config: dict
+    fingerprint: str
+
+
+def plan(cfg: FinetuneConfig) -> FinetunePlan:
+    """Validate the config, read the splits, hold out, resolve the epochs, the backbone and the device, and
+    fingerprint the output."""
     from .. import hub  # torch and transformers: imported when the stage runs, not for --help
 
     problems = cfg.problems()
@@ -137,6 +156,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
         raise ConfigError(problems)
     data = data_dir(cfg.task, cfg.data)
     train_split, task = read_split(cfg.task, data, "train", limit=cfg.limit)
+    task = with_test_split(task, data)  # evaluated after dev, chosen on never
     dev_splits = {name: read_split(task, data, name)[0] for name in task.dev_splits}
     full_split = train_split if cfg.refits(len(train_split)) else None
     train_split, dev_splits, held_out = hold_out(cfg, train_split, dev_splits)
@@ -144,24 +164,30 @@ def run(cfg: FinetuneConfig) -> StageResult:
     files = hub.locate_model(cfg.model or hub.default_backbone(), cfg.trust_remote_code)
     device = resolve_device(cfg.device)
     precision, amp_dtype = _precision(device)
-
     inputs = {name: store.hash_path(find_split_file(data, name)) for name in ("train", *task.dev_splits)}
     config = {"task": task.to_dict(), "model": files.name, "train": asdict(cfg.train), "limit": cfg.limit,
               "max_length": cfg.max_length, "device": cfg.device, "trust_remote_code": cfg.trust_remote_code,
               "select_on": cfg.select_on, "refit": cfg.refit}
     results_config = {k: v for k, v in config.items() if k not in ("model", "device")}
     fp = fingerprint(inputs, files.identity(), results_config, precision, device.type)
+    return FinetunePlan(task, (train_split, dev_splits, held_out, full_split), settings, files, device, precision,
+                        amp_dtype, inputs, config, fp)
+
+
+def run(cfg: FinetuneConfig) -> StageResult:
+    p = plan(cfg)
+    task, settings, files, device, fp = p.task, p.settings, p.files, p.device, p.fingerprint
+    train_split, full_split = p.splits[0], p.splits[3]
     if store.is_complete(cfg.out, fp):
         return StageResult(Path(cfg.out), True, f"finetune-teacher: up to date, {cfg.out} (fingerprint {fp[:12]})")
 
     chosen = {"epochs": settings.epochs, "epochs_from": "config" if cfg.train.epochs else "data size",
               "refit": full_split is not None, "refit_from": cfg.refit_source()}
-    with store.stage_run(STAGE, cfg.out, fp, config, inputs=inputs, seed=cfg.train.seed, resumable=True,
+    with store.stage_run(STAGE, cfg.out, fp, p.config, inputs=p.inputs, seed=cfg.train.seed, resumable=True,
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
                                 "base_model": {"name": files.name, "path": str(files.path), **files.identity()},
-                                "device": str(device), "precision": precision}) as run_:
-        metrics = _fit(cfg, run_, task, files, (train_split, dev_splits, held_out, full_split), settings, device,
-                       amp_dtype)
+                                "device": str(device), "precision": p.precision}) as run_:
+        metrics = _fit(cfg, run_, task, files, p.splits, settings, device, p.amp_dtype)
         run_.extra["train_settings"] = {**chosen, "lr": metrics["lr"]}  # the rate lr: auto chose, too
         run_.commit()
     best = metrics["best"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import config as run_config
 from ..errors import ConfigError
+from ..store import replacing
 from ..tasks import TASKS, find_split_file
 from ..tasks.columns import Proposal, propose_columns, read_columns
 from . import StageResult
@@ -100,9 +101,8 @@ def run(template: str, data: Path | None, out: Path | None) -> StageResult:
     if out.exists():
         raise ConfigError(f"[out] {out} exists; init never writes over a file: pass another --out, or delete it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, "utf-8")
-    tmp.replace(out)
+    with replacing(out) as tmp:
+        tmp.write_text(text, "utf-8")
     return StageResult(out, False, f"init: wrote {out}; check its columns, then: distill run {out}")
 
 

@@ -27,7 +27,7 @@ from .. import store
 from ..errors import ConfigError, DistillError
 from ..settings import TrainSettings
 from ..holdout import SELECT_ON
-from ..tasks import TaskSpec, data_dir, find_split_file, read_split, resolve_task
+from ..tasks import TaskSpec, data_dir, find_split_file, read_split, resolve_task, with_test_split
 from . import StageResult
 from .augment import AugmentConfig
 from .finetune import METRICS_FILE as TEACHER_METRICS, FinetuneConfig
@@ -365,6 +365,7 @@ def _report(cfg: run_config.RunConfig, out: Path, task, data: Path, score_cfg: S
     from .. import report
 
     task = resolve_labels(task, data, store.read_manifest(out / SCORED) or {})  # the label ids training used
+    task = with_test_split(task, data)
     dev = {split: read_split(task, data, split)[0] for split in task.dev_splits}
     teacher = score_cfg.teacher  # measured as the score stage ran it: same device, dtype and max_length
     rows = [report.measure_teacher(teacher, task, dev, TEACHER_SPEED_ROWS, max_length=score_cfg.max_length,
@@ -417,6 +418,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a fine-tuned teacher: short for --set teacher.model=DIR_OR_HUB_ID")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set student.epochs=3 --set augment.limit=5000 (repeatable)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything and say which stages are cached, which would run and about how long "
+                        "each takes (measured on this machine), without writing anything")
     p.set_defaults(func=_from_args)
 
 
@@ -428,4 +432,9 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 
 def _from_args(args: argparse.Namespace) -> StageResult:
-    return run(load_config(args.config, overrides_from_args(args)), args.out)
+    cfg = load_config(args.config, overrides_from_args(args))
+    if args.dry_run:
+        from .dry_run import dry_run
+
+        return StageResult(Path(args.out or cfg.top["out"] or Path("runs") / cfg.name), True, dry_run(cfg, args.out))
+    return run(cfg, args.out)

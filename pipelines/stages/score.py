@@ -102,6 +102,18 @@ def fingerprint_settings(cfg: ScoreConfig, device_type: str, dtype: str) -> dict
     return settings if dtype == "float32" else {**settings, "device_type": device_type}
 
 
+def output_fingerprint(cfg: ScoreConfig, source_fp: str, files: ModelFiles, device_type: str) -> tuple[str, str]:
+    """The output's fingerprint and the precision it is scored in (`auto` resolved for `device_type`). A Ray
+    driver without a GPU of its own cannot ask CUDA whether the workers' GPUs have bf16: it assumes they do
+    (every GPU since Ampere)."""
+    import torch
+
+    remote_gpus = device_type == "cuda" and not torch.cuda.is_available()
+    dtype = resolve_dtype(cfg.dtype, device_type, cuda_bf16=True if remote_gpus else None)
+    settings = fingerprint_settings(cfg, device_type, dtype)
+    return store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source_fp, files.identity(), settings), dtype
+
+
 # ----------------------------------------------------------------------------------------------- the stage
 
 def recorded_data(cfg: ScoreConfig) -> dict:
@@ -129,14 +141,7 @@ def run(cfg: ScoreConfig) -> StageResult:
     with open_engine(cfg.engine, cfg.workers, cfg.ray_address) as engine:
         slots = engine.plan_slots(cfg.device, cfg.workers)
         device_type = slots[0]["device"].split(":")[0]
-        # The precision used (auto resolved) enters the fingerprint. A Ray driver without a GPU of its own cannot
-        # ask CUDA whether the workers' GPUs have bf16: it assumes they do (every GPU since Ampere).
-        import torch
-
-        remote_gpus = device_type == "cuda" and not torch.cuda.is_available()
-        dtype = resolve_dtype(cfg.dtype, device_type, cuda_bf16=True if remote_gpus else None)
-        settings = fingerprint_settings(cfg, device_type, dtype)
-        fp = store.fingerprint(f"{STAGE}@{STAGE_VERSION}", source.fingerprint, files.identity(), settings)
+        fp, dtype = output_fingerprint(cfg, source.fingerprint, files, device_type)
         if store.is_complete(cfg.out, fp):
             return StageResult(Path(cfg.out), True, f"score: up to date, {cfg.out} (fingerprint {fp[:12]})")
         if source.has_mask():

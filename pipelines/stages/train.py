@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,11 +31,13 @@ from .. import store
 from ..errors import ConfigError, TeacherMismatchError
 from ..flags import add_flags, from_flags
 from ..student.config import DEFAULT_THREADS, TrainConfig
-from ..tasks import TaskSpec, data_dir, find_split_file, read_split
+from ..tasks import TaskSpec, data_dir, find_split_file, read_split, with_test_split
 from . import StageResult
 from .common import add_task_args, task_of_input
 
 if TYPE_CHECKING:
+    import torch
+
     from ..training.selection import TrainState
 
 STAGE = "train"
@@ -130,7 +132,7 @@ def run_together(cfgs: list[TrainConfig], labels: list[str]) -> list[StageResult
 
 
 def run_seeds(cfg: TrainConfig) -> StageResult:
-    """`--seeds 0,1,2`: a student per seed into OUT/seed-S/, side by side; their mean ± std."""
+    """`--seeds 0,1,2`: a student per seed into OUT/seed-S/, side by side; their mean ± sample std."""
     import time
 
     import numpy as np
@@ -153,17 +155,26 @@ def run_seeds(cfg: TrainConfig) -> StageResult:
     kind = "baseline" if cfg.baseline else f"distilled ({docs[0]['loss']})"
     return StageResult(out, all(r.skipped for r in results),
                        f"train {docs[0]['task']}: {len(seeds)} {kind} students, {split} {metric} "
-                       f"{values.mean():.4f} ± {values.std():.4f} ({', '.join(f'{v:.4f}' for v in values)}; "
+                       f"{values.mean():.4f} ± {values.std(ddof=1):.4f} (sample std; {', '.join(f'{v:.4f}' for v in values)}; "
                        f"seeds {', '.join(map(str, seeds))}) in {wall:.0f}s, {side_by_side_workers(cfg)} at a time "
                        f"(each {one:.0f}s on average) -> {out}/seed-*")
 
 
-def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
-    """One student: the stage proper."""
-    from ..devices import resolve_device, set_cpu_threads, torch_threads
-    from ..student.io import load_metrics  # torch: imported when the stage runs, not for --help
-    from ..student.bilstm_training import fit
-    from ..student.transformer_training import fit_transformer
+@dataclass
+class TrainPlan:
+    """One student's resolved config, task, scored set, device and the fingerprint of what it would write."""
+
+    cfg: TrainConfig  # the family's defaults filled in
+    task: TaskSpec
+    scored_manifest: dict
+    device: torch.device
+    init: dict | None  # student_init_record
+    fingerprint: str
+
+
+def plan(cfg: TrainConfig) -> TrainPlan:
+    """Validate the config against its scored set (the labels must be the task's) and fingerprint the output."""
+    from ..devices import resolve_device
 
     problems = cfg.problems()
     if problems:
@@ -171,6 +182,7 @@ def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | 
     cfg = cfg.resolved()  # the family's defaults for what was left to them
     scored_manifest = store.require_stage_output(cfg.scored, "score", "--scored")
     task = resolve_labels(cfg.task, cfg.data, scored_manifest)
+    task = with_test_split(task, data_dir(task, cfg.data))  # evaluated after dev, chosen on never
     scored_labels = (scored_manifest.get("task") or {}).get("label_names")
     if scored_labels and list(scored_labels) != list(task.label_names):
         raise TeacherMismatchError(
@@ -178,7 +190,19 @@ def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | 
             f"{list(task.label_names)}; train with the task the set was made for")
     device = resolve_device(cfg.device)
     init = student_init_record(cfg)
-    fp = stage_fingerprint(cfg, task, scored_manifest, device.type, init)
+    return TrainPlan(cfg, task, scored_manifest, device, init,
+                     stage_fingerprint(cfg, task, scored_manifest, device.type, init))
+
+
+def train_one(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:
+    """One student: the stage proper."""
+    from ..devices import set_cpu_threads, torch_threads
+    from ..student.io import load_metrics  # torch: imported when the stage runs, not for --help
+    from ..student.bilstm_training import fit
+    from ..student.transformer_training import fit_transformer
+
+    p = plan(cfg)
+    cfg, task, scored_manifest, device, init, fp = p.cfg, p.task, p.scored_manifest, p.device, p.init, p.fingerprint
     out = Path(cfg.out)
     if store.is_complete(out, fp):
         return StageResult(out, True, _summary(load_metrics(out), out, cached=True))

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .temp_files import replacing
+
 STATE = "state.json"
 SHARDS = "shards"  # the sub-directory of a resumable stage's work directory holding its finished shards
 
@@ -64,13 +66,12 @@ def write_shard(path: Path, table: pa.Table, schema: pa.Schema, fp: str) -> None
 
     table = table.cast(schema) if table.schema != schema else table
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with ArrowWriter(schema=schema, path=str(tmp), fingerprint=fp) as writer:
-        writer.write_table(table)
-        writer.finalize()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        with ArrowWriter(schema=schema, path=str(tmp), fingerprint=fp) as writer:
+            writer.write_table(table)
+            writer.finalize()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 class PartWriter:

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..errors import DistillError
 from .fingerprints import fingerprint, json_default
+from .temp_files import open_lock_file, replacing
 
 MANIFEST = "manifest.json"
 STATS = "stats.json"
@@ -123,16 +124,22 @@ def _fsync_dir(path: Path) -> None:
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically (temp file in the same directory, fsync, rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False, default=json_default)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------------------------- stage outputs
+
+def work_dir_for(out_dir: Path, fp: str, work_key: str = "") -> Path:
+    """The work directory of `out_dir`'s output with fingerprint `fp`: named after the fingerprint (and work key),
+    so a resumable stage killed mid-way (even kill -9) finds its finished shards again, and a run with other
+    settings never mixes with them."""
+    key = fingerprint(fp, work_key) if work_key else fp
+    return Path(out_dir).parent / f".{Path(out_dir).name}.partial-{key[:16]}"
+
 
 @dataclass
 class StageRun:
@@ -154,10 +161,7 @@ class StageRun:
 
     @property
     def work_dir(self) -> Path:
-        # Named after the fingerprint (and work key), so a resumable stage killed mid-way (even kill -9) finds its
-        # finished shards again, and a run with other settings never mixes with them.
-        key = fingerprint(self.fingerprint, self.work_key) if self.work_key else self.fingerprint
-        return self.out_dir.parent / f".{self.out_dir.name}.partial-{key[:16]}"
+        return work_dir_for(self.out_dir, self.fingerprint, self.work_key)
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -276,7 +280,7 @@ def output_lock(out_dir: Path) -> Iterator[None]:
     release (a waiting process that opened it before then notices the file changed and opens it again)."""
     path = lock_path(out_dir)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

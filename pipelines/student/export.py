@@ -7,8 +7,6 @@ model's.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import MissingResourceError
+from ..store import replacing
 from ..settings import EXPORT_FORMATS as FORMATS
 from .models import StudentConfig, input_names
 
@@ -73,13 +72,8 @@ def export_onnx(model: nn.Module, cfg: StudentConfig, path: Path) -> None:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with replacing(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 def export_student(model: nn.Module, cfg: StudentConfig, out: Path, formats: tuple[str, ...],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import DataError
 from .labels import encode_labels, infer_labels
-from .readers import read_rows
+from .readers import find_split_file, read_rows
 from .registry import TaskSpec
 from .rows import Rows, Split
 
@@ -43,3 +44,22 @@ def validate_texts(rows: Rows) -> tuple[list[str], list[str] | None]:
                 raise DataError(f"{role} is {kind}", str(rows.path), ln, col)
             out.append(value)
     return texts, pairs
+
+
+TEST_SPLIT = "test"
+
+
+def with_test_split(task: TaskSpec, data: str | Path | None) -> TaskSpec:
+    """The task with a labelled `test.*` split of `data` evaluated after its dev splits (and reported beside
+    them): never first, so nothing is ever chosen on it. A test file without labels (GLUE's, or a Hugging Face
+    test split whose labels are all -1) is left alone, as is a task that already lists it."""
+    if data is None or TEST_SPLIT in task.dev_splits or Path(data).is_file():
+        return task
+    try:
+        find_split_file(data, TEST_SPLIT)
+    except DataError:
+        return task
+    rows = read_rows(task, data, TEST_SPLIT, labelled=False)
+    if "label" not in rows.roles or all(rec.get("label") in (None, -1, "") for _, rec in rows.records):
+        return task
+    return replace(task, dev_splits=(*task.dev_splits, TEST_SPLIT))

@@ -162,7 +162,7 @@ def bench_students_from_each_precision(tmp_path):
         runs = [round(100 * json.loads((r.out_dir / "metrics.json").read_text())["dev"]["dev"]["accuracy"], 2)
                 for r in train.run_together(cfgs, [c.out.name for c in cfgs])]  # side by side, a CPU each
         results[dtype] = {"rows": stats["rows"], "score_rows_per_s": stats["rows_per_s"], "dev_accuracy": runs,
-                          "mean": round(float(np.mean(runs)), 2), "std": round(float(np.std(runs)), 2)}
+                          "mean": round(float(np.mean(runs)), 2), "std": round(float(np.std(runs, ddof=1)), 2)}
     for dtype in ("bf16", "int8"):
         results[dtype]["mean_minus_float32"] = round(results[dtype]["mean"] - results["float32"]["mean"], 2)
     save("precision-students", results)

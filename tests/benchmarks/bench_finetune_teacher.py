@@ -100,7 +100,7 @@ def stage_teacher(task, data, out, rows, epochs, seed: int) -> dict:
 
 def spread(runs: list[dict], metric: str) -> dict:
     values = [100 * r["dev"][metric] for r in runs]
-    return {"mean": round(float(np.mean(values)), 2), "std": round(float(np.std(values)), 2),
+    return {"mean": round(float(np.mean(values)), 2), "std": round(float(np.std(values, ddof=1)), 2),
             "values": [round(v, 2) for v in values]}
 
 

@@ -278,7 +278,7 @@ def bench_filters():
         dev = np.array([100 * d["dev"]["dev"]["accuracy"] for d in docs])
         held = np.array([100 * d["holdout"]["accuracy"] for d in docs])
         results[name] = {"dev": dev.round(2).tolist(), "dev_mean": round(float(dev.mean()), 2),
-                         "dev_std": round(float(dev.std()), 2), "holdout_mean": round(float(held.mean()), 2),
-                         "holdout_std": round(float(held.std()), 2), "removed": docs[0]["filtered"],
+                         "dev_std": round(float(dev.std(ddof=1)), 2), "holdout_mean": round(float(held.mean()), 2),
+                         "holdout_std": round(float(held.std(ddof=1)), 2), "removed": docs[0]["filtered"],
                          "rows": json.loads((root / f"{name}-0" / "stats.json").read_text())["rows"]}
     _record("filters", results)

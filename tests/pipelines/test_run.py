@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import datasets
 import pytest
 
 from pipelines.cli import main
+
+from .conftest import REPO_ROOT
 
 QUICK = ["--set", "augment.n_iter=4", "--set", "finetune.epochs=2", "--set", "student.epochs=2",
          "--set", "student.patience=2"]
@@ -89,6 +92,97 @@ def test_interrupted_run_resumes(tmp_path):
     st = stages(out)
     assert st["augment"]["status"] == "cached" and st["finetune-teacher"]["status"] == "done"
     assert (out / "report.md").exists()
+
+
+def dry_run_states(text: str) -> dict[str, tuple[str, str]]:
+    """A dry run's table: stage -> (state, estimate)."""
+    states = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 3 and parts[1] in ("cached", "resume", "run"):
+            states[parts[0]] = (parts[1], " ".join(parts[2:4]) if parts[2].startswith("~") else parts[2])
+    return states
+
+
+def tree(root) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.slow
+def test_a_dry_run_says_what_is_cached_and_what_would_run_and_writes_nothing(demo_run, capsys):
+    lr = json.loads((demo_run / "student" / "manifest.json").read_text())["config"]["lr"]
+    before = tree(demo_run.parent)
+    argv = ["run", "demo", "--out", str(demo_run), *QUICK, "--dry-run"]
+    assert main([*argv, "--set", f"student.lr={lr}"]) == 0
+    text = capsys.readouterr().out
+    states = dry_run_states(text)
+    assert list(states) == ["augment", "finetune-teacher", "score", "train", "train-baseline", "report"]
+    assert all(states[s] == ("cached", "-") for s in list(states)[:-1]), text
+    assert f"out: {demo_run}" in text and "n_iter: 4" in text  # the resolved config, overrides applied
+    assert main([*argv, "--set", "student.lr=0.0031"]) == 0  # a new setting: only the students would train
+    states = dry_run_states(capsys.readouterr().out)
+    assert [states[s][0] for s in states] == ["cached"] * 3 + ["run"] * 3
+    assert states["train"][1].startswith("~") and states["train-baseline"][1].startswith("~")
+    assert tree(demo_run.parent) == before  # nothing written, nothing touched
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_dry_run_of_a_new_run_estimates_every_stage_from_a_sample(tiny_teacher, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = tiny_run(out, tiny_teacher, "augment.n_iter=2", "students=[bilstm, transformer]") + ["--dry-run"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    states = dry_run_states(text)
+    assert list(states) == ["augment", "score", "train", "train-baseline", "train-transformer",
+                            "train-transformer-baseline", "report"]
+    for stage, (state, estimate) in states.items():
+        assert state == "run" and (stage == "report" or re.fullmatch(r"~\d+ (s|min|h)", estimate)), (stage, text)
+    assert re.search(r"augment .* 60 originals -> ~\d", text) and re.search(r"score .* ~[\d,]+ tokens", text)
+    assert not out.exists() and not list(tmp_path.glob(".run*"))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_dry_run_names_a_stopped_runs_work_as_resumable(tiny_teacher, tmp_path, capsys, monkeypatch):
+    from pipelines import store
+
+    out = tmp_path / "run"
+    argv = tiny_run(out, tiny_teacher, "augment.n_iter=2", "student.epochs=1")
+
+    assemble = store.assemble_shards
+
+    def killed(work_dir, *args):
+        if work_dir.name.startswith(".scored.partial-"):
+            raise KeyboardInterrupt("killed")
+        return assemble(work_dir, *args)
+
+    with monkeypatch.context() as m:  # scoring stopped after its last shard, before the output was put together
+        m.setattr(store, "assemble_shards", killed)
+        assert main(argv) == 130
+    capsys.readouterr()
+    assert main([*argv, "--dry-run"]) == 0
+    states = dry_run_states(capsys.readouterr().out)
+    assert states["augment"] == ("cached", "-") and states["score"][0] == "resume" and states["train"][0] == "run"
+    assert main(argv) == 0
+    assert "resumed" in capsys.readouterr().err  # the score stage went on from the shards the dry run named
+
+
+def report_structure(md: str) -> dict[str, list[str]]:
+    """A report's headings, the header row of each table, and its plot links: what stays from run to run."""
+    lines = md.splitlines()
+    tables = [line for line, nxt in zip(lines, lines[1:]) if line.startswith("| ") and nxt.startswith("|---")]
+    return {"headings": [line for line in lines if line.startswith("#")], "tables": tables,
+            "plots": re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)}
+
+
+@pytest.mark.slow
+def test_the_committed_example_report_has_what_a_demo_run_writes_today(demo_run):
+    example = REPO_ROOT / "docs" / "example-report"
+    committed = report_structure((example / "report.md").read_text(encoding="utf-8"))
+    fresh = report_structure((demo_run / "report.md").read_text(encoding="utf-8"))
+    assert committed == fresh, "docs/example-report/ is stale: run `make example-report` and commit it"
+    assert sorted(p.name for p in example.iterdir()) == sorted(["report.md", *committed["plots"]])
+    for png in committed["plots"]:
+        assert (example / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_config_errors_exit_2_with_paths(tmp_path, capsys):
@@ -203,9 +297,11 @@ def test_a_run_with_several_seeds_reports_their_mean_and_spread(tiny_teacher, tm
     assert [r["seed"] for r in distilled["runs"]] == [3, 4]
     accs = [r["dev"]["dev"]["accuracy"] for r in runs]
     assert distilled["dev"]["dev"]["accuracy"] == pytest.approx(sum(accs) / 2)
-    assert distilled["dev_std"]["dev"]["accuracy"] == pytest.approx(abs(accs[0] - accs[1]) / 2)
+    # the sample standard deviation: for two runs |a - b| / sqrt(2), not the population one's |a - b| / 2
+    assert distilled["dev_std"]["dev"]["accuracy"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
     md = (out / "report.md").read_text()
     assert "## Every seed" in md and " ± " in md and "trained side by side" in md
+    assert "sample standard deviation" in md
 
 
 @pytest.mark.slow
@@ -244,3 +340,25 @@ def test_unlabelled_text_in_a_run_config_is_augmented_beside_the_training_split(
     with pytest.raises(ConfigError, match=r"\[augment\] input: .*missing.txt does not exist"):
         plan_run(load_config("demo", [f"unlabelled={tmp_path / 'missing.txt'}", f"teacher.model={tiny_teacher}",
                                       "teacher.finetune=false"]), tmp_path / "run2")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_labelled_test_split_is_evaluated_and_reported_beside_dev(tiny_teacher, tmp_path):
+    import shutil
+
+    from pipelines.tasks import DEMO_DIR
+
+    data = tmp_path / "data"
+    shutil.copytree(DEMO_DIR, data)
+    shutil.copy(data / "dev.tsv", data / "test.tsv")  # a labelled test split: the same rows as dev
+    out = tmp_path / "run"
+    assert main(tiny_run(out, tiny_teacher, "augment.n_iter=2", "student.epochs=1", f"data={data}")) == 0
+    doc = json.loads((out / "report.json").read_text())
+    for model in doc["models"]:
+        assert list(model["dev"]) == ["dev", "test"], model["name"]  # dev first: selection never sees test
+        assert model["dev"]["test"] == model["dev"]["dev"]
+    metrics = json.loads((out / "student" / "metrics.json").read_text())
+    assert metrics["selection"]["split"] == "holdout" and list(metrics["dev"]) == ["dev", "test"]
+    assert "test" in (out / "report.md").read_text()
+

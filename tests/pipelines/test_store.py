@@ -223,3 +223,52 @@ def test_a_second_process_on_the_same_output_stops_at_once(tmp_path):
     assert store.read_manifest(out)["fingerprint"] == "a" * 64
     with store.stage_run("augment", out, "a" * 64, {}) as run:  # released: the next run takes the lock
         run.commit()
+
+
+def plant_links(directory: Path, name: str, victim: Path) -> list[Path]:
+    """Symbolic links at the temporary names a writer of `name` used to pick (`.NAME.tmp-PID`, `.NAME.tmp`),
+    each pointing at `victim`: what another user of a shared directory could plant."""
+    links = [directory / f".{name}.tmp-{os.getpid()}", directory / f".{name}.tmp"]
+    for link in links:
+        link.symlink_to(victim)
+    return links
+
+
+def test_temporary_files_never_follow_a_planted_link(tmp_path):
+    import torch
+
+    from pipelines import checkpoints
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "shared"
+    out.mkdir()
+    for name in ("doc.json", "shard.arrow", "ckpt.pt"):
+        plant_links(out, name, victim)
+    store.write_json(out / "doc.json", {"a": 1})
+    table = pa.table({"x": [1, 2]})
+    store.write_shard(out / "shard.arrow", table, table.schema, "f" * 64)
+    checkpoints.save(out / "ckpt.pt", "f" * 64, {"w": torch.zeros(2)})
+    assert victim.read_text() == "precious"  # nothing written through a link
+    assert json.loads((out / "doc.json").read_text()) == {"a": 1} and not (out / "doc.json").is_symlink()
+    assert store.read_arrow_file(out / "shard.arrow").num_rows == 2
+    assert oct((out / "doc.json").stat().st_mode & 0o777) == oct(0o666 & ~store.temp_files.UMASK)
+
+
+def test_a_planted_lock_link_is_refused_and_its_target_left_alone(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    store.lock_path(out).symlink_to(victim)
+    with pytest.raises(DistillError, match="symbolic link"):
+        with store.output_lock(out):
+            pass
+    store.lock_path(out).unlink()
+    os.link(victim, store.lock_path(out))  # a hard link: the same file under the lock's name
+    with pytest.raises(DistillError, match="not a plain file of its own"):
+        with store.output_lock(out):
+            pass
+    assert victim.read_text() == "precious"
+    store.lock_path(out).unlink()
+    with store.output_lock(out):  # an ordinary lock still works
+        assert store.lock_path(out).read_text().strip() == str(os.getpid())

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.errors import DataError
-from pipelines.tasks import TASKS, find_split_file, generic_task, get_task, read_split
+from pipelines.tasks import TASKS, TEST_SPLIT, find_split_file, generic_task, get_task, read_split, with_test_split
 
 
 def write(path, text: str | bytes):
@@ -100,6 +100,19 @@ def test_the_hugging_face_split_names_are_read_as_dev(tmp_path):
     assert find_split_file(tmp_path, "dev") == tmp_path / "dev.tsv"
     write(tmp_path / "validation_matched.jsonl", '{"text": "good", "label": 1}\n')
     assert find_split_file(tmp_path, "dev_matched") == tmp_path / "validation_matched.jsonl"
+
+
+def test_a_labelled_test_split_is_evaluated_after_dev_and_an_unlabelled_one_is_not(tmp_path, sst2_dir):
+    task = generic_task("review", None, "sentiment")
+    write(tmp_path / "own" / "train.csv", "review,sentiment\na fine film,pos\na dull film,neg\n")
+    write(tmp_path / "own" / "validation.csv", "review,sentiment\ngood,pos\n")
+    assert with_test_split(task, tmp_path / "own").dev_splits == ("dev",)  # no test file
+    write(tmp_path / "own" / "test.csv", "review,sentiment\nbad,neg\n")
+    assert with_test_split(task, tmp_path / "own").dev_splits == ("dev", TEST_SPLIT)  # after dev: never chosen on
+    write(tmp_path / "hf" / "train.jsonl", '{"review": "a", "sentiment": 1}\n')
+    write(tmp_path / "hf" / "test.jsonl", '{"review": "b", "sentiment": -1}\n{"review": "c", "sentiment": -1}\n')
+    assert with_test_split(task, tmp_path / "hf").dev_splits == ("dev",)  # a hub test split: labels all -1
+    assert with_test_split(get_task("sst2"), sst2_dir).dev_splits == ("dev",)  # GLUE's test.tsv has no labels
 
 
 def test_unknown_task_lists_the_built_ins():
