@@ -30,6 +30,7 @@ COMMANDS = {
     "train": ("train", "train a student (BiLSTM or transformer) on a scored set"),
     "eval": ("evaluate", "evaluate a trained student on a task's dev split(s)"),
     "run": ("run", "run the whole pipeline from a config (built-in name or YAML file)"),
+    "clean": ("clean", "remove the work that stopped runs left under a directory"),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ class ModelFiles:
     tokenizer_sha256: str
     code_sha256: str | None = None  # the directory's *.py files (remote code), when it has any
     weights_format: str = "safetensors"  # or "bin": PyTorch pickles, loaded with weights_only=True
+    revision: str | None = None  # a hub id's commit, as fetched (None for a local directory)
 
     def identity(self) -> dict[str, str]:
         out = {"weights_sha256": self.weights_sha256, "config_sha256": self.config_sha256,
@@ -62,15 +64,17 @@ def locate_model(name_or_path: str | Path, trust_remote_code: bool = False) -> M
     its Python files come along only with `trust_remote_code` (the user's choice to run them)."""
     name = str(name_or_path)
     path = Path(name).expanduser()
+    revision = None
     if path.is_dir():
         path = path.resolve()
-    elif path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise MissingResourceError(f"{name}: no such model directory; pass a directory written by "
-                                   "save_pretrained (e.g. by `distill finetune-teacher`) or a hub id")
+    elif path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(Path(name).parts[0]).is_dir():
+        raise MissingResourceError(not_a_directory(name))
     else:
         path = _download(name, HUB_PATTERNS + (["*.py"] if trust_remote_code else []))
         if not any(path.glob("*.safetensors")):  # many fine-tuned classifiers on the hub ship only .bin files
             path = _download(name, HUB_BIN_PATTERNS)
+        revision = path.name  # the hub cache keeps a snapshot per commit, named by it
+        print(f"[hub] {name}: revision {revision}, in {path}", file=sys.stderr, flush=True)
     if not (path / "config.json").is_file():
         raise MissingResourceError(f"{path}: no config.json; pass a Hugging Face model directory "
                                    "(written by save_pretrained)")
@@ -84,10 +88,27 @@ def locate_model(name_or_path: str | Path, trust_remote_code: bool = False) -> M
                       config_sha256=store.hash_file(path / "config.json"),
                       tokenizer_sha256=store.hash_files(tokenizer_files),
                       code_sha256=store.hash_files(code) if code else None,
-                      weights_format="bin" if weights[0].suffix == ".bin" else "safetensors")
+                      weights_format="bin" if weights[0].suffix == ".bin" else "safetensors", revision=revision)
+
+
+def not_a_directory(name: str) -> str:
+    """Why `name` is neither a model directory nor taken for a hub id: a missing path whose first part is a
+    local directory (`runs/teachr` beside `runs/`) is a typo far more often than a hub repository, so it is
+    refused before anything is fetched, with the nearest directories by name."""
+    import difflib
+
+    parent = Path(name).expanduser().parent
+    nearby = [str(p) for p in parent.iterdir() if p.is_dir()] if parent.is_dir() else []
+    close = difflib.get_close_matches(str(Path(name).expanduser()), nearby, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else "."
+    local = f" (not taken for a hub id: {Path(name).parts[0]}/ is a local directory)" if "/" in name else ""
+    return (f"{name}: no such model directory{local}{hint} Pass a directory written by save_pretrained (e.g. by "
+            "`distill finetune-teacher`) or a hub id")
 
 
 def _download(repo_id: str, patterns: list[str]) -> Path:
+    print(f"[hub] {repo_id}: not a local directory, so fetching it from the Hugging Face hub (or its cache), "
+          f"files {', '.join(patterns)}", file=sys.stderr, flush=True)
     try:
         from huggingface_hub import snapshot_download
 

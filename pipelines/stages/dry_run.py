@@ -39,6 +39,7 @@ class StageState:
     rows: str = ""  # what it reads or writes, in words
     seconds: float | None = None  # the estimate, None where nothing is left to do
     how: str = ""  # what the estimate was measured on
+    side_by_side: int = 1  # students trained at once in one group (BiLSTMs: one process per CPU)
 
 
 @dataclass
@@ -197,10 +198,9 @@ def student_states(plan: RunPlan, sample: Sample, teacher: str | None, scored: b
             if key not in rates:
                 rates[key] = student_rate(plan, resolved, sample, teacher)
             rate = rates[key]
-            together = side_by_side_workers(resolved)
-            state.seconds = rate.seconds(rows * resolved.epochs) / together
-            state.how = f"{rate.rows_per_s:,.0f} rows/s ({rate.device} {rate.dtype}" + (
-                f", {together} side by side)" if together > 1 else ")")
+            state.side_by_side = side_by_side_workers(resolved) if resolved.family == "bilstm" else 1
+            state.seconds = rate.seconds(rows * resolved.epochs)
+            state.how = f"{rate.rows_per_s:,.0f} rows/s ({rate.device} {rate.dtype})"
         states.append(state)
     return states
 
@@ -247,6 +247,18 @@ def _duration(seconds: float | None) -> str:
     return f"~{seconds / 60:.0f} min" if seconds < 5400 else f"~{seconds / 3600:.1f} h"
 
 
+def wall_seconds(states: list[StageState]) -> float | None:
+    """The estimated wall time of the stages that run: one after another, but the students of the side-by-side
+    group at once (as long as the longest of them, or their sum shared by the processes, whichever is more)."""
+    todo = [s for s in states if s.seconds is not None]
+    if not todo:
+        return None
+    group = [s.seconds for s in todo if s.side_by_side > 1]
+    alone = sum(s.seconds for s in todo if s.side_by_side <= 1)
+    together = max(max(group), sum(group) / max(s.side_by_side for s in todo)) if group else 0.0
+    return alone + together
+
+
 def render(cfg: run_config.RunConfig, plan: RunPlan, states: list[StageState]) -> str:
     """The resolved config as YAML, then one line per stage and the total."""
     settings = yaml.safe_dump(json.loads(json.dumps(run_settings(cfg, plan.out), default=str)), sort_keys=False)
@@ -256,7 +268,11 @@ def render(cfg: run_config.RunConfig, plan: RunPlan, states: list[StageState]) -
     for s in states:
         lines.append(f"{s.stage:<{width}}  {s.state:<6}  {_duration(s.seconds):>8}  {s.out}  {s.rows}"
                      + (f"  [{s.how}]" if s.how else ""))
-    todo = [s.seconds for s in states if s.seconds is not None]
-    lines.append(f"\nestimated: {_duration(sum(todo)) if todo else 'nothing to do'} in all for the stages "
-                 f"that run, from throughput measured now on this machine (early stopping may end training sooner)")
+    total = wall_seconds(states)
+    lines.append(f"\nestimated: {_duration(total) if total is not None else 'nothing to do'} in all for the "
+                 "stages that run, from throughput measured now on this machine (the training loops: early "
+                 "stopping may end them sooner; each student adds a few seconds to start and export)")
+    group = [s for s in states if s.side_by_side > 1]
+    if group:
+        lines.append(f"the {len(group)} BiLSTM students train side by side, {group[0].side_by_side} at a time")
     return "\n".join(lines)

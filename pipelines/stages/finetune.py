@@ -185,7 +185,8 @@ def run(cfg: FinetuneConfig) -> StageResult:
               "refit": full_split is not None, "refit_from": cfg.refit_source()}
     with store.stage_run(STAGE, cfg.out, fp, p.config, inputs=p.inputs, seed=cfg.train.seed, resumable=True,
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
-                                "base_model": {"name": files.name, "path": str(files.path), **files.identity()},
+                                "base_model": {"name": files.name, "path": str(files.path), **files.identity(),
+                                               "revision": files.revision},
                                 "device": str(device), "precision": p.precision}) as run_:
         metrics = _fit(cfg, run_, task, files, p.splits, settings, device, p.amp_dtype)
         run_.extra["train_settings"] = {**chosen, "lr": metrics["lr"]}  # the rate lr: auto chose, too

@@ -196,7 +196,8 @@ def source_of(cfg: ScoreConfig) -> dict:
 def teacher_record(files: ModelFiles, tokenizer: Any, label_names: list[str], cfg: ScoreConfig, dtype: str,
                    devices: str) -> dict:
     """What the manifest says about the teacher: enough to find it again and to know it was the same one."""
-    return {"name": cfg.teacher, "path": str(files.path), **files.identity(), "weights_format": files.weights_format,
+    return {"name": cfg.teacher, "path": str(files.path), **files.identity(), "revision": files.revision,
+            "weights_format": files.weights_format,
             "tokenizer": f"{type(tokenizer).__name__}({tokenizer.name_or_path})", "mask_token": tokenizer.mask_token,
             "id2label": dict(enumerate(label_names)), "max_length": cfg.max_length, "dtype": dtype,
             "device": devices}

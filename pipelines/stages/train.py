@@ -97,7 +97,7 @@ def student_init_record(cfg: TrainConfig) -> dict | None:
     from ..hub import locate_model
 
     files = locate_model(cfg.student_init)
-    return {"name": files.name, "path": str(files.path), **files.identity()}
+    return {"name": files.name, "path": str(files.path), **files.identity(), "revision": files.revision}
 
 
 def run(cfg: TrainConfig, *, on_epoch_end: Callable[[TrainState], None] | None = None) -> StageResult:

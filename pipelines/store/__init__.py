@@ -23,18 +23,19 @@ from .arrow_io import (SHARDS, STATE, PartWriter, assemble_shards, dataset_files
 from .fingerprints import (RESULT_PACKAGES, canonical_json, fingerprint, hash_file, hash_files, hash_path,
                            result_versions)
 from .schemas import scored_schema, transfer_schema
+from .stage_dirs import (MANIFEST, PARTIAL_MARKER, STAGE_NAMES, STATS, TOOL, StageRun, aside_path, check_replaceable,
+                         is_complete, is_own_work, lock_path, other_work, output_lock, output_of, package_versions,
+                         read_manifest, recover_replaced, replace_dir, require_stage_output, size_of, stage_run,
+                         work_dir_for, write_json)
 from .temp_files import open_lock_file, replacing, temp_beside
-from .stage_dirs import (MANIFEST, PARTIAL_MARKER, STAGE_NAMES, STATS, TOOL, StageRun, aside_path,
-                         check_replaceable, clear_stale_work, is_complete, lock_path, output_lock, package_versions,
-                         read_manifest, recover_replaced, replace_dir, require_stage_output, stage_run, work_dir_for,
-                         write_json)
 
 __all__ = [
     "MANIFEST", "PARTIAL_MARKER", "RESULT_PACKAGES", "SHARDS", "STAGE_NAMES", "STATE", "STATS", "TOOL",
     "PartWriter", "StageRun", "aside_path", "assemble_shards", "canonical_json", "check_replaceable",
-    "clear_stale_work", "dataset_files", "fingerprint", "hash_file", "hash_files", "hash_path", "is_complete",
-    "lock_path", "open_lock_file", "output_lock", "package_versions", "read_arrow_file", "read_manifest", "read_table",
-    "recover_replaced", "replace_dir", "replacing", "require_stage_output", "result_versions", "save_dataset", "scored_schema",
-    "shard_fingerprint", "shard_name", "shard_problem", "stage_run", "temp_beside", "transfer_schema", "work_dir_for",
-    "write_dataset", "write_json", "write_shard",
+    "dataset_files", "fingerprint", "hash_file", "hash_files", "hash_path", "is_complete", "is_own_work",
+    "lock_path", "open_lock_file", "other_work", "output_lock", "output_of", "package_versions", "read_arrow_file",
+    "read_manifest", "read_table", "recover_replaced", "replace_dir", "replacing", "require_stage_output",
+    "result_versions", "save_dataset", "scored_schema", "shard_fingerprint", "shard_name", "shard_problem",
+    "size_of", "stage_run", "temp_beside", "transfer_schema", "work_dir_for", "write_dataset", "write_json",
+    "write_shard",
 ]

@@ -254,17 +254,46 @@ def recover_replaced(out_dir: Path) -> None:
         os.replace(aside, out_dir)
 
 
-def _ours(work_dir: Path) -> bool:
+def is_own_work(work_dir: Path) -> bool:
     """A work directory this tool made: it holds our marker, or (once complete) our manifest."""
     return (work_dir / PARTIAL_MARKER).is_file() or read_manifest(work_dir) is not None
 
 
-def clear_stale_work(out_dir: Path, keep: Path) -> None:
-    """Remove work directories of `out_dir` left by killed runs with other settings (never resumable), and
-    only those this tool made. The name is glob-escaped: `--out 'exp[1]'` must not match `.exp1.partial-*`."""
-    for stale in out_dir.parent.glob(glob.escape(f".{out_dir.name}.partial-") + "*"):
-        if stale != keep and stale.is_dir() and _ours(stale):
-            shutil.rmtree(stale, ignore_errors=True)
+def other_work(out_dir: Path, keep: Path) -> list[Path]:
+    """The work directories of `out_dir` that stopped runs with other settings left (this tool's only): kept, as
+    they resume when those settings come back (their names hold the fingerprint), until `distill clean` removes
+    them. One that holds a manifest is a finished output a killed commit displaced (never resumed: the output it
+    replaced, or that replaced it, is in place) and is removed here. The name is glob-escaped: `--out 'exp[1]'`
+    must not match `.exp1.partial-*`."""
+    found = out_dir.parent.glob(glob.escape(f".{out_dir.name}.partial-") + "*")
+    kept = []
+    for w in sorted(found):
+        if w == keep or not w.is_dir() or w.is_symlink() or not is_own_work(w):
+            continue
+        if read_manifest(w) is not None:
+            shutil.rmtree(w, ignore_errors=True)
+        else:
+            kept.append(w)
+    return kept
+
+
+def output_of(work_dir: Path) -> Path:
+    """The output directory a work directory (`.NAME.partial-KEY`) is building."""
+    return work_dir.parent / work_dir.name[1:work_dir.name.rindex(".partial-")]
+
+
+def size_of(path: Path) -> int:
+    """Bytes of the files under `path` (links not followed)."""
+    return sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def say_kept_work(out_dir: Path, kept: list[Path]) -> None:
+    """One line on stderr when a stage starts beside the kept work of other settings: which, and how big."""
+    if kept:
+        size = sum(size_of(w) for w in kept) / 1e6
+        print(f"[{out_dir.name}] kept beside this run: the work of {len(kept)} stopped run(s) with other settings "
+              f"({size:,.1f} MB: {', '.join(w.name for w in kept)}); it resumes if those settings come back, and "
+              f"`distill clean {out_dir.parent}` removes it", file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------------------------- locking
@@ -320,7 +349,7 @@ def stage_run(stage: str, out_dir: str | Path, fp: str, config: dict[str, Any], 
         recover_replaced(out_dir)
         check_replaceable(out_dir)
         run = StageRun(stage=stage, out_dir=out_dir, fingerprint=fp, config=config, **kwargs)
-        clear_stale_work(out_dir, keep=run.work_dir)
+        say_kept_work(out_dir, other_work(out_dir, keep=run.work_dir))
         if run.work_dir.exists() and (not resumable or read_manifest(run.work_dir) is not None):
             shutil.rmtree(run.work_dir)  # not resumable, or an old output displaced by a killed commit
         run.work_dir.mkdir(exist_ok=True)

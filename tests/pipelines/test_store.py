@@ -61,9 +61,9 @@ def test_resumable_failure_keeps_work_for_the_next_run(tmp_path):
             raise RuntimeError("killed")
     with store.stage_run("augment", out, "a" * 64, {}, resumable=True) as run:
         assert (run.work_dir / "shard-0").read_text() == "done"
-    # A run with other settings drops the stale work directory.
+    # A run with other settings keeps it (it resumes when they come back; `distill clean` removes it).
     with store.stage_run("augment", out, "b" * 64, {}, resumable=True) as run:
-        assert not (tmp_path / f".out.partial-{'a' * 16}").exists()
+        assert (tmp_path / f".out.partial-{'a' * 16}" / "shard-0").read_text() == "done"
 
 
 def test_replaces_an_older_output_but_never_a_foreign_directory(tmp_path):
@@ -190,19 +190,52 @@ def test_without_an_atomic_swap_a_kill_between_renames_is_recovered(tmp_path, mo
     assert (out / "data.txt").read_text() == "new" and not store.aside_path(out).exists()
 
 
-def test_stale_work_glob_is_escaped_and_touches_only_our_own(tmp_path):
+def test_other_settings_work_is_kept_said_and_resumed_when_they_come_back(tmp_path, capsys):
+    out = tmp_path / "exp[1]"
+    with pytest.raises(KeyboardInterrupt):  # a run with settings A, stopped mid-way
+        with store.stage_run("score", out, "a" * 64, {}, resumable=True) as run_a:
+            (run_a.work_dir / "shard-0.arrow").write_bytes(b"x" * 1000)
+            raise KeyboardInterrupt
     lookalike = tmp_path / ".exp1.partial-0123456789abcdef"  # would match an unescaped `.exp[1].partial-*`
     lookalike.mkdir()
     (lookalike / store.PARTIAL_MARKER).write_text("{}")
-    foreign = tmp_path / ".exp[1].partial-fedcba9876543210"  # matches, but this tool did not make it
+    with store.stage_run("score", out, "b" * 64, {}, resumable=True) as run_b:  # settings B: A's work is kept
+        run_b.commit()
+    err = capsys.readouterr().err
+    assert (run_a.work_dir / "shard-0.arrow").read_bytes() == b"x" * 1000 and lookalike.is_dir()
+    assert f"the work of 1 stopped run(s) with other settings (0.0 MB: {run_a.work_dir.name})" in err
+    assert f"`distill clean {tmp_path}` removes it" in err
+    with store.stage_run("score", out, "a" * 64, {}, resumable=True) as again:  # A again: its work resumes
+        assert again.work_dir == run_a.work_dir and (again.work_dir / "shard-0.arrow").is_file()
+        again.commit()
+
+
+def test_clean_removes_only_this_tools_work_and_never_a_running_stages(tmp_path, capsys):
+    from pipelines.cli import main
+
+    run_dir = tmp_path / "runs" / "exp[1]"
+    run_dir.mkdir(parents=True)
+    (run_dir / "student").mkdir()
+    ours = []
+    for name in ("scored", "student", "teacher"):
+        work = store.work_dir_for(run_dir / name, name * 8)
+        work.mkdir()
+        (work / store.PARTIAL_MARKER).write_text("{}")
+        (work / "data.bin").write_bytes(b"0" * 2_000_000)
+        ours.append(work)
+    foreign = run_dir / ".notes.partial-fedcba9876543210"  # the name, but not ours
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    ours = tmp_path / ".exp[1].partial-aaaaaaaaaaaaaaaa"
-    ours.mkdir()
-    (ours / store.PARTIAL_MARKER).write_text("{}")
-    with store.stage_run("augment", tmp_path / "exp[1]", "b" * 64, {}) as run:
-        run.commit()
-    assert lookalike.is_dir() and (foreign / "notes.txt").read_text() == "mine" and not ours.exists()
+    assert main(["clean", str(tmp_path / "runs"), "--dry-run"]) == 0
+    assert "would remove 3 work directories of stopped runs (6.0 MB)" in capsys.readouterr().out
+    assert all(w.is_dir() for w in ours)
+    with store.output_lock(run_dir / "teacher"):  # a stage is writing the teacher: its work stays
+        assert main(["clean", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "removed 2 work directories of stopped runs (4.0 MB)" in out and "1 in use, kept" in out
+    assert [w.exists() for w in ours] == [False, False, True]
+    assert (foreign / "notes.txt").read_text() == "mine" and (run_dir / "student").is_dir()
+    assert main(["clean", str(tmp_path / "missing")]) == 2
 
 
 def test_a_second_process_on_the_same_output_stops_at_once(tmp_path):

@@ -447,6 +447,41 @@ def test_teacher_hub_bin_weights_are_fetched_only_without_safetensors(tmp_path, 
     assert asked == [hub.HUB_PATTERNS]  # with safetensors, no pickle is ever downloaded
 
 
+def test_a_missing_path_under_a_local_directory_is_a_typo_not_a_hub_id(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def fetch(*args, **kwargs):
+        raise AssertionError("a typo must not be fetched from the hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fetch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "teacher").mkdir(parents=True)
+    with pytest.raises(MissingResourceError, match=r"runs/teachr: no such model directory \(not taken for a hub "
+                                                   r"id: runs/ is a local directory\); did you mean runs/teacher\?"):
+        hub.locate_model("runs/teachr")
+
+
+def test_a_hub_id_says_what_it_fetches_and_its_revision_is_recorded(tmp_path, tiny_teacher, tiny_transfer,
+                                                                     monkeypatch, capsys):
+    import json
+
+    import huggingface_hub
+
+    from pipelines.stages import score
+
+    snapshot = tmp_path / "hub" / "models--someone--teacher" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_teacher, snapshot)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, allow_patterns: str(snapshot))
+    monkeypatch.chdir(tmp_path)
+    files = hub.locate_model("someone/teacher")
+    assert files.revision == "0123abcd" and hub.locate_model(tiny_teacher).revision is None
+    err = capsys.readouterr().err
+    assert "[hub] someone/teacher: not a local directory, so fetching it from the Hugging Face hub" in err
+    assert "[hub] someone/teacher: revision 0123abcd" in err
+    out = score.run(score.ScoreConfig(teacher="someone/teacher", transfer=tiny_transfer, out=tmp_path / "s")).out_dir
+    assert json.loads((out / "manifest.json").read_text())["teacher"]["revision"] == "0123abcd"
+
+
 def test_teacher_rate_reaches_zero_exactly_at_its_last_step(trainable_teacher, monkeypatch):
     """The teacher steps through the same plan and fitter as the students: the schedule is the plan's length."""
     import pipelines.teacher.finetune as loop
