@@ -8,13 +8,23 @@ split's labels and on HOLDOUT_SEED, never on the student's seed: every seed and 
 on the same examples, and a teacher fine-tuned by the project on the same split chose its checkpoint on the
 same ones (and, refitted on a small split, then trained on them too). `select_on: dev` is the old
 behaviour (selection on the first dev split), kept for comparison; the report says which was used.
+
+Twins: a training split may hold the same text twice (GLUE's do). A held-out original's twin outside the slice,
+and any synthetic row equal to a held-out original, would teach the held-out text word for word and flatter the
+holdout, so every row whose normalised text key (`text_keys`: lower-cased, whitespace runs as one space) is a
+held-out original's is left out of training too, and counted. The holdout's `sha256` (its example ids and keys)
+is recorded wherever it is used, so the report can check that the teacher and every student chose on the same
+examples.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .errors import DataError
 
@@ -55,6 +65,31 @@ def class_quotas(k: int, counts: np.ndarray) -> np.ndarray:
     return quotas
 
 
+def text_keys(texts: pa.Array | pa.ChunkedArray | list[str],
+              pairs: pa.Array | pa.ChunkedArray | list[str] | None = None) -> pa.Array | pa.ChunkedArray:
+    """Each row's normalised text key: lower-cased, whitespace runs as one space, trimmed (a pair's two texts
+    joined by NUL)."""
+    def normal(column):
+        column = pa.array(column, pa.string()) if isinstance(column, list) else column
+        return pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(column), r"\s+", " "))
+
+    keys = normal(texts)
+    return keys if pairs is None else pc.binary_join_element_wise(keys, normal(pairs), "\x00")
+
+
+def holdout_sha256(example_ids: np.ndarray, keys: pa.Array | pa.ChunkedArray) -> str:
+    """The holdout's identity: its example ids (sorted) with their text keys, in that order."""
+    h = hashlib.sha256(np.asarray(example_ids, dtype=np.int64).tobytes())
+    for key in keys.to_pylist():
+        h.update(key.encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()
+
+
+def twins(keys: pa.Array | pa.ChunkedArray, held_keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """bool [rows]: the rows whose key is one of the held-out originals'."""
+    return pc.is_in(keys, value_set=pc.unique(held_keys)).to_numpy(zero_copy_only=False)
+
+
 @dataclass
 class HoldoutMask:
     """Which rows of a transfer or scored set belong to the holdout (originals and the rows made from them)."""
@@ -62,11 +97,15 @@ class HoldoutMask:
     held_out: np.ndarray  # bool [N]
     examples: int  # held-out examples
     of_examples: int  # examples the slice was drawn from
+    twin_rows: int = 0  # rows outside the slice left out of training as twins of held-out originals
+    twin_originals: int = 0  # ... of them originals
+    sha256: str | None = None  # holdout_sha256
 
     def record(self) -> dict:
         return {"select_on": "holdout", "examples": self.examples, "of_examples": self.of_examples,
                 "rows": int(self.held_out.sum()), "fraction": HOLDOUT_FRACTION, "max": HOLDOUT_MAX,
-                "seed": HOLDOUT_SEED}
+                "seed": HOLDOUT_SEED, "twin_rows_excluded": self.twin_rows,
+                "twin_originals_excluded": self.twin_originals, "sha256": self.sha256}
 
 
 def holdout_rows(source_index: np.ndarray, is_original: np.ndarray, gold: np.ndarray, where: str) -> HoldoutMask:

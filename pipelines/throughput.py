@@ -65,15 +65,25 @@ def step_seconds(loss_of: Callable[[], torch.Tensor], model: torch.nn.Module, de
     return statistics.median(times[1:])
 
 
+def typical_batch(texts: list[str], pairs: list[str] | None, batch_size: int) -> list[int]:
+    """`batch_size` rows of median length: the trainers batch rows of similar length, so a typical batch pads
+    little and is about as long as the median row (the first rows of a sample would pad to the longest)."""
+    lengths = [len(t) + (len(pairs[i]) if pairs else 0) for i, t in enumerate(texts)]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    start = max(0, min(len(order) - batch_size, len(order) // 2 - batch_size // 2))
+    return order[start:start + batch_size]
+
+
 def encoder_training_rate(model: torch.nn.Module, tokenizer, texts: list[str], pairs: list[str] | None,
                           batch_size: int, max_length: int, device: torch.device, dtype: str) -> Rate:
     """Training rows/s of a transformers classifier (the teacher being fine-tuned, or the transformer student)
     on batches of `batch_size` rows of `texts`."""
     from .devices import autocast_dtype
 
-    n = min(batch_size, len(texts))
-    batch = tokenizer(texts[:n], pairs[:n] if pairs else None, padding=True, truncation=True,
-                      max_length=max_length, return_tensors="pt").to(device)
+    rows = typical_batch(texts, pairs, batch_size)
+    n = len(rows)
+    batch = tokenizer([texts[i] for i in rows], [pairs[i] for i in rows] if pairs else None, padding=True,
+                      truncation=True, max_length=max_length, return_tensors="pt").to(device)
     model = model.to(device)
 
     def loss_of() -> torch.Tensor:
@@ -94,10 +104,11 @@ def bilstm_training_rate(texts: list[str], pairs: list[str] | None, *, num_label
     model = build_model(StudentConfig(arch, vocab_size, num_labels, embed_dim, hidden, fc, max_len=max_length))
     model = model.to(dev)
     rng = np.random.default_rng(0)
-    n = min(batch_size, len(texts))
+    rows = typical_batch(texts, pairs, batch_size)
+    n = len(rows)
 
     def words(column: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        lengths = torch.tensor([min(max(1, len(t.split())), max_length) for t in column[:n]])
+        lengths = torch.tensor([min(max(1, len(column[i].split())), max_length) for i in rows])
         ids = torch.from_numpy(rng.integers(4, vocab_size, size=(n, int(lengths.max())), dtype=np.int64))
         return ids.to(dev), lengths
 

@@ -53,7 +53,8 @@ def _model_table(doc: dict[str, Any], rows: list[ModelRow]) -> list[str]:
             _fmt_metric(majority.get(s, {}).get(m)) for s in splits for m in metrics] + (
             ["–"] * len(metrics) if held else []) + ["–"] * 4
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", _selection_note(rows[1:], splits)] if len(rows) > 1 else []
+    lines += ["", _selection_note(rows[1:], splits) + _holdout_check(doc.get("holdouts") or {})] \
+        if len(rows) > 1 else []
     lines += [_filters_note(r) for r in rows[1:] if r.filtered]
     cmp = doc.get("comparison", {})
     if cmp:
@@ -85,6 +86,31 @@ def _selection_note(students: list[ModelRow], splits: list[str]) -> str:
                 "(select_on: dev), so their dev figures are optimistic: select_on: holdout gives unbiased ones.")
     return "Model selection: mixed (" + ", ".join(f"{r.name}: {r.selection.get('select_on', 'dev')}"
                                                   for r in students) + ")."
+
+
+def holdouts(teacher: str, rows: list[ModelRow]) -> dict[str, Any]:
+    """The sha256 of the holdout each model chose on: the teacher's (when this project fine-tuned it, from its
+    manifest) and each student's (from its metrics), so the report can say whether they are one and the same."""
+    manifest = store.read_manifest(teacher) if Path(teacher).is_dir() else None
+    return {"teacher": ((manifest or {}).get("holdout") or {}).get("sha256"),
+            "students": {r.name: r.selection.get("sha256") for r in rows[1:] if r.selection.get("sha256")},
+            "twin_rows_excluded": max((r.selection.get("twin_rows_excluded") or 0 for r in rows[1:]), default=0)}
+
+
+def _holdout_check(h: dict[str, Any]) -> str:
+    """One sentence: the teacher and the students held out the same examples (or which did not)."""
+    students = set(h.get("students", {}).values())
+    if not students:
+        return ""
+    twins = h.get("twin_rows_excluded") or 0
+    twins_note = (f" {twins:,} rows outside it whose text equals a held-out original's (twins) were left out of "
+                  "training too." if twins else "")
+    if len(students) > 1 or (h.get("teacher") and h["teacher"] not in students):
+        return (" WARNING: the models chose on different holdouts (" + ", ".join(
+            f"{name}: {sha[:12]}" for name, sha in [("teacher", h.get("teacher"))] + list(h["students"].items())
+            if sha) + "), so their holdout figures do not compare." + twins_note)
+    who = "the teacher and every student" if h.get("teacher") else "every student"
+    return f" {who.capitalize()} held out the same examples (sha256 {next(iter(students))[:12]}).{twins_note}"
 
 
 def _speed_note(doc: dict[str, Any], rows: list[ModelRow]) -> str:
@@ -247,7 +273,7 @@ def write_report(out: Path, *, run_name: str, task: TaskSpec, teacher: str, rows
         "teacher_agreement": {k: v for k, v in agreement.items() if not k.startswith("_")},
         "ablations": [asdict(a) for a in ablations], "ablation_family": ablation_family,
         "stages": stages, "settings": settings, "plots": plots, "plots_missing": plots_missing(),
-        "speed_rows": speed_rows,
+        "speed_rows": speed_rows, "holdouts": holdouts(teacher, rows),
         "command": command, "machine": machine,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

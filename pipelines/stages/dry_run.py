@@ -138,13 +138,13 @@ def finetune_state(plan: RunPlan, sample: Sample) -> StageState:
     p = finetune.plan(plan.finetune)
     state = StageState("finetune-teacher", plan.finetune.out, work_state(plan.finetune.out, p.fingerprint),
                        p.fingerprint)
-    train_rows, held_out, refit = len(p.splits[0]), p.splits[2], p.splits[3]
+    train_rows, held_out, refit = len(p.splits[0]), (p.splits[2] or {}).get("examples", 0), p.splits[3]
     epochs, batch = p.settings.epochs, p.settings.batch_size
     rows = train_rows * epochs
     rows += finetune.LR_SEARCH_ROWS * epochs * len(finetune.LR_SEARCH) if p.settings.lr == "auto" else 0
     rows += len(refit) * epochs if refit is not None else 0
     state.rows = (f"{train_rows:,} examples x {epochs} epochs" + (f", {held_out:,} held out" if held_out else "")
-                  + (", then a refit on all" if refit is not None else ""))
+                  + (", then a refit on all (at most as long)" if refit is not None else ""))
     if state.state != "cached":
         model = hub.load_classifier(p.files.path, p.device, label_names=p.task.label_names,
                                     trust_remote_code=plan.finetune.trust_remote_code)
@@ -216,6 +216,14 @@ def student_rows(cfg: TrainConfig, sample: Sample, n_iter: int) -> float:
     return sample.rows
 
 
+def vocabulary_size(cfg: TrainConfig, sample: Sample) -> int:
+    """The BiLSTM's trained vocabulary, roughly: the sample's distinct words grown as the square root of the
+    rows (Heaps' law), at most `max_vocab`. It sets the cost of each step's update of the embedding table."""
+    distinct = len({w for t in sample.texts + (sample.pairs or []) for w in t.lower().split()})
+    grown = int(distinct * (sample.rows / max(1, len(sample.texts))) ** 0.5)
+    return max(1000, min(cfg.max_vocab or grown, grown))
+
+
 def student_rate(plan: RunPlan, cfg: TrainConfig, sample: Sample, teacher: str | None):
     """Measured training rows/s of one student family at its batch size."""
     from .. import hub
@@ -228,7 +236,7 @@ def student_rate(plan: RunPlan, cfg: TrainConfig, sample: Sample, teacher: str |
         return bilstm_training_rate(sample.texts, sample.pairs, num_labels=plan.task.num_labels, embed_dim=dim,
                                     hidden=cfg.hidden, fc=cfg.fc, batch_size=cfg.batch_size,
                                     max_length=cfg.max_length, threads=cfg.threads or DEFAULT_THREADS,
-                                    device=cfg.device)
+                                    vocab_size=vocabulary_size(cfg, sample), device=cfg.device)
     from ..student.transformer_training import make_student
 
     source = cfg.student_init or teacher or plan.finetune.model or hub.default_backbone()

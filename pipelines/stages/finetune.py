@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from .. import store
 from ..devices import DEVICES, resolve_device, set_cpu_threads
 from ..flags import add_flags, from_flags, setting
-from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples, split_scores
+from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples, holdout_sha256, split_scores, text_keys, twins
 from ..errors import ConfigError
 from ..progress import peak_memory_mb, progress
 from ..settings import LR_SEARCH, TrainSettings, epochs_for
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
     from ..teacher.finetune import LabelledRows
 
 STAGE = "finetune-teacher"
-STAGE_VERSION = 3  # bump whenever the weights written change for the same inputs (2: batches of 32; 3: refit)
+STAGE_VERSION = 4  # bump whenever the weights written change for the same inputs (2: batches of 32; 3: refit;
+# 4: the held-out examples' twins left out of training)
 METRICS_FILE = "metrics.json"
 CHECKPOINT = "checkpoint.pt"  # in the work directory while the stage runs; not part of the teacher written
 REFIT_CHECKPOINT = "refit-checkpoint.pt"  # likewise, the refit's
@@ -187,7 +189,7 @@ def run(cfg: FinetuneConfig) -> StageResult:
                          extra={"task": task.to_dict(), "num_labels": task.num_labels,
                                 "base_model": {"name": files.name, "path": str(files.path), **files.identity(),
                                                "revision": files.revision},
-                                "device": str(device), "precision": p.precision}) as run_:
+                                "device": str(device), "precision": p.precision, "holdout": p.splits[2]}) as run_:
         metrics = _fit(cfg, run_, task, files, p.splits, settings, device, p.amp_dtype)
         run_.extra["train_settings"] = {**chosen, "lr": metrics["lr"]}  # the rate lr: auto chose, too
         run_.commit()
@@ -334,22 +336,33 @@ def judge(model, task: TaskSpec, dev: dict[str, LabelledRows], settings: TrainSe
     return assess(task.metrics, pred, dev[name].labels, task.num_labels, name)
 
 
-def selected(best: dict, held_out: int) -> dict:
-    """metrics.json's figures of the kept checkpoint: the evaluation, its dev splits' metrics and the holdout's."""
+def selected(best: dict, held_out: dict | None) -> dict:
+    """metrics.json's figures of the kept checkpoint: the evaluation, its dev splits' metrics and the holdout's
+    (with how it was drawn: `hold_out`'s record)."""
     dev, held = split_scores(best["dev"])
-    holdout = {HOLDOUT_SPLIT: held, "holdout_examples": held_out} if held_out else {}
+    holdout = {HOLDOUT_SPLIT: held, "holdout_examples": held_out["examples"], "holdout_record": held_out} \
+        if held_out else {}
     return {"best": best, "dev": dev, **holdout}
 
 
-def hold_out(cfg: FinetuneConfig, train: Split, dev: dict[str, Split]) -> tuple[Split, dict[str, Split], int]:
+def hold_out(cfg: FinetuneConfig, train: Split, dev: dict[str, Split]) -> tuple[Split, dict[str, Split],
+                                                                                 dict | None]:
     """With select_on: holdout, the training split without its holdout (`holdout.holdout_examples`: the slice the
-    students of a transfer set made from this split hold out too) and the holdout as the first evaluated split,
-    the one the best checkpoint is chosen on; how many examples it holds (0 with select_on: dev)."""
+    students of a transfer set made from this split hold out too) nor the held-out examples' twins (the same
+    normalised text elsewhere in the split: `pipelines.holdout`), the holdout as the first evaluated split, the
+    one the best checkpoint is chosen on, and its record (size, twins left out, sha256); with select_on: dev,
+    the split as it is and None."""
     if cfg.select_on != "holdout":
-        return train, dev, 0
+        return train, dev, None
     chosen = holdout_examples(train.labels)
-    rest = np.setdiff1d(np.arange(len(train)), chosen)
-    return train.take(rest), {HOLDOUT_SPLIT: train.take(chosen), **dev}, len(chosen)
+    keys = text_keys(train.texts, train.text_pairs)
+    held_keys = keys.take(pa.array(chosen))
+    twin = twins(keys, held_keys)
+    twin[chosen] = False
+    rest = np.flatnonzero(~np.isin(np.arange(len(train)), chosen) & ~twin)
+    record = {"examples": len(chosen), "of_examples": len(train), "twin_originals_excluded": int(twin.sum()),
+              "sha256": holdout_sha256(chosen, held_keys)}
+    return train.take(rest), {HOLDOUT_SPLIT: train.take(chosen), **dev}, record
 
 
 def _labelled(tokenizer, split, max_length: int) -> LabelledRows:

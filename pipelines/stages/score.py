@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 STAGE = "score"
 STAGE_VERSION = 1  # bump whenever the output bytes change for the same inputs
+# Likewise for the output in bf16/fp16 only (float32 sets keep their fingerprint). 2: the classification head and
+# the pooler in float32.
+REDUCED_PRECISION_VERSION = 2
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +102,8 @@ def fingerprint_settings(cfg: ScoreConfig, device_type: str, dtype: str) -> dict
     """The settings that decide the logits' bytes (module docstring): the device only in reduced precision."""
     settings = {"max_length": cfg.max_length, "dtype": dtype, "shard_rows": cfg.shard_rows,
                 "mask_symbol": MASK_SYMBOL, "versions": store.result_versions()}
-    return settings if dtype == "float32" else {**settings, "device_type": device_type}
+    return settings if dtype == "float32" else {**settings, "device_type": device_type,
+                                                "reduced_precision_version": REDUCED_PRECISION_VERSION}
 
 
 def output_fingerprint(cfg: ScoreConfig, source_fp: str, files: ModelFiles, device_type: str) -> tuple[str, str]:

@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 
 STAGE = "train"
 # Bump when the bytes a config produces change. 2: the moving average ramps its decay up. 3: alpha mixes per row,
-# mse sums over classes (the squared L2 distance), rows without a target under `ce` are left out.
-STAGE_VERSION = 3
+# mse sums over classes (the squared L2 distance), rows without a target under `ce` are left out. 4: rows whose text
+# is a held-out original's (twins) are left out too, and under --limit the holdout is drawn from every row.
+STAGE_VERSION = 4
 # The BiLSTM's Adam: fused (one kernel a step) rounds otherwise than the loop it replaced, so students made with
 # the loop are not reused.
 ADAM = "fused"

@@ -231,6 +231,7 @@ def fit(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, device: torch.d
     model.load_state_dict(best_model)
     final = evaluate(model.cpu().eval(), dev, task, cfg.max_length)
     final = job.keeper.final(final, data.holdout.record if data.holdout else None, data.counts["filtered"])
+    stage.extra["holdout"] = data.holdout.record if data.holdout else None  # the manifest's, as the teacher's
     metrics_doc, exported = write_student(stage, cfg, task, student, tokenizer, dev, state, final)
     job.saves.remove()
     stage.stats.update(run_stats(cfg, data, student, state, stage.timings, final, exported, device))

@@ -230,6 +230,7 @@ def fit_transformer(cfg: TrainConfig, task: TaskSpec, stage: store.StageRun, dev
     state, best, resumed = train(job, stage, on_epoch_end)
     fitter.model.load_state_dict(best)
     final = job.keeper.final(scores(), data.holdout.record if data.holdout else None, data.counts["filtered"])
+    stage.extra["holdout"] = data.holdout.record if data.holdout else None  # the manifest's, as the teacher's
     metrics_doc = write_student(stage, cfg, task, model, tokenizer, state, final, made_from)
     with stage.timed("export"):
         exported = export_transformer(LogitsOf(model).cpu(), stage.work_dir, check_batch(dev[0], pad_id)) \

@@ -125,17 +125,46 @@ def validate_logits(logits: Any, num_rows: int, num_labels: int, teacher: str) -
     return logits
 
 
+class Float32(torch.nn.Module):
+    """A module run in float32 inside a reduced-precision model: its weights float32, autocast off, its floating
+    inputs cast up (the classification head and the pooler: a few small matmuls that decide the logits)."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner.float()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        up = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+        device_type = next((a.device.type for a in up if torch.is_tensor(a)), "cpu")
+        with torch.autocast(device_type=device_type, enabled=False):
+            return self.inner(*up, **kwargs)
+
+
+def keep_head_in_float32(model: torch.nn.Module) -> torch.nn.Module:
+    """Wrap in `Float32` every child of a transformers classifier outside its base model (the head: classifier,
+    pre_classifier, ...) and the base model's pooler, when it has one."""
+    base_name = getattr(model, "base_model_prefix", "")
+    for name, child in list(model.named_children()):
+        if name != base_name and any(True for _ in child.parameters()):
+            setattr(model, name, Float32(child))
+    base = getattr(model, base_name, None)
+    if base is not None and getattr(base, "pooler", None) is not None:
+        base.pooler = Float32(base.pooler)
+    return model
+
+
 def prepare_for_inference(model: torch.nn.Module, dtype: str, device: torch.device) -> torch.nn.Module:
     """The model as scoring runs it. On GPUs float32 matmuls use TF32. bf16/fp16: the weights are cast to that
     dtype once here (autocast would cast them again for every batch) and autocast keeps the ops it lists as
-    float32 (layer norm, softmax) in float32. int8 (CPU): the linear layers dynamically quantised, weights int8
-    and activations quantised per batch, through torch.ao."""
+    float32 (layer norm, softmax) in float32; the classification head and the pooler stay float32
+    (`keep_head_in_float32`). int8 (CPU): the linear layers dynamically quantised, weights int8 and activations
+    quantised per batch, through torch.ao."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     amp_dtype = torch_dtype(dtype)
     if amp_dtype is not None:
-        return model.to(amp_dtype)
+        return keep_head_in_float32(model.to(amp_dtype))
     if dtype == "int8":
         with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao (not a dependency)
             warnings.simplefilter("ignore")

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from .. import store
 from ..errors import DataError, TeacherMismatchError
-from ..holdout import holdout_rows
+from ..holdout import holdout_rows, holdout_sha256, text_keys, twins
 from .filters import steer
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ TOKENISE_ROWS = 1 << 18  # rows of the scored set read at a time (`SelectedRows.
 
 def read_scored_table(cfg: TrainConfig, task: TaskSpec) -> pa.Table:
     """The scored set's columns that training reads (memory-mapped), with `label` and `is_original` filled in
-    where it has none, cut to --limit; its logits checked against the task's label count."""
+    where it has none (every row: --limit cuts the rows trained on after the holdout is drawn from all of them);
+    its logits checked against the task's label count."""
     cols = ["text", "teacher_logits"] + (["text_pair"] if task.is_pair else [])
     table = store.read_table(cfg.scored)
     missing = [c for c in cols if c not in table.column_names]
@@ -41,8 +42,6 @@ def read_scored_table(cfg: TrainConfig, task: TaskSpec) -> pa.Table:
         table = table.append_column("is_original", pa.array(np.zeros(table.num_rows, dtype=bool)))
     table = table.select([*cols, "label", "is_original"] + [c for c in ("source_index", "ops", "draw")
                                                             if c in table.column_names])
-    if cfg.limit is not None:
-        table = table.slice(0, cfg.limit)
     logits_type = table.schema.field("teacher_logits").type
     num_labels = logits_type.list_size if pa.types.is_fixed_size_list(logits_type) else None
     if num_labels != task.num_labels:
@@ -141,28 +140,49 @@ def split_holdout(cfg: TrainConfig, table: pa.Table, gold: np.ndarray, is_origin
     if "source_index" not in table.column_names:
         raise DataError("the scored set has no source_index column to draw a holdout from; use --select-on dev",
                         str(cfg.scored))
-    mask = holdout_rows(table.column("source_index").to_numpy(), is_original, gold, str(cfg.scored))
+    source_index = table.column("source_index").to_numpy()
+    mask = holdout_rows(source_index, is_original, gold, str(cfg.scored))
     rows = np.flatnonzero(mask.held_out & is_original & (gold >= 0))
     if len(rows) == 0:
         raise DataError("the holdout has no original rows with gold labels; use --select-on dev", str(cfg.scored))
     picked = table.take(pa.array(rows))
-    pairs = picked.column("text_pair").to_pylist() if "text_pair" in picked.column_names else None
-    return ~mask.held_out, HeldOut(picked.column("text").to_pylist(), pairs, gold[rows], mask.record())
+    pair = "text_pair" in picked.column_names
+    held_keys = text_keys(picked.column("text"), picked.column("text_pair") if pair else None)
+    twin = twin_rows(table, held_keys, pair) & ~mask.held_out
+    mask.twin_rows, mask.twin_originals = int(twin.sum()), int((twin & is_original).sum())
+    mask.sha256 = holdout_sha256(source_index[rows], held_keys)
+    return ~(mask.held_out | twin), HeldOut(picked.column("text").to_pylist(),
+                                            picked.column("text_pair").to_pylist() if pair else None, gold[rows],
+                                            mask.record())
+
+
+def twin_rows(table: pa.Table, held_keys: pa.Array, pair: bool) -> np.ndarray:
+    """bool [rows]: the rows whose normalised text is a held-out original's (`holdout.twins`), a slice at a time
+    (the keys of a 10M-row set would not fit in a few hundred MB at once)."""
+    out = np.zeros(table.num_rows, dtype=bool)
+    for start in range(0, table.num_rows, TOKENISE_ROWS):
+        piece = table.slice(start, TOKENISE_ROWS)
+        keys = text_keys(piece.column("text"), piece.column("text_pair") if pair else None)
+        out[start:start + piece.num_rows] = twins(keys, held_keys)
+    return out
 
 
 def select_rows(cfg: TrainConfig, task: TaskSpec) -> SelectedRows:
     """Read the scored set, check its labels and logits, set the holdout aside (select_on: holdout), and keep the
     rows the objective can learn from that the filters (`filters.steer`) let through."""
-    table = read_scored_table(cfg, task)
-    gold = table.column("label").fill_null(-1).to_numpy().astype(np.int64)
+    full = read_scored_table(cfg, task)
+    gold = full.column("label").fill_null(-1).to_numpy().astype(np.int64)
+    is_original = full.column("is_original").fill_null(False).to_numpy(zero_copy_only=False)
+    outside, held_out = split_holdout(cfg, full, gold, is_original)  # drawn from every row, --limit or not
+    table = full.slice(0, cfg.limit) if cfg.limit is not None else full
+    gold, is_original = gold[:table.num_rows], is_original[:table.num_rows]
+    outside = outside[:table.num_rows] if outside is not None else None
     if gold.max(initial=-1) >= task.num_labels:
         raise DataError(f"{cfg.scored}: label {gold.max()} is out of range for task '{task.name}'")
     teacher = pc.list_flatten(table.column("teacher_logits")).to_numpy().astype(np.float32)  # a writable copy
     teacher = teacher.reshape(-1, task.num_labels)  # [N, C]
     if not np.isfinite(teacher).all():
         raise DataError(f"{cfg.scored}: teacher_logits holds NaN or infinite values; score the set again")
-    is_original = table.column("is_original").fill_null(False).to_numpy(zero_copy_only=False)
-    outside, held_out = split_holdout(cfg, table, gold, is_original)
     keep = _both(_both(training_rows(cfg, gold, is_original), outside), ablation_rows(cfg, table, is_original))
     steered, filtered = steer(cfg, gold, is_original, teacher, keep if keep is not None else np.ones(len(gold), bool))
     keep = _both(keep, steered if filtered else None)

@@ -131,6 +131,45 @@ def bench_precisions():
     save("precisions", results)
 
 
+AGREEMENT_ORIGINALS = int(os.environ.get("BENCH_AGREEMENT_ORIGINALS", "5000"))  # 67349: all of SST-2 train
+
+
+def bench_bf16_head_agreement(tmp_path):
+    """Argmax agreement with float32 of bf16 scoring, the whole teacher cast (before) against its head and
+    pooler kept in float32 (now), on a transfer set: the first AGREEMENT_ORIGINALS SST-2 training sentences x20
+    draws, the reference teacher, 2 threads."""
+    import numpy as np
+
+    import pipelines.teacher.scorer as scorer_module
+    from pipelines import store
+    from pipelines.stages import augment
+    from pipelines.stages.augment import AugmentConfig
+    from pipelines.tasks import TASKS
+
+    sst2, teacher = shared_path("data", "glue", "SST-2"), shared_path("teachers", "minilm-sst2")
+    os.environ["TQDM_DISABLE"] = "1"
+    out = augment.run(AugmentConfig(task=TASKS["sst2"], data=sst2, out=tmp_path / "t",
+                                    limit=AGREEMENT_ORIGINALS)).out_dir
+    texts = store.read_table(out, columns=["text"]).column("text").to_pylist()
+    keep_head = scorer_module.keep_head_in_float32
+    logits, results = {}, {"originals": AGREEMENT_ORIGINALS, "rows": len(texts)}
+    for name, dtype, head in (("float32", "float32", keep_head), ("bf16, whole model cast", "bf16", lambda m: m),
+                              ("bf16, head and pooler float32", "bf16", keep_head)):
+        scorer_module.keep_head_in_float32 = head
+        try:
+            scorer = scorer_module.TeacherScorer(str(teacher), device="cpu", dtype=dtype)
+            t0 = time.perf_counter()
+            logits[name] = scorer.score(scorer.encode(texts))
+            seconds = time.perf_counter() - t0
+        finally:
+            scorer_module.keep_head_in_float32 = keep_head
+        agree = logits[name].argmax(1) == logits["float32"].argmax(1)
+        results[name] = {"rows_per_s": round(len(texts) / seconds, 1), "argmax_agreement": float(agree.mean()),
+                         "rows_that_disagree": int((~agree).sum()),
+                         "max_abs_logit_diff": float(np.abs(logits[name] - logits["float32"]).max())}
+    save("bf16-head", results)
+
+
 PRECISION_ORIGINALS = int(os.environ.get("BENCH_PRECISION_ORIGINALS", "3000"))
 PRECISION_SEEDS = (0, 1, 2)
 

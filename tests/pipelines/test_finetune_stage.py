@@ -27,16 +27,22 @@ FAST = TrainSettings(epochs=3, lr=5e-3, batch_size=8, warmup_ratio=0.1, eval_ste
 
 
 def write_toy_sst2(out: Path, n_train: int = 160, n_dev: int = 48) -> Path:
-    """GLUE SST-2 shaped files of a task a tiny model learns in seconds: 'good' → 1, 'bad' → 0."""
+    """GLUE SST-2 shaped files of a task a tiny model learns in seconds: 'good' → 1, 'bad' → 0. Every sentence
+    is new (no twin of a held-out one is left out of training: the step counts below stay round)."""
     rng = np.random.default_rng(0)
     filler = ["the", "movie", "was", "a", "film", "story", "very", "fun", "sad"]
     out.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
     for name, n in (("train", n_train), ("dev", n_dev)):
         lines = ["sentence\tlabel"]
         for i in range(n):
             words = rng.choice(filler, size=int(rng.integers(2, 9))).tolist()
             words.insert(int(rng.integers(0, len(words))), "good" if i % 2 else "bad")
-            lines.append(f"{' '.join(words)}\t{i % 2}")
+            sentence = " ".join(words)
+            while sentence in seen:  # a repeat: told apart by a full stop
+                sentence += " ."
+            seen.add(sentence)
+            lines.append(f"{sentence}\t{i % 2}")
         (out / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out
 

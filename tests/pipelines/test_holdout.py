@@ -53,8 +53,8 @@ def test_students_hold_out_the_examples_the_fine_tuned_teacher_held_out(tmp_path
 
     demo = get_task("demo")
     train, _ = read_split(demo, demo.default_data, "train")
-    rest, splits, n = hold_out(FinetuneConfig(task=demo, out=tmp_path / "t"), train, {})
-    assert n == 16 and len(rest) == len(train) - 16 and list(splits) == ["holdout"]
+    rest, splits, record = hold_out(FinetuneConfig(task=demo, out=tmp_path / "t"), train, {})
+    assert record["examples"] == 16 and len(rest) == len(train) - 16 and list(splits) == ["holdout"]
     teacher_held = set(splits["holdout"].texts)
     out = augment.run(AugmentConfig(task=demo, out=tmp_path / "transfer", recipe=RecipeConfig(n_iter=2),
                                     workers=1)).out_dir
@@ -65,3 +65,69 @@ def test_students_hold_out_the_examples_the_fine_tuned_teacher_held_out(tmp_path
     texts = np.array(table.column("text").to_pylist(), dtype=object)
     assert set(texts[mask.held_out & is_original].tolist()) == teacher_held
     assert not teacher_held & set(rest.texts)
+
+
+def _scored_with_twins(out):
+    """A scored set of 40 originals (one synthetic row each), where another original and a synthetic row of it
+    repeat the held-out original's text (in other case and spacing): the twins GLUE train splits hold."""
+    from .student_fixtures import write_scored_set
+
+    labels = np.array([i % 2 for i in range(40)])
+    held = int(holdout_examples(labels)[0])  # one of the two held-out examples (5% of 40)
+    twin = next(i for i in range(40) if i not in holdout_examples(labels))
+    texts, gold, orig, src = [], [], [], []
+    for i in range(40):
+        base = "a fine film" if i == held else f"film number {i}"
+        texts += ["A  Fine film " if i == twin else base, "a fine FILM" if i == twin else f"{base} again"]
+        gold += [int(labels[i]), None]
+        orig += [True, False]
+        src += [i, i]
+    logits = np.zeros((80, 2), np.float32)
+    return write_scored_set(out, texts, logits, labels=gold, is_original=orig, source_index=src), held, twin
+
+
+def test_a_held_out_originals_twins_are_left_out_of_training_and_counted(tmp_path):
+    from pipelines.tasks import get_task
+    from pipelines.training.rows import select_rows
+
+    from .student_fixtures import tiny_train_config
+
+    scored, held, twin = _scored_with_twins(tmp_path / "s")
+    rows = select_rows(tiny_train_config(scored, tmp_path / "o"), get_task("demo"))
+    trained = set(rows.table.column("text").to_pylist())
+    assert "a fine film" not in trained and "A  Fine film " not in trained and "a fine FILM" not in trained
+    record = rows.holdout.record
+    assert record["twin_rows_excluded"] == 2 and record["twin_originals_excluded"] == 1
+    assert len(rows) == 80 - 4 - 2 and len(record["sha256"]) == 64  # the holdout's four rows and the two twins
+
+
+def test_limit_draws_the_same_holdout_as_the_whole_set(tmp_path):
+    from pipelines.tasks import get_task
+    from pipelines.training.rows import select_rows
+
+    from .student_fixtures import tiny_train_config
+
+    scored, _, _ = _scored_with_twins(tmp_path / "s")
+    whole = select_rows(tiny_train_config(scored, tmp_path / "o"), get_task("demo")).holdout.record
+    cut = select_rows(tiny_train_config(scored, tmp_path / "o", limit=30), get_task("demo"))
+    assert cut.holdout.record == whole and cut.source.num_rows == 30  # the teacher's holdout, not a smaller one
+
+
+def test_the_teachers_holdout_leaves_out_twins_and_matches_the_students(tmp_path):
+    from pipelines.stages.finetune import FinetuneConfig, hold_out
+    from pipelines import store
+    from pipelines.tasks import Split, get_task
+    from pipelines.training.rows import select_rows
+
+    from .student_fixtures import tiny_train_config
+
+    scored, held, twin = _scored_with_twins(tmp_path / "s")
+    table = store.read_table(scored)
+    originals = table.filter(table.column("is_original"))
+    split = Split("train.tsv", originals.column("text").to_pylist(), None,
+                  np.array(originals.column("label").to_pylist()))
+    rest, splits, record = hold_out(FinetuneConfig(task=get_task("demo"), out=tmp_path / "t"), split, {})
+    assert "a fine film" in splits["holdout"].texts and "A  Fine film " not in rest.texts
+    assert record["twin_originals_excluded"] == 1 and len(rest) == 40 - 2 - 1
+    student = select_rows(tiny_train_config(scored, tmp_path / "o"), get_task("demo")).holdout.record
+    assert record["sha256"] == student["sha256"]  # the report compares these

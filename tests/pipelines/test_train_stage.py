@@ -54,8 +54,11 @@ def test_train_stage_writes_student_dir(demo_scored, tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
     assert all("train_loss" in h and "accuracy" in h["dev"]["dev"] for h in metrics["history"])
     # selection on the holdout: 16 of the 320 originals (5%) and their 16 masked copies left out of training
+    sha = metrics["selection"].pop("sha256")
     assert metrics["selection"] == {"select_on": "holdout", "split": "holdout", "metric": "accuracy", "examples": 16,
-                                    "of_examples": 320, "rows": 32, "fraction": 0.05, "max": 2000, "seed": 0}
+                                    "of_examples": 320, "rows": 32, "fraction": 0.05, "max": 2000, "seed": 0,
+                                    "twin_rows_excluded": 0, "twin_originals_excluded": 0}
+    assert len(sha) == 64 and manifest["holdout"]["sha256"] == sha  # in the manifest too
     # the best epoch: the holdout's accuracy, ties broken by its lower cross-entropy
     best = max(metrics["history"], key=lambda h: (h["holdout"]["accuracy"], -h["holdout"]["cross_entropy"]))
     assert metrics["best_epoch"] == best["epoch"] and metrics["holdout"] == best["holdout"]
