@@ -173,6 +173,26 @@ class TrainPlan:
     fingerprint: str
 
 
+def check_teacher_unchanged(cfg: TrainConfig, record: dict | None) -> None:
+    """A transformer student is made from the layers of the teacher directory its scored set names, and the
+    scored set's fingerprint holds that teacher's hashes at scoring time: a directory fine-tuned again in place
+    since then would give a student of other weights under the old fingerprint. Its weights are hashed again
+    here, and a mismatch is refused."""
+    from ..hub import locate_model
+    from ..student.transformer_training import scored_teacher_dir
+
+    teacher_dir = scored_teacher_dir(record)
+    if teacher_dir is None or not record.get("weights_sha256"):
+        return  # no directory on this machine: the stage says so when it needs one
+    now = locate_model(teacher_dir).weights_sha256
+    if now != record["weights_sha256"]:
+        raise TeacherMismatchError(
+            f"{teacher_dir}: the teacher's weights changed since it scored {cfg.scored} (sha256 {now[:12]}, "
+            f"scored with {record['weights_sha256'][:12]}; fine-tuned again in place?): the student would be "
+            "made from other weights than its teacher's logits came from; score the set again with this teacher, "
+            "or pass --student-init with the model to make the student from")
+
+
 def plan(cfg: TrainConfig) -> TrainPlan:
     """Validate the config against its scored set (the labels must be the task's) and fingerprint the output."""
     from ..devices import resolve_device
@@ -191,6 +211,8 @@ def plan(cfg: TrainConfig) -> TrainPlan:
             f"{list(task.label_names)}; train with the task the set was made for")
     device = resolve_device(cfg.device)
     init = student_init_record(cfg)
+    if cfg.family == "transformer" and init is None:
+        check_teacher_unchanged(cfg, scored_manifest.get("teacher"))
     return TrainPlan(cfg, task, scored_manifest, device, init,
                      stage_fingerprint(cfg, task, scored_manifest, device.type, init))
 

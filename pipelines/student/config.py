@@ -267,6 +267,8 @@ class TrainConfig:
             from ..student.vectors import resolve_vectors  # torch: only when a stage runs
 
             d["vectors"] = resolve_vectors(cfg.vectors)
+        elif cfg.export != "auto":  # what a transformer student's directory holds (auto: as before, no entry)
+            d["export"] = cfg.export
         return d
 
 

@@ -446,3 +446,31 @@ def test_the_piece_cache_of_a_pair_set_equals_tokenising_it_whole(tmp_path, monk
     assert got.types is not None and got.types.tolist() == want.types.tolist() and set(want.types.tolist()) == {0, 1}
     assert piece_tokens(scored, selected, tokenizer, 16, True).hit  # the same key: read, not built
     assert not piece_tokens(scored, selected, tokenizer, 12, True).hit  # another max_len: another entry
+
+
+def test_a_teacher_fine_tuned_again_in_place_is_refused_as_the_students_source(tiny_teacher, tmp_path):
+    import shutil
+
+    from pipelines.stages import score, train as train_stage
+    from pipelines.stages.score import ScoreConfig
+    from pipelines.tasks import get_task
+
+    from .conftest import random_sentences, write_transfer_set
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    transfer = write_transfer_set(tmp_path / "transfer", random_sentences(60), task=get_task("demo"))
+    scored = score.run(ScoreConfig(teacher=str(teacher), transfer=transfer, out=tmp_path / "scored",
+                                   dtype="float32")).out_dir
+    make_teacher(teacher, seed=1)  # fine-tuned again in place: other weights under the same path
+    with pytest.raises(TeacherMismatchError, match="the teacher's weights changed since it scored"):
+        train_stage.plan(tf_config(scored, tmp_path / "s"))
+    assert train_stage.plan(tf_config(scored, tmp_path / "s", student_init=str(teacher))).init is not None
+
+
+def test_the_export_setting_enters_the_transformer_students_fingerprint(demo_scored_by_tiny_teacher, tmp_path):
+    from pipelines.stages import train as train_stage
+
+    fp = {export: train_stage.plan(tf_config(demo_scored_by_tiny_teacher, tmp_path / "s", export=export)).fingerprint
+          for export in ("auto", "none", "onnx")}
+    assert len(set(fp.values())) == 3  # a student saved without ONNX is not reused when ONNX is wanted
