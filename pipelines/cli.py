@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import __version__  # noqa: E402
-from .errors import DistillError  # noqa: E402
+from .errors import DiskFullError, DistillError  # noqa: E402
 
 # The sub-commands, in pipeline order: name -> (module under pipelines.stages, one-line help). Each module's
 # `add_arguments(parser)` adds its options, and its docstring is the command's description.
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"distill {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(e, DiskFullError) else 2
     except KeyboardInterrupt:
         print(f"distill {args.command}: interrupted", file=sys.stderr)
         return 130

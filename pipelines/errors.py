@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 
 class DistillError(ValueError):
     """Base class: any error the `distill` command reports as a clean one-line message (exit code 2)."""
@@ -36,6 +39,23 @@ class ConfigError(DistillError):
 
 class TeacherMismatchError(DistillError):
     """The teacher cannot serve this task: wrong label count or names, or a tokenizer that splits the mask token."""
+
+
+class DiskFullError(DistillError):
+    """No space left on the device (or quota) while writing a stage's work: it names the path; the finished work
+    is kept, the previous output is untouched, and the same command resumes once space is freed (exit code 3)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        super().__init__(f"{path}: no space left on the device (or over quota) while writing it; the stage stopped "
+                         "there, its finished work is kept beside its output and the previous output is untouched: "
+                         "free some space, then run the same command again to resume")
+
+
+def disk_full(error: BaseException) -> bool:
+    """An OSError that means the disk (or the quota) is full, as the OS or pyarrow reports it."""
+    return isinstance(error, OSError) and (error.errno in (errno.ENOSPC, errno.EDQUOT)
+                                           or "No space left on device" in str(error))
 
 
 class MissingResourceError(DistillError):

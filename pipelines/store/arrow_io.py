@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..errors import DiskFullError, disk_full
 from .temp_files import replacing
 
 STATE = "state.json"
@@ -46,8 +47,13 @@ def save_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, num_sha
 
     table = table.cast(schema) if table.schema != schema else table
     dataset = datasets.Dataset(InMemoryTable(table.replace_schema_metadata(None)), fingerprint=fp[:16])
-    with _datasets_quiet():
-        dataset.save_to_disk(str(out), num_shards=max(1, num_shards))
+    try:
+        with _datasets_quiet():
+            dataset.save_to_disk(str(out), num_shards=max(1, num_shards))
+    except OSError as e:
+        if disk_full(e):
+            raise DiskFullError(out) from e
+        raise
 
 
 def write_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, rows_per_shard: int = 500_000) -> None:

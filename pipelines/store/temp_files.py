@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import DistillError
+from ..errors import DiskFullError, DistillError, disk_full
 
 
 def _read_umask() -> int:
@@ -38,11 +38,19 @@ def temp_beside(path: Path) -> Path:
 
 @contextlib.contextmanager
 def replacing(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path` to write; renamed onto `path` when the block ends, removed if it fails."""
-    tmp = temp_beside(path)
+    """A temporary file beside `path` to write; renamed onto `path` when the block ends, removed if it fails
+    (a full disk raised as `DiskFullError` naming `path`)."""
+    try:
+        tmp = temp_beside(path)
+    except OSError as e:
+        raise (DiskFullError(path) if disk_full(e) else e) from e
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if disk_full(e):
+            raise DiskFullError(path) from e
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -279,3 +279,40 @@ def test_score_fingerprint_covers_the_library_versions(tmp_path, monkeypatch):
     before = score.fingerprint_settings(cfg, "cpu", "float32")
     monkeypatch.setattr(store, "result_versions", lambda: {"torch": "9.9", "transformers": "1", "tokenizers": "1"})
     assert score.fingerprint_settings(cfg, "cpu", "float32") != before
+
+
+def test_a_disk_that_fills_mid_stage_stops_it_naming_the_path_and_the_rerun_resumes(tiny_transfer, tiny_teacher,
+                                                                                     tmp_path, monkeypatch, capsys):
+    import errno
+
+    from datasets.arrow_writer import ArrowWriter
+
+    from pipelines.cli import main
+
+    straight = score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=tmp_path / "straight",
+                                     shard_rows=32)).out_dir
+    out = tmp_path / "s"
+    score.run(ScoreConfig(teacher=str(tiny_teacher), transfer=tiny_transfer, out=out, shard_rows=64))  # the old
+    before = arrow_bytes(out)
+    written, real = [], ArrowWriter.write_table
+
+    def fills_up(self, *args, **kwargs):  # the fourth shard finds the disk full
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(1)
+        return real(self, *args, **kwargs)
+
+    argv = ["score", "--teacher", str(tiny_teacher), "--transfer", str(tiny_transfer), "--out", str(out),
+            "--shard-rows", "32"]
+    with monkeypatch.context() as m:
+        m.setattr(ArrowWriter, "write_table", fills_up)
+        assert main(argv) == 3
+    err = capsys.readouterr().err
+    (partial,) = tmp_path.glob(".s.partial-*")
+    assert f"{partial / 'shards' / 'data-00003'}" in err and "no space left on the device" in err
+    assert "run the same command again to resume" in err
+    assert arrow_bytes(out) == before  # the previous output is intact
+    assert len(list((partial / "shards").glob("data-*.arrow"))) == 3  # the shards written before are kept
+    assert main(argv) == 0  # space freed: it resumes from them
+    assert json.loads((out / "stats.json").read_text())["shards_resumed"] == 3
+    assert arrow_bytes(out) == arrow_bytes(straight)
