@@ -35,7 +35,8 @@ TOP_LEVEL: dict[str, tuple[Any, Any, str]] = {
     "input_col": (str, "text", "unlabelled: the column holding the text"),
     "seed": (int, 0, "seed of every stage"),
     "seeds": (list[int] | None, None, "the students' seeds: a student of each family (and a baseline) per seed, "
-                                      "side by side where they fit; the report gives mean ± sample std; default [seed]"),
+                                      "side by side where they fit; the report gives mean ± sample std; default "
+                                      "[seed]"),
     "baseline": (bool, True, "also train the student without distillation, for the report"),
     "select_on": (str, "holdout", "where every student's best epoch and the fine-tuned teacher's best checkpoint "
                                   "are chosen: holdout (one in 20 training examples, left out of training) or dev"),

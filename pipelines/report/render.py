@@ -190,7 +190,8 @@ def render_ablations(doc: dict) -> list[str]:
     head = ["Trained on", "Rows"] + [f"{s} {metric}" for s in splits] + ([f"holdout {metric}"] if held else [])
     lines = ["## Ablations", "",
              f"Distilled students ({doc['ablation_family']}) trained on subsets of the one scored set"
-             + (f", mean ± sample std over {seeds} seeds" if seeds > 1 else "") + ". A subset approximates a transfer set "
+             + (f", mean ± sample std over {seeds} seeds" if seeds > 1 else "")
+             + ". A subset approximates a transfer set "
              "made without the rule (or with fewer draws): duplicates were dropped over the whole set.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:

@@ -156,7 +156,8 @@ def run_seeds(cfg: TrainConfig) -> StageResult:
     kind = "baseline" if cfg.baseline else f"distilled ({docs[0]['loss']})"
     return StageResult(out, all(r.skipped for r in results),
                        f"train {docs[0]['task']}: {len(seeds)} {kind} students, {split} {metric} "
-                       f"{values.mean():.4f} ± {values.std(ddof=1):.4f} (sample std; {', '.join(f'{v:.4f}' for v in values)}; "
+                       f"{values.mean():.4f} ± {values.std(ddof=1):.4f} "
+                       f"(sample std; {', '.join(f'{v:.4f}' for v in values)}; "
                        f"seeds {', '.join(map(str, seeds))}) in {wall:.0f}s, {side_by_side_workers(cfg)} at a time "
                        f"(each {one:.0f}s on average) -> {out}/seed-*")
 

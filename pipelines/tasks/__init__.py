@@ -15,8 +15,8 @@ from .rows import Rows, Split
 from .split import TEST_SPLIT, read_split, validate_texts, with_test_split
 
 __all__ = [
-    "DEMO_DIR", "GENERIC_SUFFIXES", "READERS", "TASKS", "TEST_SPLIT", "Rows", "Split", "TaskSpec", "data_dir", "decode_lines",
-    "default_metrics", "encode_labels", "find_split_file", "generic_task", "get_task", "infer_labels", "label_key",
-    "read_rows", "read_split", "reader_for", "resolve_task", "validate_texts",
+    "DEMO_DIR", "GENERIC_SUFFIXES", "READERS", "TASKS", "TEST_SPLIT", "Rows", "Split", "TaskSpec", "data_dir",
+    "decode_lines", "default_metrics", "encode_labels", "find_split_file", "generic_task", "get_task",
+    "infer_labels", "label_key", "read_rows", "read_split", "reader_for", "resolve_task", "validate_texts",
     "with_test_split",
 ]
