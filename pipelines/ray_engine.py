@@ -6,7 +6,9 @@
   writes), so a worker killed mid-shard leaves no partial file: Ray restarts the actor and the shard is done
   again, once. A restarted job scores only the shards without a file.
 - Chunks (augmentation): an actor pool of the library's callable classes (tagging, generation), results taken in
-  chunk order, a bounded number in flight.
+  chunk order, a bounded number in flight. An actor lost with its node is restarted elsewhere (up to 3 times)
+  and the chunks it held are retried until it is back (a node's death takes Ray seconds to notice: a bounded
+  retry count ran out first), so the job finishes with the same bytes.
 
 Paths must be reachable by every node (a shared filesystem): a worker that cannot see the input or output path
 says so. Ray is an optional extra: `pip install 'distill-pipelines[ray]'`.
@@ -156,7 +158,7 @@ class RayEngine:
         n = max(1, min(self.workers, len(items)))
         refs = {k: self.ray.put(v) for k, v in kwargs.items()}  # large state (a corpus) once, not per actor
         if len(self._chunk_actors) < n:
-            actor = self.ray.remote(num_cpus=1, max_restarts=3, max_task_retries=3)(_ChunkActor)
+            actor = self.ray.remote(num_cpus=1, max_restarts=3, max_task_retries=-1)(_ChunkActor)
             self._chunk_actors += [actor.remote() for _ in range(n - len(self._chunk_actors))]
         self._phases += 1
         phase = self._phases
