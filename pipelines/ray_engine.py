@@ -135,7 +135,9 @@ class RayEngine:
             logging.getLogger(TOKEN_AUTH_LOGGER).setLevel(logging.ERROR)
             # A single-node instance on this machine. (Ray advertises the node's own IP even when asked for
             # 127.0.0.1, so it listens where any Ray head does; on a closed network, as in CI, that is local.)
-            ray.init(num_cpus=available_cpus(), **quiet)
+            # address="local": always a new instance, never a cluster that `ray start` (or a dead one whose
+            # address /tmp/ray/ray_current_cluster still holds) left on this machine.
+            ray.init(address="local", num_cpus=available_cpus(), **quiet)
         try:
             cpus = int(ray.cluster_resources().get("CPU", 1))
             engine = cls(ray, max(1, min(workers or cpus, cpus)))

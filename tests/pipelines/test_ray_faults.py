@@ -157,3 +157,19 @@ def test_the_head_lost_mid_job_ends_it_and_a_rerun_resumes(cluster, job, tiny_te
         fresh.shutdown()
     stats = json.loads((out / "stats.json").read_text())
     assert stats["shards_resumed"] == kept and data_bytes(out) == expected
+
+
+def test_a_dead_clusters_address_left_on_the_machine_does_not_stop_a_local_instance():
+    """A cluster that died (as the tests above kill theirs) leaves its address in /tmp/ray/ray_current_cluster;
+    `--engine ray` without --ray-address starts its own instance all the same (it used to try to join it)."""
+    from pipelines.ray_engine import RayEngine
+
+    current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+    current.parent.mkdir(parents=True, exist_ok=True)
+    saved = current.read_text() if current.exists() else None
+    current.write_text("127.0.0.1:1")  # nothing listens there
+    try:
+        with RayEngine.started(workers=1) as engine:
+            assert engine.workers == 1
+    finally:
+        current.write_text(saved) if saved is not None else current.unlink(missing_ok=True)
