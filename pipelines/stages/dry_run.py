@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -53,7 +53,6 @@ class Sample:
     synthetic_per_original: float
     seconds_per_original: float
     tokens_per_row: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 def work_state(out: Path, fp: str | None, work_key: str = "") -> str:
