@@ -67,7 +67,7 @@ def locate_model(name_or_path: str | Path, trust_remote_code: bool = False) -> M
     revision = None
     if path.is_dir():
         path = path.resolve()
-    elif (path.exists() or not name or name.startswith((".", "/", "~")) or name.count("/") > 1
+    elif (path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
           or Path(Path(name).parts[0]).is_dir()):
         raise MissingResourceError(not_a_directory(name))
     else:

@@ -21,7 +21,7 @@ from . import StageResult
 def work_dirs(root: Path) -> list[Path]:
     """This tool's work directories under `root` (and beside it, for `root`'s own output), not inside another."""
     stack = [root]
-    candidates = list(root.parent.glob(f".{root.name}.partial-*")) if root.parent != root else []
+    candidates = store.other_work(root) if root.parent != root else []
     while stack:
         here = stack.pop()
         for child in sorted(here.iterdir()):

@@ -21,6 +21,7 @@ import yaml
 
 from .. import config as run_config
 from .. import store
+from . import StageResult
 from .run import TRANSFER, RunPlan, plan_run, run_settings
 from .train import TrainConfig, side_by_side_workers
 
@@ -35,7 +36,6 @@ class StageState:
     stage: str
     out: Path
     state: str  # cached | resume | run
-    fingerprint: str | None = None
     rows: str = ""  # what it reads or writes, in words
     seconds: float | None = None  # the estimate, None where nothing is left to do
     how: str = ""  # what the estimate was measured on
@@ -64,12 +64,13 @@ def work_state(out: Path, fp: str | None, work_key: str = "") -> str:
     return "resume" if store.work_dir_for(out, fp, work_key).is_dir() else "run"
 
 
-def dry_run(cfg: run_config.RunConfig, out: Path | None = None) -> str:
-    """The dry run's text: the resolved config, then a table of the stages (state, rows, estimate)."""
+def dry_run(cfg: run_config.RunConfig, out: Path | None = None) -> StageResult:
+    """The run directory, and the dry run's text: the resolved config, then a table of the stages (state, rows,
+    estimate)."""
     plan = plan_run(cfg, out)
     with tempfile.TemporaryDirectory(prefix="distill-dry-run-") as tmp:
         states = stage_states(cfg, plan, Path(tmp))
-    return render(cfg, plan, states)
+    return StageResult(plan.out, True, render(cfg, plan, states))
 
 
 def stage_states(cfg: run_config.RunConfig, plan: RunPlan, tmp: Path) -> list[StageState]:
@@ -77,8 +78,7 @@ def stage_states(cfg: run_config.RunConfig, plan: RunPlan, tmp: Path) -> list[St
     from . import augment
 
     aug = augment.plan(plan.augment)
-    states = [StageState("augment", plan.augment.out, work_state(plan.augment.out, aug.fingerprint),
-                         aug.fingerprint)]
+    states = [StageState("augment", plan.augment.out, work_state(plan.augment.out, aug.fingerprint))]
     sample = measure_sample(plan, aug, states[0].state == "cached", tmp)
     states[0].rows = f"{sample.originals:,} originals -> ~{sample.rows:,.0f} rows"
     states[0].seconds = None if states[0].state == "cached" else sample.seconds_per_original * sample.originals
@@ -94,24 +94,22 @@ def stage_states(cfg: run_config.RunConfig, plan: RunPlan, tmp: Path) -> list[St
 
 
 def measure_sample(plan: RunPlan, aug, transfer_cached: bool, tmp: Path) -> Sample:
-    """Augment the first SAMPLE originals under `tmp` (one worker, the run's recipe and tagger) for the rows
-    per original and the seconds per original; the texts the teacher and students are timed on come from it, or
-    from the transfer set itself when it is cached."""
+    """The rows the later stages are timed on and the transfer set's size: read from the transfer set when it is
+    cached; else from the first SAMPLE originals augmented under `tmp` (one worker, the run's recipe and
+    tagger), which also give the seconds per original."""
     from . import augment
 
     originals = len(aug.split)
-    cfg = replace(plan.augment, out=tmp / TRANSFER, limit=min(SAMPLE, plan.augment.limit or SAMPLE),
-                  input=None, engine="local", workers=1)
-    result = augment.run(cfg)
-    stats = json.loads((result.out_dir / store.STATS).read_text("utf-8"))
-    timings = (store.read_manifest(result.out_dir) or {}).get("timings_s", {})
+    source = plan.augment.out
+    if not transfer_cached:
+        limit = min(SAMPLE, plan.augment.limit or SAMPLE)
+        source = augment.run(replace(plan.augment, out=tmp / TRANSFER, limit=limit, input=None, engine="local",
+                                     workers=1)).out_dir
+    stats = json.loads((source / store.STATS).read_text("utf-8"))
+    timings = (store.read_manifest(source) or {}).get("timings_s", {})
     per_original = (timings.get("tag", 0.0) + timings.get("generate", 0.0)) / max(1, stats["originals"])
     synthetic = stats["synthetic"] / max(1, stats["originals"])
-    source = plan.augment.out if transfer_cached else result.out_dir
-    if transfer_cached:
-        rows = float(json.loads((plan.augment.out / store.STATS).read_text("utf-8"))["rows"])
-    else:
-        rows = originals * (1 + synthetic)
+    rows = float(stats["rows"]) if transfer_cached else originals * (1 + synthetic)
     texts, pairs = spread_rows(source, TEACHER_ROWS)
     return Sample(texts, pairs, originals, rows, synthetic, per_original)
 
@@ -135,8 +133,7 @@ def finetune_state(plan: RunPlan, sample: Sample) -> StageState:
     from . import finetune
 
     p = finetune.plan(plan.finetune)
-    state = StageState("finetune-teacher", plan.finetune.out, work_state(plan.finetune.out, p.fingerprint),
-                       p.fingerprint)
+    state = StageState("finetune-teacher", plan.finetune.out, work_state(plan.finetune.out, p.fingerprint))
     train_rows, held_out, refit = len(p.splits[0]), (p.splits[2] or {}).get("examples", 0), p.splits[3]
     epochs, batch = p.settings.epochs, p.settings.batch_size
     rows = train_rows * epochs
@@ -171,7 +168,7 @@ def score_state(plan: RunPlan, sample: Sample, teacher: str | None, transfer_cac
     if teacher is not None and transfer_cached:
         files = hub.locate_model(teacher, cfg.trust_remote_code)
         fp, _ = output_fingerprint(cfg, store.read_manifest(plan.augment.out)["fingerprint"], files, rate.device)
-    state = StageState("score", cfg.out, work_state(cfg.out, fp, rate.device), fp,
+    state = StageState("score", cfg.out, work_state(cfg.out, fp, rate.device),
                        rows=f"~{sample.rows:,.0f} rows, ~{sample.rows * sample.tokens_per_row:,.0f} tokens")
     if state.state != "cached":
         state.seconds = rate.seconds(sample.rows)
@@ -189,7 +186,7 @@ def student_states(plan: RunPlan, sample: Sample, teacher: str | None, scored: b
     for name, cfg in plan.students.items():
         fp = train.plan(cfg).fingerprint if scored else None
         resolved = cfg.resolved()
-        state = StageState(name, cfg.out, work_state(cfg.out, fp), fp)
+        state = StageState(name, cfg.out, work_state(cfg.out, fp))
         rows = student_rows(resolved, sample, plan.augment.recipe.draws(plan.task.is_pair))
         state.rows = f"~{rows:,.0f} rows x {resolved.epochs} epochs (at most)"
         if state.state != "cached":

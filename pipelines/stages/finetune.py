@@ -34,7 +34,8 @@ import pyarrow as pa
 from .. import store
 from ..devices import DEVICES, resolve_device, set_cpu_threads
 from ..flags import add_flags, from_flags, setting
-from ..holdout import HOLDOUT_SPLIT, SELECT_ON, holdout_examples, holdout_sha256, split_scores, text_keys, twins
+from ..holdout import (HOLDOUT_SPLIT, SELECT_ON, HoldoutMask, holdout_examples, holdout_sha256, split_scores,
+                       text_keys, twins)
 from ..errors import ConfigError
 from ..progress import peak_memory_mb, progress
 from ..settings import LR_SEARCH, TrainSettings, epochs_for
@@ -357,12 +358,13 @@ def hold_out(cfg: FinetuneConfig, train: Split, dev: dict[str, Split]) -> tuple[
     chosen = holdout_examples(train.labels)
     keys = text_keys(train.texts, train.text_pairs)
     held_keys = keys.take(pa.array(chosen))
-    twin = twins(keys, held_keys)
-    twin[chosen] = False
-    rest = np.flatnonzero(~np.isin(np.arange(len(train)), chosen) & ~twin)
-    record = {"examples": len(chosen), "of_examples": len(train), "twin_originals_excluded": int(twin.sum()),
-              "sha256": holdout_sha256(chosen, held_keys)}
-    return train.take(rest), {HOLDOUT_SPLIT: train.take(chosen), **dev}, record
+    left_out = twins(keys, held_keys)  # the held-out examples, and every other example with one of their texts
+    held_out = np.zeros(len(train), dtype=bool)
+    held_out[chosen] = True
+    twin_count = int((left_out & ~held_out).sum())
+    record = HoldoutMask(held_out, len(chosen), len(train), twin_count, twin_count,
+                         holdout_sha256(chosen, held_keys)).record()
+    return train.take(np.flatnonzero(~left_out)), {HOLDOUT_SPLIT: train.take(chosen), **dev}, record
 
 
 def _labelled(tokenizer, split, max_length: int) -> LabelledRows:

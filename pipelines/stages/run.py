@@ -436,5 +436,5 @@ def _from_args(args: argparse.Namespace) -> StageResult:
     if args.dry_run:
         from .dry_run import dry_run
 
-        return StageResult(Path(args.out or cfg.top["out"] or Path("runs") / cfg.name), True, dry_run(cfg, args.out))
+        return dry_run(cfg, args.out)
     return run(cfg, args.out)

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..errors import DiskFullError, disk_full
-from .temp_files import replacing
+from .temp_files import naming_a_full_disk, replacing
 
 STATE = "state.json"
 SHARDS = "shards"  # the sub-directory of a resumable stage's work directory holding its finished shards
@@ -47,13 +46,8 @@ def save_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, num_sha
 
     table = table.cast(schema) if table.schema != schema else table
     dataset = datasets.Dataset(InMemoryTable(table.replace_schema_metadata(None)), fingerprint=fp[:16])
-    try:
-        with _datasets_quiet():
-            dataset.save_to_disk(str(out), num_shards=max(1, num_shards))
-    except OSError as e:
-        if disk_full(e):
-            raise DiskFullError(out) from e
-        raise
+    with naming_a_full_disk(out), _datasets_quiet():
+        dataset.save_to_disk(str(out), num_shards=max(1, num_shards))
 
 
 def write_dataset(out: Path, table: pa.Table, schema: pa.Schema, fp: str, rows_per_shard: int = 500_000) -> None:

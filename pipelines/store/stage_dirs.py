@@ -259,22 +259,25 @@ def is_own_work(work_dir: Path) -> bool:
     return (work_dir / PARTIAL_MARKER).is_file() or read_manifest(work_dir) is not None
 
 
-def other_work(out_dir: Path, keep: Path) -> list[Path]:
-    """The work directories of `out_dir` that stopped runs with other settings left (this tool's only): kept, as
-    they resume when those settings come back (their names hold the fingerprint), until `distill clean` removes
-    them. One that holds a manifest is a finished output a killed commit displaced (never resumed: the output it
-    replaced, or that replaced it, is in place) and is removed here. The name is glob-escaped: `--out 'exp[1]'`
-    must not match `.exp1.partial-*`."""
+def other_work(out_dir: Path, keep: Path | None = None) -> list[Path]:
+    """This tool's work directories of `out_dir` (but `keep`): those of stopped runs with other settings, kept
+    as they resume when those settings come back (their names hold the fingerprint), and finished outputs a
+    killed commit displaced (they hold a manifest). The name is glob-escaped: `--out 'exp[1]'` must not match
+    `.exp1.partial-*`."""
     found = out_dir.parent.glob(glob.escape(f".{out_dir.name}.partial-") + "*")
+    return sorted(w for w in found if w != keep and w.is_dir() and not w.is_symlink() and is_own_work(w))
+
+
+def keep_other_work(out_dir: Path, keep: Path) -> None:
+    """Before a stage writes `out_dir`: remove the outputs killed commits displaced beside it (never resumed: the
+    output they replaced, or that replaced them, is in place), and say which work of other settings stays."""
     kept = []
-    for w in sorted(found):
-        if w == keep or not w.is_dir() or w.is_symlink() or not is_own_work(w):
-            continue
+    for w in other_work(out_dir, keep):
         if read_manifest(w) is not None:
             shutil.rmtree(w, ignore_errors=True)
         else:
             kept.append(w)
-    return kept
+    say_kept_work(out_dir, kept)
 
 
 def output_of(work_dir: Path) -> Path:
@@ -349,7 +352,7 @@ def stage_run(stage: str, out_dir: str | Path, fp: str, config: dict[str, Any], 
         recover_replaced(out_dir)
         check_replaceable(out_dir)
         run = StageRun(stage=stage, out_dir=out_dir, fingerprint=fp, config=config, **kwargs)
-        say_kept_work(out_dir, other_work(out_dir, keep=run.work_dir))
+        keep_other_work(out_dir, keep=run.work_dir)
         if run.work_dir.exists() and (not resumable or read_manifest(run.work_dir) is not None):
             shutil.rmtree(run.work_dir)  # not resumable, or an old output displaced by a killed commit
         run.work_dir.mkdir(exist_ok=True)

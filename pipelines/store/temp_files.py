@@ -37,23 +37,28 @@ def temp_beside(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary file beside `path` to write; renamed onto `path` when the block ends, removed if it fails
-    (a full disk raised as `DiskFullError` naming `path`)."""
+def naming_a_full_disk(path: Path) -> Iterator[None]:
+    """A full disk (or quota) met inside the block raised as `DiskFullError` naming `path`."""
     try:
-        tmp = temp_beside(path)
-    except OSError as e:
-        raise (DiskFullError(path) if disk_full(e) else e) from e
-    try:
-        yield tmp
-        os.replace(tmp, path)
+        yield
     except OSError as e:
         if disk_full(e):
             raise DiskFullError(path) from e
         raise
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` to write; renamed onto `path` when the block ends, removed if it fails
+    (a full disk raised as `DiskFullError` naming `path`)."""
+    with naming_a_full_disk(path):
+        tmp = temp_beside(path)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
 
 def open_lock_file(path: Path) -> int:
